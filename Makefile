@@ -1,0 +1,39 @@
+# 1588-pizza. `make run` and `make test` are the two commands; the rest serve them.
+SHELL := /bin/bash
+GO    ?= go
+
+.PHONY: run test infra migrate generate bench lint fmt tidy check
+
+## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process
+run: infra
+	$(GO) run ./cmd/pizza migrate
+	$(GO) run ./cmd/pizza serve
+
+## test: bring up PostgreSQL and RabbitMQ, then every test against them
+test: infra
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 8m ./...
+
+## infra: start PostgreSQL and RabbitMQ when they do not answer (idempotent)
+infra:
+	@./scripts/infra-up.sh
+
+migrate: infra
+	$(GO) run ./cmd/pizza migrate
+
+## generate: regenerate committed generated code
+generate:
+	$(GO) generate ./...
+
+## bench: the benchmarks (never part of make test)
+bench: infra
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
+
+lint: fmt
+	$(GO) vet ./...
+
+fmt:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+tidy:
+	$(GO) mod tidy

@@ -1,0 +1,258 @@
+// Package dbtest gives each test its own PostgreSQL database, cloned in milliseconds from a
+// migrated template, or a transaction rolled back when the test ends.
+package dbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+)
+
+// DefaultServerURL is where tests find PostgreSQL unless DATABASE_URL says otherwise.
+const DefaultServerURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// ServerURL is the PostgreSQL server the tests use.
+func ServerURL() string {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultServerURL
+}
+
+var templates sync.Map // db.Service -> *templateOnce
+
+type templateOnce struct {
+	once sync.Once
+	name string
+	err  error
+}
+
+// NewDatabase creates a fresh database for the service, cloned from a migrated template, and
+// drops it when the test ends. It returns the database's URL and a pool on it.
+func NewDatabase(t testing.TB, s db.Service) (string, *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	tmpl := template(t, s)
+
+	name := fmt.Sprintf("pizza_test_%s_%s", s, randomHex(6))
+	admin := adminConn(t)
+	_, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
+		pgx.Identifier{name}.Sanitize(), pgx.Identifier{tmpl}.Sanitize()))
+	require.NoError(t, err, "clone template database")
+
+	dbURL, err := db.WithDatabase(ServerURL(), name)
+	require.NoError(t, err)
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		pool.Close()
+		_, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		if err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
+	return dbURL, pool
+}
+
+// NewTx begins a transaction on a database shared by the package's tests and rolls it back when
+// the test ends: for repository tests that never need to see a commit.
+func NewTx(t testing.TB, s db.Service) pgx.Tx {
+	t.Helper()
+	pool := sharedPool(t, s)
+	tx, err := pool.Begin(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx
+}
+
+var shared sync.Map // db.Service -> *sharedOnce
+
+type sharedOnce struct {
+	once sync.Once
+	pool *pgxpool.Pool
+	err  error
+}
+
+func sharedPool(t testing.TB, s db.Service) *pgxpool.Pool {
+	t.Helper()
+	v, _ := shared.LoadOrStore(s, &sharedOnce{})
+	so := v.(*sharedOnce)
+	so.once.Do(func() { so.pool, so.err = openShared(t, s) })
+	require.NoError(t, so.err, "shared database for %s", s)
+	return so.pool
+}
+
+// openShared opens the service's shared rollback-only database, named after the template it is
+// cloned from so that every test binary of the same migrations reuses it: its tests never
+// commit, so it never needs dropping.
+func openShared(t testing.TB, s db.Service) (*pgxpool.Pool, error) {
+	ctx := context.Background()
+	tmpl := template(t, s)
+	name := "pizza_txtest" + strings.TrimPrefix(tmpl, "pizza_tmpl")
+	conn := connectServer(t)
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('pizza-dbtest-template'))`); err != nil {
+		return nil, err
+	}
+	defer conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('pizza-dbtest-template'))`) //nolint:errcheck
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return nil, err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
+			pgx.Identifier{name}.Sanitize(), pgx.Identifier{tmpl}.Sanitize())); err != nil {
+			return nil, err
+		}
+	}
+	return pgxpool.New(ctx, mustWith(name))
+}
+
+// template returns the name of a migrated template database for the service, building it once
+// per migration fingerprint. Test binaries run in parallel, so building is serialised across
+// processes with an advisory lock, and a template only gets its final name once complete.
+func template(t testing.TB, s db.Service) string {
+	t.Helper()
+	v, _ := templates.LoadOrStore(s, &templateOnce{})
+	to := v.(*templateOnce)
+	to.once.Do(func() { to.name, to.err = buildTemplate(s) })
+	require.NoError(t, to.err, "build template database for %s", s)
+	return to.name
+}
+
+func buildTemplate(s db.Service) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fp, err := fingerprint()
+	if err != nil {
+		return "", err
+	}
+	name := fmt.Sprintf("pizza_tmpl_%s_%s", s, fp)
+
+	conn, err := pgx.Connect(ctx, mustWith("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL at %s (is it running? `make test` starts it): %w", ServerURL(), err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('pizza-dbtest-template'))`); err != nil {
+		return "", err
+	}
+	defer conn.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtext('pizza-dbtest-template'))`) //nolint:errcheck
+
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if exists {
+		return name, nil
+	}
+	building := name + "_building"
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{building}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{building}.Sanitize()); err != nil {
+		return "", err
+	}
+	if err := db.Migrate(ctx, mustWith(building), s, nil); err != nil {
+		return "", fmt.Errorf("migrate template: %w", err)
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s",
+		pgx.Identifier{building}.Sanitize(), pgx.Identifier{name}.Sanitize())); err != nil {
+		return "", err
+	}
+	// Templates of older migration sets are dead weight; drop them (none is in use: a test
+	// binary with old migrations would have built its own fingerprint).
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database
+		WHERE (datname LIKE $1 OR datname LIKE $2) AND datname NOT IN ($3, $4)`,
+		fmt.Sprintf("pizza_tmpl_%s_%%", s), fmt.Sprintf("pizza_txtest_%s_%%", s),
+		name, "pizza_txtest"+strings.TrimPrefix(name, "pizza_tmpl"))
+	if err != nil {
+		return "", err
+	}
+	old, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", err
+	}
+	for _, o := range old {
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{o}.Sanitize()+" WITH (FORCE)")
+	}
+	return name, nil
+}
+
+// fingerprint hashes every embedded migration and River's migration list, so a changed migration
+// builds a new template instead of cloning a stale one.
+func fingerprint() (string, error) {
+	h := sha256.New()
+	err := fs.WalkDir(db.MigrationsFS(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(db.MigrationsFS(), path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00", path, b)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	m, err := rivermigrate.New(riverpgxv5.New(nil), nil)
+	if err != nil {
+		return "", err
+	}
+	for _, v := range m.AllVersions() {
+		fmt.Fprintf(h, "river%d\x00%s\x00", v.Version, v.SQLUp)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+func adminConn(t testing.TB) *pgxpool.Pool {
+	adminOnce.Do(func() {
+		adminPool, adminErr = pgxpool.New(context.Background(), mustWith("postgres"))
+	})
+	require.NoError(t, adminErr)
+	return adminPool
+}
+
+var (
+	adminOnce sync.Once
+	adminPool *pgxpool.Pool
+	adminErr  error
+)
+
+func connectServer(t testing.TB) *pgx.Conn {
+	conn, err := pgx.Connect(context.Background(), mustWith("postgres"))
+	require.NoError(t, err)
+	return conn
+}
+
+func mustWith(name string) string {
+	u, err := db.WithDatabase(ServerURL(), name)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

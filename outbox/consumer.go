@@ -1,0 +1,307 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Handler applies one event inside tx, the transaction that also records the event in the inbox.
+// Returning an error rolls both back; the delivery is retried, then dead-lettered.
+type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	URL      string
+	Exchange string // default DefaultExchange
+	Queue    QueueSpec
+	// Prefetch bounds unacknowledged deliveries, and Concurrency the handlers running at once
+	// (defaults 64 and 8).
+	Prefetch    int
+	Concurrency int
+	// MaxAttempts bounds how often a failing handler runs for one delivery before the delivery is
+	// dead-lettered (default 5), with RetryBackoff doubling between attempts (default 50ms).
+	MaxAttempts  int
+	RetryBackoff time.Duration
+	Metrics      *Metrics
+	Logger       *slog.Logger
+
+	// afterCommit runs after the handler's transaction committed and before the ack: a test
+	// hook for crashing there.
+	afterCommit func(Event)
+}
+
+// Consumer applies the events of one durable queue to a service's database exactly once: each
+// delivery runs in a transaction that first records its eventId in the inbox (a duplicate is
+// skipped), commits, and only then acks.
+type Consumer struct {
+	cfg     ConsumerConfig
+	pool    *pgxpool.Pool
+	handler Handler
+
+	mu        sync.Mutex
+	connected bool
+}
+
+// Dead-letter headers on a message in a DLQ.
+const (
+	HeaderDLQReason   = "x-pizza-dlq-reason"
+	HeaderDLQError    = "x-pizza-dlq-error"
+	HeaderRoutingKey  = "x-pizza-routing-key"
+	HeaderDLQAttempts = "x-pizza-dlq-attempts"
+)
+
+// Reasons a delivery is dead-lettered.
+const (
+	ReasonMalformed = "malformed"
+	ReasonFailed    = "handler_failed"
+)
+
+// NewConsumer builds a consumer; Run consumes.
+func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
+	if cfg.Exchange == "" {
+		cfg.Exchange = DefaultExchange
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 64
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 50 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Consumer{cfg: cfg, pool: pool, handler: h}
+}
+
+// Connected reports whether the consumer holds a live subscription now.
+func (c *Consumer) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
+}
+
+func (c *Consumer) setConnected(v bool) {
+	c.mu.Lock()
+	c.connected = v
+	c.mu.Unlock()
+}
+
+// Run declares the queue and consumes until ctx ends, reconnecting with backoff. On ctx's end it
+// stops taking deliveries, lets the handlers in flight finish and ack, and closes the connection:
+// what was prefetched and not begun returns to the queue.
+func (c *Consumer) Run(ctx context.Context) error {
+	b := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
+	for {
+		conn, err := dialLoop(ctx, c.cfg.URL, "pizza-consumer-"+c.cfg.Queue.Name, c.cfg.Logger)
+		if err != nil {
+			return nil // ctx ended while connecting
+		}
+		started := time.Now()
+		err = c.session(ctx, conn)
+		_ = conn.Close()
+		c.setConnected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(started) > 10*time.Second {
+			b.reset()
+		}
+		wait := b.next()
+		c.cfg.Logger.WarnContext(ctx, "consumer lost its connection, reconnecting", "queue", c.cfg.Queue.Name, "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// session consumes on one connection until it drops or ctx ends.
+func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := declareQueue(ch, c.cfg.Exchange, c.cfg.Queue); err != nil {
+		return err
+	}
+	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+		return err
+	}
+	dlq, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := dlq.Confirm(false); err != nil {
+		return err
+	}
+	tag := fmt.Sprintf("pizza-%s-%d", c.cfg.Queue.Name, time.Now().UnixNano())
+	deliveries, err := ch.Consume(c.cfg.Queue.Name, tag, false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.cfg.Queue.Name, err)
+	}
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	c.setConnected(true)
+	c.cfg.Logger.InfoContext(ctx, "consuming", "queue", c.cfg.Queue.Name, "keys", c.cfg.Queue.Keys)
+
+	// Handlers run on their own context: a shutdown lets the ones in flight finish and ack.
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	stopping := make(chan struct{})
+	var wg sync.WaitGroup
+	for range c.cfg.Concurrency {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stopping:
+					return
+				case d, ok := <-deliveries:
+					if !ok {
+						return
+					}
+					c.handle(hctx, dlq, d, stopping)
+				}
+			}
+		})
+	}
+
+	var result error
+	select {
+	case <-ctx.Done():
+		_ = ch.Cancel(tag, false)
+	case e := <-closed:
+		result = fmt.Errorf("connection closed: %v", e)
+	}
+	close(stopping)
+	wg.Wait()
+	return result
+}
+
+// handle processes one delivery to its end: acked, dead-lettered, or left unacked for the
+// broker to redeliver when the consumer is stopping or has lost its connection.
+func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Delivery, stopping <-chan struct{}) {
+	q := c.cfg.Queue.Name
+	log := c.cfg.Logger.With("queue", q, "message_id", d.MessageId, "routing_key", d.RoutingKey)
+	if d.Redelivered {
+		c.cfg.Metrics.incRedelivered(q)
+	}
+	ev, err := ParseEvent(d.Body)
+	if err != nil {
+		log.WarnContext(ctx, "dead-lettering malformed message", "err", err)
+		c.deadLetter(ctx, dlq, d, ReasonMalformed, err, 0, log)
+		return
+	}
+	log = log.With("event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID)
+
+	wait := c.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		duplicate, err := c.apply(ctx, ev)
+		if err == nil {
+			if c.cfg.afterCommit != nil {
+				c.cfg.afterCommit(ev)
+			}
+			if err := d.Ack(false); err != nil {
+				// The connection is gone: the broker redelivers and the inbox skips it.
+				log.WarnContext(ctx, "ack failed after commit", "err", err)
+				return
+			}
+			outcome := "applied"
+			if duplicate {
+				outcome = "duplicate"
+			}
+			c.cfg.Metrics.incConsumed(q, ev.Type, outcome)
+			return
+		}
+		if attempt >= c.cfg.MaxAttempts {
+			log.ErrorContext(ctx, "dead-lettering event: handler keeps failing", "attempts", attempt, "err", err)
+			c.deadLetter(ctx, dlq, d, ReasonFailed, err, attempt, log)
+			return
+		}
+		c.cfg.Metrics.incRetried(q)
+		log.WarnContext(ctx, "handler failed, retrying", "attempt", attempt, "err", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+			wait *= 2
+		case <-stopping:
+			return // unacked: the broker redelivers it to whoever consumes next
+		}
+	}
+}
+
+// apply runs the handler in a transaction guarded by the inbox; duplicate reports an event that
+// was applied before (and so was skipped).
+func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err error) {
+	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO outbox_inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+			ev.ID, ev.Type)
+		if err != nil {
+			return fmt.Errorf("record in inbox: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			duplicate = true
+			return nil
+		}
+		return c.handler(ctx, tx, ev)
+	})
+	return duplicate, err
+}
+
+// deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that
+// publish is not confirmed, d is rejected without requeue, which the queue's own dead-letter
+// arguments route to the same DLQ (with the broker's x-death reason instead of ours).
+func (c *Consumer) deadLetter(ctx context.Context, dlq *amqp.Channel, d amqp.Delivery, reason string, cause error, attempts int, log *slog.Logger) {
+	headers := amqp.Table{}
+	for k, v := range d.Headers {
+		headers[k] = v
+	}
+	headers[HeaderDLQReason] = reason
+	headers[HeaderDLQError] = truncate(cause.Error(), 1024)
+	headers[HeaderRoutingKey] = d.RoutingKey
+	headers[HeaderDLQAttempts] = int32(attempts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	confirm, err := dlq.PublishWithDeferredConfirmWithContext(pctx, "", c.cfg.Queue.DLQ(), false, false, amqp.Publishing{
+		ContentType:  d.ContentType,
+		DeliveryMode: amqp.Persistent,
+		MessageId:    d.MessageId,
+		Timestamp:    d.Timestamp,
+		Headers:      headers,
+		Body:         d.Body,
+	})
+	if err == nil {
+		var ok bool
+		ok, err = confirm.WaitContext(pctx)
+		if err == nil && !ok {
+			err = errors.New("broker nacked the dead letter")
+		}
+	}
+	if err != nil {
+		log.WarnContext(ctx, "publish to DLQ failed; rejecting so the broker dead-letters it", "err", err)
+		if err := d.Reject(false); err != nil {
+			return // connection gone: redelivered later, and dead-lettered then
+		}
+	} else if err := d.Ack(false); err != nil {
+		return // the DLQ holds a copy and the original comes back; the copy is harmless
+	}
+	c.cfg.Metrics.incDeadLettered(c.cfg.Queue.Name, reason)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

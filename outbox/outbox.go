@@ -1,0 +1,222 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// DefaultQueue is the River queue the relay jobs live in.
+const DefaultQueue = "outbox"
+
+// Config configures a service's Outbox.
+type Config struct {
+	// Service names the producing service (metrics, River client id).
+	Service string
+	// Publisher relays the events. Nil makes a write-only outbox: it records events and wakes
+	// whichever relay runs elsewhere on the same database.
+	Publisher *Publisher
+	// Queue is the River queue for relay jobs (default DefaultQueue).
+	Queue string
+	// MaxWorkers bounds relay jobs in flight in this process, and so unconfirmed publishes
+	// (default 256).
+	MaxWorkers int
+	// FetchCooldown and FetchPollInterval tune how soon River fetches a committed job: the
+	// first bounds fetches after a LISTEN/NOTIFY wake-up (default 2ms), the second is the
+	// fallback poll (default 100ms).
+	FetchCooldown     time.Duration
+	FetchPollInterval time.Duration
+	// RescueAfter is how long a relay job may sit in "running" before another relay assumes
+	// its worker died and runs it again (default 30s, longer than PublishTimeout).
+	RescueAfter time.Duration
+	// PublishTimeout bounds one publish attempt, reconnection waits included (default 20s).
+	PublishTimeout time.Duration
+	// Retention keeps relayed events this long (default 1h) for inspection.
+	Retention time.Duration
+	// Optional reports routing keys for which no bound queue is fine (a live fan-out nobody
+	// listens to right now). Every other unroutable event is retried until a queue exists.
+	Optional func(routingKey string) bool
+	Metrics  *Metrics
+	Logger   *slog.Logger
+
+	// afterConfirm runs after the broker confirmed and before the job is marked done: a test
+	// hook for crashing there.
+	afterConfirm func(Event)
+}
+
+// Outbox writes events inside the caller's transaction and, when it has a Publisher, relays them
+// to RabbitMQ. Each event is one River job: the job row is the outbox row.
+type Outbox struct {
+	cfg    Config
+	pool   *pgxpool.Pool
+	client *river.Client[pgx.Tx]
+}
+
+// relayArgs is the River job that carries one event. It embeds the Event, so the job's encoded
+// arguments are the event's JSON and are published as they are.
+type relayArgs struct {
+	Event
+}
+
+func (relayArgs) Kind() string { return "outbox_relay" }
+
+// New builds the service's outbox on pool. Start runs the relay.
+func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
+	if cfg.Service == "" {
+		return nil, errors.New("outbox: Service is required")
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = 256
+	}
+	if cfg.FetchCooldown <= 0 {
+		cfg.FetchCooldown = 2 * time.Millisecond
+	}
+	if cfg.FetchPollInterval <= 0 {
+		cfg.FetchPollInterval = 100 * time.Millisecond
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 20 * time.Second
+	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = 30 * time.Second
+	}
+	if cfg.RescueAfter <= cfg.PublishTimeout {
+		return nil, fmt.Errorf("outbox: RescueAfter (%s) must exceed PublishTimeout (%s), or a slow publish is run twice", cfg.RescueAfter, cfg.PublishTimeout)
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = time.Hour
+	}
+	if cfg.Optional == nil {
+		cfg.Optional = func(string) bool { return false }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	o := &Outbox{cfg: cfg, pool: pool}
+
+	rc := &river.Config{
+		ID:     fmt.Sprintf("%s-%d", cfg.Service, time.Now().UnixNano()),
+		Logger: cfg.Logger.With("component", "river", "service", cfg.Service),
+		// The notify limiter for inserts uses the client-wide cooldown.
+		FetchCooldown:               cfg.FetchCooldown,
+		FetchPollInterval:           cfg.FetchPollInterval,
+		CompletedJobRetentionPeriod: cfg.Retention,
+		RescueStuckJobsAfter:        cfg.RescueAfter,
+		JobTimeout:                  cfg.PublishTimeout,
+	}
+	if cfg.Publisher != nil {
+		workers := river.NewWorkers()
+		river.AddWorker(workers, &relayWorker{o: o})
+		rc.Workers = workers
+		rc.Queues = map[string]river.QueueConfig{cfg.Queue: {
+			MaxWorkers:        cfg.MaxWorkers,
+			FetchCooldown:     cfg.FetchCooldown,
+			FetchPollInterval: cfg.FetchPollInterval,
+		}}
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: river client: %w", err)
+	}
+	o.client = client
+	return o, nil
+}
+
+// Write records events in tx: they are relayed if and only if tx commits, and the relay is
+// woken by the same commit.
+func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	opts := &river.InsertOpts{Queue: o.cfg.Queue, MaxAttempts: math.MaxInt16}
+	for _, e := range events {
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("outbox: %s: %w", e.Type, err)
+		}
+	}
+	if len(events) == 1 {
+		_, err := o.client.InsertTx(ctx, tx, relayArgs{events[0]}, opts)
+		return err
+	}
+	params := make([]river.InsertManyParams, len(events))
+	for i, e := range events {
+		params[i] = river.InsertManyParams{Args: relayArgs{e}, InsertOpts: opts}
+	}
+	_, err := o.client.InsertManyTx(ctx, tx, params)
+	return err
+}
+
+// Start runs the relay (when the outbox has a Publisher) until Stop.
+func (o *Outbox) Start(ctx context.Context) error {
+	if o.cfg.Publisher == nil {
+		return nil
+	}
+	return o.client.Start(ctx)
+}
+
+// Stop finishes the publishes in flight and stops fetching (River's soft stop); ctx bounds the wait.
+func (o *Outbox) Stop(ctx context.Context) error {
+	if o.cfg.Publisher == nil {
+		return nil
+	}
+	return o.client.Stop(ctx)
+}
+
+// Collector reports this outbox's backlog (pending events, age of the oldest) at scrape time.
+func (o *Outbox) Collector() prometheus.Collector {
+	return newBacklogCollector(o.pool, o.cfg.Service, o.cfg.Queue)
+}
+
+// Backlog returns how many events await their confirm and the age of the oldest.
+func (o *Outbox) Backlog(ctx context.Context) (int64, time.Duration, error) {
+	return pendingBacklog(ctx, o.pool, o.cfg.Queue)
+}
+
+type relayWorker struct {
+	river.WorkerDefaults[relayArgs]
+	o *Outbox
+}
+
+func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error {
+	o := w.o
+	ev := job.Args.Event
+	err := o.cfg.Publisher.Publish(ctx, ev.Type, ev.ID.String(), job.EncodedArgs, nil)
+	if errors.Is(err, ErrUnroutable) {
+		o.cfg.Metrics.incUnroutable(o.cfg.Service, ev.Type)
+		if o.cfg.Optional(ev.Type) {
+			return nil
+		}
+		o.cfg.Logger.WarnContext(ctx, "event unroutable, will retry: no queue is bound for it yet",
+			"event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID, "attempt", job.Attempt)
+	}
+	if err != nil {
+		return err
+	}
+	o.cfg.Metrics.incPublished(o.cfg.Service, ev.Type)
+	if o.cfg.afterConfirm != nil {
+		o.cfg.afterConfirm(ev)
+	}
+	return nil
+}
+
+// NextRetry retries a failed relay soon and then at most every ten seconds: the broker is
+// expected back, and the event must not wait River's default hours-long backoff.
+func (w *relayWorker) NextRetry(job *river.Job[relayArgs]) time.Time {
+	d := 100 * time.Millisecond << min(job.Attempt, 7)
+	return time.Now().Add(min(d, 10*time.Second))
+}
+
+var _ rivertype.JobArgs = relayArgs{}

@@ -1,0 +1,314 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrUnroutable means the broker confirmed a mandatory message but no queue was bound to its
+// routing key, so it went nowhere: the publish did not happen.
+var ErrUnroutable = errors.New("unroutable: no queue is bound to this routing key")
+
+var errConnectionLost = errors.New("rabbitmq connection lost before the confirm")
+
+// Publisher publishes to one exchange with publisher confirms, many messages in flight on one
+// channel (pipelined), mandatory with returns handled, and reconnects with backoff when the
+// broker or the network drops the connection. Its methods are safe for concurrent use.
+type Publisher struct {
+	url      string
+	exchange string
+	name     string
+	logger   *slog.Logger
+	inflight chan struct{} // a semaphore bounding unconfirmed messages
+
+	mu      sync.Mutex
+	cur     *pubChannel   // nil while disconnected
+	changed chan struct{} // closed and replaced whenever cur changes
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	URL      string
+	Exchange string // default DefaultExchange
+	// Name shows in the broker's connection list.
+	Name string
+	// MaxInFlight bounds messages awaiting their confirm (default 1024).
+	MaxInFlight int
+	Logger      *slog.Logger
+}
+
+// NewPublisher starts a publisher that connects in the background and keeps connecting.
+// Close stops it.
+func NewPublisher(cfg PublisherConfig) *Publisher {
+	if cfg.Exchange == "" {
+		cfg.Exchange = DefaultExchange
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "pizza-publisher"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Publisher{
+		url: cfg.URL, exchange: cfg.Exchange, name: cfg.Name, logger: cfg.Logger,
+		inflight: make(chan struct{}, cfg.MaxInFlight),
+		changed:  make(chan struct{}),
+		cancel:   cancel, done: make(chan struct{}),
+	}
+	go p.run(ctx)
+	return p
+}
+
+// Close stops reconnecting and closes the connection; pending publishes fail.
+func (p *Publisher) Close() {
+	p.cancel()
+	<-p.done
+}
+
+// Connected reports whether the publisher holds a live channel now.
+func (p *Publisher) Connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cur != nil
+}
+
+// Publish sends body with routing key key and message-id msgID, persistent and mandatory, and
+// returns once the broker has confirmed it. A nack or a lost connection is retried (on the next
+// connection) until ctx ends; ErrUnroutable is returned at once.
+func (p *Publisher) Publish(ctx context.Context, key, msgID string, body []byte, headers amqp.Table) error {
+	select {
+	case p.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.inflight }()
+
+	b := backoff{min: 20 * time.Millisecond, max: time.Second}
+	for {
+		pc, err := p.channel(ctx)
+		if err != nil {
+			return err
+		}
+		err = pc.publish(ctx, p.exchange, key, amqp.Publishing{
+			ContentType:  "application/json",
+			DeliveryMode: amqp.Persistent,
+			MessageId:    msgID,
+			Timestamp:    time.Now(),
+			Headers:      headers,
+			Body:         body,
+		})
+		if err == nil || errors.Is(err, ErrUnroutable) || ctx.Err() != nil {
+			return err
+		}
+		p.logger.DebugContext(ctx, "publish not confirmed, retrying", "routing_key", key, "message_id", msgID, "err", err)
+		if !sleep(ctx, b.next()) {
+			return errors.Join(ctx.Err(), err)
+		}
+	}
+}
+
+// channel returns the live channel, waiting for a connection until ctx ends.
+func (p *Publisher) channel(ctx context.Context) (*pubChannel, error) {
+	for {
+		p.mu.Lock()
+		pc, changed := p.cur, p.changed
+		p.mu.Unlock()
+		if pc != nil {
+			return pc, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for rabbitmq: %w", ctx.Err())
+		}
+	}
+}
+
+func (p *Publisher) setCurrent(pc *pubChannel) {
+	p.mu.Lock()
+	p.cur = pc
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// run owns the connection: connect, serve until it closes, fail what was in flight, reconnect.
+func (p *Publisher) run(ctx context.Context) {
+	defer close(p.done)
+	for ctx.Err() == nil {
+		conn, err := dialLoop(ctx, p.url, p.name, p.logger)
+		if err != nil {
+			return
+		}
+		pc, err := openPubChannel(conn, p.exchange)
+		if err != nil {
+			p.logger.WarnContext(ctx, "open publishing channel", "err", err)
+			_ = conn.Close()
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		p.setCurrent(pc)
+		p.logger.InfoContext(ctx, "publisher connected", "connection", p.name)
+		select {
+		case <-pc.closed:
+			p.logger.WarnContext(ctx, "publisher connection lost, reconnecting", "err", pc.closeErr)
+		case <-ctx.Done():
+		}
+		p.setCurrent(nil)
+		_ = conn.Close()
+		<-pc.closed
+	}
+}
+
+// pubChannel is one confirm-mode channel and the bookkeeping of what awaits its confirm.
+type pubChannel struct {
+	ch *amqp.Channel
+
+	pubMu sync.Mutex // serialises sequence-number reads with publishes
+
+	mu       sync.Mutex
+	pending  map[uint64]*pendingPub
+	byMsgID  map[string]*pendingPub
+	closed   chan struct{}
+	closeErr error
+}
+
+type pendingPub struct {
+	msgID    string
+	returned bool
+	done     chan error // buffered(1), resolved exactly once
+}
+
+func openPubChannel(conn *amqp.Connection, exchange string) (*pubChannel, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := declareExchange(ch, exchange); err != nil {
+		return nil, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("enable publisher confirms: %w", err)
+	}
+	pc := &pubChannel{
+		ch:      ch,
+		pending: make(map[uint64]*pendingPub),
+		byMsgID: make(map[string]*pendingPub),
+		closed:  make(chan struct{}),
+	}
+	// Confirms are buffered beyond any in-flight bound so the library's reader never blocks on us.
+	// Returns are unbuffered on purpose: the broker sends basic.return before the basic.ack of the
+	// same message, and the reader hands us the return synchronously, so by the time its ack can
+	// reach us the return has been recorded by the same goroutine that resolves confirms.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1<<16))
+	returns := ch.NotifyReturn(make(chan amqp.Return))
+	closes := conn.NotifyClose(make(chan *amqp.Error, 1))
+	go pc.loop(confirms, returns, closes)
+	return pc, nil
+}
+
+func (pc *pubChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return, closes <-chan *amqp.Error) {
+	var closeErr error = errConnectionLost
+	for confirms != nil || returns != nil {
+		select {
+		case c, ok := <-confirms:
+			if !ok {
+				confirms = nil
+				continue
+			}
+			pc.resolve(c)
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			pc.mu.Lock()
+			if p := pc.byMsgID[r.MessageId]; p != nil {
+				p.returned = true
+			}
+			pc.mu.Unlock()
+		case e, ok := <-closes:
+			if ok && e != nil {
+				closeErr = fmt.Errorf("%w: %v", errConnectionLost, e)
+			}
+			closes = nil
+		}
+	}
+	pc.mu.Lock()
+	pc.closeErr = closeErr
+	for seq, p := range pc.pending {
+		p.done <- closeErr
+		delete(pc.pending, seq)
+	}
+	clear(pc.byMsgID)
+	close(pc.closed) // under mu, so no publish can register after the drain
+	pc.mu.Unlock()
+}
+
+func (pc *pubChannel) resolve(c amqp.Confirmation) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	p := pc.pending[c.DeliveryTag]
+	if p == nil {
+		return
+	}
+	delete(pc.pending, c.DeliveryTag)
+	if pc.byMsgID[p.msgID] == p {
+		delete(pc.byMsgID, p.msgID)
+	}
+	switch {
+	case !c.Ack:
+		p.done <- errors.New("broker nacked the message")
+	case p.returned:
+		p.done <- ErrUnroutable
+	default:
+		p.done <- nil
+	}
+}
+
+func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	p := &pendingPub{msgID: msg.MessageId, done: make(chan error, 1)}
+	pc.pubMu.Lock()
+	seq := pc.ch.GetNextPublishSeqNo()
+	pc.mu.Lock()
+	select {
+	case <-pc.closed:
+		pc.mu.Unlock()
+		pc.pubMu.Unlock()
+		return pc.closeErr
+	default:
+	}
+	pc.pending[seq] = p
+	pc.byMsgID[p.msgID] = p
+	pc.mu.Unlock()
+	err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg)
+	pc.pubMu.Unlock()
+	if err != nil {
+		pc.mu.Lock()
+		if pc.pending[seq] == p {
+			delete(pc.pending, seq)
+			delete(pc.byMsgID, p.msgID)
+		}
+		pc.mu.Unlock()
+		return err
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
