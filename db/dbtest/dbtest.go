@@ -256,3 +256,37 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// NewEmptyURL returns the URL of a database that does not exist yet (for tests of creating and
+// migrating one), and drops it, if created, when the test ends.
+func NewEmptyURL(t testing.TB) string {
+	t.Helper()
+	name := "pizza_test_empty_" + randomHex(6)
+	admin := adminConn(t)
+	t.Cleanup(func() {
+		_, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		if err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
+	return mustWith(name)
+}
+
+// Schema describes a database's schema as sorted text: tables and columns, indexes, and the
+// applied migration versions, so two databases can be compared for equality.
+func Schema(t testing.TB, pool *pgxpool.Pool) string {
+	t.Helper()
+	const q = `
+SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+  FROM information_schema.columns WHERE table_schema = 'public'
+UNION ALL
+SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT 'river migration ' || version::text FROM river_migration
+ORDER BY 1`
+	rows, err := pool.Query(context.Background(), q)
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return strings.Join(lines, "\n")
+}

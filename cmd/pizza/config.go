@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/outbox"
+)
+
+// commonConfig is what every component of the process shares: where the servers are, and how
+// the process logs and stops.
+type commonConfig struct {
+	Env             string        `env:"PIZZA_ENV" envDefault:"development"`
+	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"`
+	AMQPURL         string        `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	Exchange        string        `env:"PIZZA_EXCHANGE" envDefault:"pizza.events"`
+	QueueType       string        `env:"PIZZA_QUEUE_TYPE" envDefault:"classic"`
+	DeliveryLimit   int           `env:"PIZZA_DELIVERY_LIMIT" envDefault:"20"`
+	LogLevel        slog.Level    `env:"PIZZA_LOG_LEVEL" envDefault:"info"`
+	LogFormat       string        `env:"PIZZA_LOG_FORMAT" envDefault:"text"`
+	ShutdownTimeout time.Duration `env:"PIZZA_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// relayConfig tunes a service's outbox relay and consumer; every service reads the same names.
+type relayConfig struct {
+	Workers           int           `env:"OUTBOX_WORKERS" envDefault:"256"`
+	FetchCooldown     time.Duration `env:"OUTBOX_FETCH_COOLDOWN" envDefault:"2ms"`
+	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"100ms"`
+	Retention         time.Duration `env:"OUTBOX_RETENTION" envDefault:"1h"`
+	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"64"`
+	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"8"`
+	MaxAttempts       int           `env:"CONSUMER_MAX_ATTEMPTS" envDefault:"5"`
+}
+
+// serviceConfig is one service's own settings: its internal HTTP address and, when it has its
+// own server, its database URL. Each service reads its own prefixed names (ORDER_ADDR, ...).
+type serviceConfig struct {
+	Addr        string `env:"ADDR"`
+	DatabaseURL string `env:"DATABASE_URL"`
+}
+
+type config struct {
+	Common commonConfig
+	Relay  relayConfig
+
+	Order          serviceConfig `envPrefix:"ORDER_"`
+	Store          serviceConfig `envPrefix:"STORE_"`
+	Delivery       serviceConfig `envPrefix:"DELIVERY_"`
+	CustomerCenter serviceConfig `envPrefix:"CUSTOMERCENTER_"`
+}
+
+var defaultAddrs = map[db.Service]string{
+	db.Order:          "127.0.0.1:8081",
+	db.Store:          "127.0.0.1:8082",
+	db.Delivery:       "127.0.0.1:8083",
+	db.CustomerCenter: "127.0.0.1:8084",
+}
+
+// loadConfig reads the configuration once from environ and checks it.
+func loadConfig(environ map[string]string) (config, error) {
+	var c config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	for _, s := range db.Services {
+		sc := c.service(s)
+		if sc.Addr == "" {
+			sc.Addr = defaultAddrs[s]
+		}
+		if sc.DatabaseURL == "" {
+			u, err := db.WithDatabase(c.Common.DatabaseURL, s.DatabaseName())
+			if err != nil {
+				return c, fmt.Errorf("configuration: DATABASE_URL: %w", err)
+			}
+			sc.DatabaseURL = u
+		}
+	}
+	switch c.Common.QueueType {
+	case outbox.QueueClassic, outbox.QueueQuorum:
+	default:
+		return c, fmt.Errorf("configuration: PIZZA_QUEUE_TYPE must be classic or quorum, not %q", c.Common.QueueType)
+	}
+	switch c.Common.LogFormat {
+	case "text", "json":
+	default:
+		return c, fmt.Errorf("configuration: PIZZA_LOG_FORMAT must be text or json, not %q", c.Common.LogFormat)
+	}
+	return c, nil
+}
+
+func (c *config) service(s db.Service) *serviceConfig {
+	switch s {
+	case db.Order:
+		return &c.Order
+	case db.Store:
+		return &c.Store
+	case db.Delivery:
+		return &c.Delivery
+	default:
+		return &c.CustomerCenter
+	}
+}

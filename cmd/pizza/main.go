@@ -1,0 +1,126 @@
+// Command pizza is 1588-pizza's one binary: serve any mix of its components, migrate their
+// databases, mint tokens, and drive the benchmark.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/1588-pizza/pizza/db"
+)
+
+const usage = `usage: pizza <command> [arguments]
+
+commands:
+  serve [component ...]   run the named components (default: all) in this process;
+                          components: order, store, delivery, customercenter
+  migrate [service ...]   create and migrate the services' databases (default: all)
+  token                   print a signed bearer token (arrives with the GraphQL BFF)
+
+Configuration is read from the environment; see README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], environ(), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "pizza:", err)
+		os.Exit(1)
+	}
+}
+
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// errUsage asks for the usage text; run prints it.
+var errUsage = errors.New("see usage above")
+
+// run is the whole program, with its environment and outputs passed in so tests can drive it.
+func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cfg, err := loadConfig(environ)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Common, stderr)
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, rest, logger)
+	case "migrate":
+		return migrate(ctx, cfg, rest, logger)
+	case "token":
+		return errors.New("token: bearer tokens arrive with the GraphQL BFF (issue 4)")
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func newLogger(c commonConfig, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parseServices reads service names from args (none means all).
+func parseServices(fs *flag.FlagSet, args []string) ([]db.Service, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() == 0 {
+		return db.Services, nil
+	}
+	var out []db.Service
+	for _, name := range fs.Args() {
+		s, err := db.ParseService(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// migrate creates each named service's database when missing and migrates it. It is
+// idempotent and safe to run from several processes at once.
+func migrate(ctx context.Context, cfg config, args []string, logger *slog.Logger) error {
+	services, err := parseServices(flag.NewFlagSet("migrate", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	for _, s := range services {
+		url := cfg.service(s).DatabaseURL
+		if err := db.EnsureDatabase(ctx, url); err != nil {
+			return fmt.Errorf("migrate %s: %w", s, err)
+		}
+		if err := db.Migrate(ctx, url, s, logger); err != nil {
+			return fmt.Errorf("migrate %s: %w", s, err)
+		}
+		logger.InfoContext(ctx, "database ready", "service", s, "database", s.DatabaseName())
+	}
+	return nil
+}

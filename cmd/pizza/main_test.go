@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
+)
+
+// testEnv points every service at its own database that does not exist yet, and the broker at
+// a test exchange.
+func testEnv(t *testing.T) map[string]string {
+	env := map[string]string{
+		"DATABASE_URL":    dbtest.ServerURL(),
+		"AMQP_URL":        outboxtest.URL(),
+		"PIZZA_EXCHANGE":  outboxtest.NewNames(t).Exchange,
+		"PIZZA_LOG_LEVEL": "warn",
+	}
+	for _, s := range db.Services {
+		env[strings.ToUpper(string(s))+"_DATABASE_URL"] = dbtest.NewEmptyURL(t)
+	}
+	return env
+}
+
+// 7. `pizza migrate` twice, and four at once: no error, and every database has the schema of a
+// database migrated once.
+func TestMigrateTwiceAndConcurrently(t *testing.T) {
+	t.Parallel()
+	env := testEnv(t)
+	ctx := context.Background()
+
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = run(ctx, []string{"migrate"}, env, io.Discard, io.Discard) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, run(ctx, []string{"migrate"}, env, io.Discard, io.Discard))
+
+	for _, s := range db.Services {
+		pool, err := pgxpool.New(ctx, env[strings.ToUpper(string(s))+"_DATABASE_URL"])
+		require.NoError(t, err)
+		got := dbtest.Schema(t, pool)
+		pool.Close()
+		_, want := dbtest.NewDatabase(t, s) // migrated once, as the template was
+		require.Equal(t, dbtest.Schema(t, want), got, "schema of %s", s)
+		require.Contains(t, got, "outbox_inbox")
+		require.Contains(t, got, "river_job")
+	}
+}
+
+func TestMigrateRejectsUnknownService(t *testing.T) {
+	t.Parallel()
+	err := run(context.Background(), []string{"migrate", "pizzeria"}, testEnv(t), io.Discard, io.Discard)
+	require.ErrorContains(t, err, `unknown service "pizzeria"`)
+}
+
+func TestBadConfigurationIsRefused(t *testing.T) {
+	t.Parallel()
+	env := testEnv(t)
+	env["PIZZA_QUEUE_TYPE"] = "stream"
+	err := run(context.Background(), []string{"serve"}, env, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "PIZZA_QUEUE_TYPE must be classic or quorum")
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// serve: every component answers /healthz, /readyz (its database and broker) and /metrics, and
+// SIGTERM (ctx cancelled) ends it cleanly.
+func TestServeProbesAndGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	env := testEnv(t)
+	ctx := context.Background()
+	require.NoError(t, run(ctx, []string{"migrate"}, env, io.Discard, io.Discard))
+	addrs := map[db.Service]string{}
+	for _, s := range db.Services {
+		addrs[s] = freeAddr(t)
+		env[strings.ToUpper(string(s))+"_ADDR"] = addrs[s]
+	}
+
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(sctx, []string{"serve"}, env, io.Discard, io.Discard) }()
+	for s, addr := range addrs {
+		base := "http://" + addr
+		require.Eventually(t, func() bool { c, _ := get(t, base+"/readyz"); return c == http.StatusOK },
+			15*time.Second, 10*time.Millisecond, "%s never became ready", s)
+		code, body := get(t, base+"/healthz")
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "ok\n", body)
+		code, body = get(t, base+"/metrics")
+		require.Equal(t, http.StatusOK, code)
+		require.Contains(t, body, fmt.Sprintf(`pizza_outbox_pending{service="%s"} 0`, s))
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	code, _ := get(t, "http://"+addrs[db.Order]+"/healthz")
+	require.Zero(t, code, "the listener is closed after shutdown")
+}
+
+// /readyz is false while the broker cannot be reached, and the process keeps running.
+func TestReadyzReportsUnreachableBroker(t *testing.T) {
+	t.Parallel()
+	env := testEnv(t)
+	ctx := context.Background()
+	require.NoError(t, run(ctx, []string{"migrate", "order"}, env, io.Discard, io.Discard))
+	env["AMQP_URL"] = "amqp://guest:guest@" + freeAddr(t) + "/" // nothing listens there
+	env["ORDER_ADDR"] = freeAddr(t)
+
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(sctx, []string{"serve", "order"}, env, io.Discard, io.Discard) }()
+	base := "http://" + env["ORDER_ADDR"]
+	require.Eventually(t, func() bool { c, _ := get(t, base+"/healthz"); return c == http.StatusOK }, 15*time.Second, 10*time.Millisecond)
+	code, body := get(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "rabbitmq: not connected")
+	stop()
+	require.NoError(t, <-done)
+}

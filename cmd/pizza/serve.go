@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/outbox"
+)
+
+// serve runs the named components until ctx ends (SIGTERM), then shuts each down gracefully:
+// readiness goes false, HTTP drains, consumers stop, River soft-stops, connections close.
+func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) error {
+	services, err := parseServices(flag.NewFlagSet("serve", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := outbox.NewMetrics(reg)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	errs := make([]error, len(services))
+	for i, s := range services {
+		wg.Go(func() {
+			errs[i] = runService(ctx, cfg, s, reg, metrics, logger.With("service", s))
+			if errs[i] != nil {
+				cancel(errs[i]) // one component failing stops the process: let the orchestrator restart it
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// runService runs one service's infrastructure: its pool, its outbox relay, and its internal
+// HTTP server with the operational endpoints.
+func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.Registry, metrics *outbox.Metrics, logger *slog.Logger) error {
+	sc := cfg.service(s)
+	pool, err := pgxpool.New(ctx, sc.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("%s: database url: %w", s, err)
+	}
+	defer pool.Close()
+
+	pub := outbox.NewPublisher(outbox.PublisherConfig{
+		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Name: "pizza-" + string(s) + "-relay", Logger: logger,
+	})
+	defer pub.Close()
+	ob, err := outbox.New(pool, outbox.Config{
+		Service:           string(s),
+		Publisher:         pub,
+		MaxWorkers:        cfg.Relay.Workers,
+		FetchCooldown:     cfg.Relay.FetchCooldown,
+		FetchPollInterval: cfg.Relay.FetchPollInterval,
+		Retention:         cfg.Relay.Retention,
+		Optional:          optionalKey,
+		Metrics:           metrics,
+		Logger:            logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := reg.Register(ob.Collector()); err != nil {
+		return err
+	}
+	defer reg.Unregister(ob.Collector())
+
+	ready := func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if !pub.Connected() {
+			return errors.New("rabbitmq: not connected")
+		}
+		return nil
+	}
+	srv := newOpsServer(sc.Addr, ready, reg, logger)
+	ln, err := net.Listen("tcp", sc.Addr)
+	if err != nil {
+		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)
+	}
+	if err := ob.Start(ctx); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
+	}
+	logger.InfoContext(ctx, "serving", "addr", ln.Addr().String())
+
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		return fmt.Errorf("%s: http: %w", s, err)
+	}
+
+	logger.InfoContext(ctx, "shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
+	defer cancel()
+	srv.shutdown(sctx)
+	<-httpDone
+	if err := ob.Stop(sctx); err != nil {
+		logger.WarnContext(sctx, "relay did not stop cleanly", "err", err)
+	}
+	return nil
+}
+
+// optionalKey names the events nobody needs to hear: the live myPage fan-out goes only to the
+// BFF replicas running at that moment, and none running is fine.
+func optionalKey(routingKey string) bool { return routingKey == "customercenter.mypage_updated" }
+
+// opsServer serves /healthz, /readyz and /metrics beside a component's own routes.
+type opsServer struct {
+	http     *http.Server
+	mux      *http.ServeMux
+	draining atomic.Bool
+	logger   *slog.Logger
+}
+
+func newOpsServer(addr string, ready func(context.Context) error, reg *prometheus.Registry, logger *slog.Logger) *opsServer {
+	o := &opsServer{mux: http.NewServeMux(), logger: logger}
+	o.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	o.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if o.draining.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	o.http = &http.Server{
+		Addr:              addr,
+		Handler:           o.mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return o
+}
+
+func (o *opsServer) serve(ln net.Listener) error {
+	if err := o.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// shutdown turns readiness false and drains the requests in flight.
+func (o *opsServer) shutdown(ctx context.Context) {
+	o.draining.Store(true)
+	if err := o.http.Shutdown(ctx); err != nil {
+		o.logger.WarnContext(ctx, "http drain incomplete", "err", err)
+	}
+}
