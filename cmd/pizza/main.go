@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/1588-pizza/pizza/db"
 )
@@ -24,6 +26,7 @@ commands:
                           components: order, store, delivery, customercenter
   migrate [service ...]   create and migrate the services' databases (default: all)
   token                   print a signed bearer token (arrives with the GraphQL BFF)
+  probe URL               exit 0 when URL answers 200 (container health checks)
 
 Configuration is read from the environment; see README.md.
 `
@@ -55,6 +58,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errUsage
+	}
+	if args[0] == "probe" { // needs no configuration
+		return probe(ctx, args[1:])
 	}
 	cfg, err := loadConfig(environ)
 	if err != nil {
@@ -121,6 +127,28 @@ func migrate(ctx context.Context, cfg config, args []string, logger *slog.Logger
 			return fmt.Errorf("migrate %s: %w", s, err)
 		}
 		logger.InfoContext(ctx, "database ready", "service", s, "database", s.DatabaseName())
+	}
+	return nil
+}
+
+// probe is a health check for images with no shell or curl: GET url, succeed on 200.
+func probe(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: pizza probe URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", args[0], resp.Status)
 	}
 	return nil
 }

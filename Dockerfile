@@ -1,0 +1,13 @@
+# One image for every component: `pizza serve <component>` picks what runs.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/pizza ./cmd/pizza
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/pizza /pizza
+USER nonroot:nonroot
+ENTRYPOINT ["/pizza"]
+CMD ["serve"]

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/1588-pizza/pizza/db"
+)
+
+type composeFile struct {
+	Services map[string]struct {
+		Image       string            `yaml:"image"`
+		Build       any               `yaml:"build"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Ports       []string          `yaml:"ports"`
+		Healthcheck struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
+	} `yaml:"services"`
+}
+
+// configKeys are every environment variable the configuration reads.
+func configKeys(t *testing.T) []string {
+	params, err := env.GetFieldParams(&config{})
+	require.NoError(t, err)
+	var keys []string
+	for _, p := range params {
+		keys = append(keys, p.Key)
+	}
+	return keys
+}
+
+// compose.yaml cannot be started here (no Docker engine), so it is checked by construction: it
+// parses, every variable it sets is one the configuration reads, every pizza container runs a
+// real command, and each health check probes the port its component listens on and publishes.
+func TestComposeFileIsConsistent(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../compose.yaml")
+	require.NoError(t, err)
+	var c composeFile
+	require.NoError(t, yaml.Unmarshal(raw, &c))
+	keys := configKeys(t)
+	require.Contains(t, keys, "ORDER_DATABASE_URL")
+
+	components := 0
+	for name, svc := range c.Services {
+		if svc.Image != "1588-pizza:dev" {
+			continue
+		}
+		require.NotNil(t, svc.Build, "%s builds the image", name)
+		for k := range svc.Environment {
+			require.Contains(t, keys, k, "%s sets %s, which the configuration does not read", name, k)
+		}
+		_, err := loadConfig(svc.Environment)
+		require.NoError(t, err, "%s's environment is a valid configuration", name)
+		require.NotEmpty(t, svc.Command, name)
+		switch svc.Command[0] {
+		case "migrate":
+			continue
+		case "serve":
+		default:
+			t.Fatalf("%s runs unknown command %q", name, svc.Command[0])
+		}
+		require.Len(t, svc.Command, 2, "%s runs one component", name)
+		s, err := db.ParseService(svc.Command[1])
+		require.NoError(t, err)
+		components++
+
+		_, port, err := net.SplitHostPort(svc.Environment[strings.ToUpper(string(s))+"_ADDR"])
+		require.NoError(t, err, "%s sets its listen address", name)
+		require.True(t, slices.ContainsFunc(svc.Ports, func(p string) bool { return strings.HasSuffix(p, ":"+port+":"+port) }),
+			"%s publishes its port %s", name, port)
+		require.Equal(t, []string{"CMD", "/pizza", "probe", "http://127.0.0.1:" + port + "/readyz"}, svc.Healthcheck.Test, name)
+	}
+	require.Equal(t, len(db.Services), components, "one container per service")
+}
