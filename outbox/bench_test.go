@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -126,4 +127,46 @@ func BenchmarkRelay(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 	b.StopTimer()
 	_, _ = ch.QueuePurge(q.Name, false)
+}
+
+// BenchmarkCommitToApplied measures freshness: from the commit of one event to its handler
+// running in a consumer, one event at a time through the real relay and broker. Reports p50 and
+// p99 in milliseconds.
+func BenchmarkCommitToApplied(b *testing.B) {
+	bb := &bundle{}
+	_, bb.pool = dbtest.NewDatabase(b, db.Order)
+	bb.names = outboxtest.NewNames(b)
+	bb.queue = QueueSpec{Name: bb.names.Queue("bench"), Keys: []string{"#"}}
+	ctx := context.Background()
+
+	pub := NewPublisher(PublisherConfig{URL: outboxtest.URL(), Exchange: bb.names.Exchange})
+	defer pub.Close()
+	o, err := New(bb.pool, Config{Service: "bench", Publisher: pub})
+	require.NoError(b, err)
+	require.NoError(b, o.Start(ctx))
+	defer o.Stop(ctx) //nolint:errcheck
+
+	applied := make(chan struct{}, 1)
+	c := NewConsumer(bb.pool, ConsumerConfig{URL: outboxtest.URL(), Exchange: bb.names.Exchange, Queue: bb.queue},
+		func(context.Context, pgx.Tx, Event) error { applied <- struct{}{}; return nil })
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(cctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(b, c.Connected, 10*time.Second, time.Millisecond)
+
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		ev, err := NewEvent("bench.event", "1", "bench", nil)
+		require.NoError(b, err)
+		require.NoError(b, pgx.BeginFunc(ctx, bb.pool, func(tx pgx.Tx) error { return o.Write(ctx, tx, ev) }))
+		start := time.Now()
+		<-applied
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -1,0 +1,41 @@
+package dbtest_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/db/dbtest"
+)
+
+// A cloned database is migrated and private: what one test writes, another never sees.
+func TestNewDatabaseIsMigratedAndPrivate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, a := dbtest.NewDatabase(t, db.Store)
+	_, b := dbtest.NewDatabase(t, db.Store)
+	_, err := a.Exec(ctx, `INSERT INTO outbox_inbox (event_id, event_type) VALUES (gen_random_uuid(), 'x')`)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, b.QueryRow(ctx, `SELECT count(*) FROM outbox_inbox`).Scan(&n))
+	require.Zero(t, n)
+	require.Equal(t, dbtest.Schema(t, a), dbtest.Schema(t, b))
+}
+
+// NewTx's writes vanish when its test ends.
+func TestNewTxRollsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var id string
+	t.Run("writes", func(t *testing.T) {
+		tx := dbtest.NewTx(t, db.Delivery)
+		require.NoError(t, tx.QueryRow(ctx,
+			`INSERT INTO outbox_inbox (event_id, event_type) VALUES (gen_random_uuid(), 'x') RETURNING event_id::text`).Scan(&id))
+	})
+	tx := dbtest.NewTx(t, db.Delivery)
+	var n int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM outbox_inbox WHERE event_id = $1`, id).Scan(&n))
+	require.Zero(t, n)
+}
