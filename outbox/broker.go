@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -120,6 +121,7 @@ func dialLoop(ctx context.Context, url, name string, logger *slog.Logger) (*amqp
 		conn, err := amqp.DialConfig(url, amqp.Config{
 			Heartbeat:  10 * time.Second,
 			Properties: amqp.Table{"connection_name": name},
+			Dial:       dialWithWriteDeadline,
 		})
 		if err == nil {
 			return conn, nil
@@ -130,4 +132,25 @@ func dialLoop(ctx context.Context, url, name string, logger *slog.Logger) (*amqp
 			return nil, errors.Join(ctx.Err(), err)
 		}
 	}
+}
+
+// writeTimeout bounds one socket write: a stalled network fails the connection (and so what is in
+// flight on it) instead of hanging every publisher behind the write.
+const writeTimeout = 10 * time.Second
+
+func dialWithWriteDeadline(network, addr string) (net.Conn, error) {
+	c, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return deadlineConn{c}, nil
+}
+
+type deadlineConn struct{ net.Conn }
+
+func (c deadlineConn) Write(b []byte) (int, error) {
+	if err := c.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }

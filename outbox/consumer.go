@@ -140,7 +140,18 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
 		return err
 	}
-	dlq, err := conn.Channel()
+	// Dead letters are published on a connection of their own: a resource alarm blocks publishing
+	// connections, and the acks on this one must not stall behind it.
+	dlqConn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Properties: amqp.Table{"connection_name": "pizza-dlq-" + c.cfg.Queue.Name},
+		Dial:       dialWithWriteDeadline,
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter connection: %w", err)
+	}
+	defer dlqConn.Close()
+	dlq, err := dlqConn.Channel()
 	if err != nil {
 		return err
 	}
@@ -153,6 +164,10 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 		return fmt.Errorf("consume %s: %w", c.cfg.Queue.Name, err)
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	// The channel can end while the connection lives: the broker cancels the consumer (queue
+	// deleted) or closes the channel (a channel error, an ack timeout). Either ends the session.
+	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	cancelled := ch.NotifyCancel(make(chan string, 1))
 	c.setConnected(true)
 	c.cfg.Logger.InfoContext(ctx, "consuming", "queue", c.cfg.Queue.Name, "keys", c.cfg.Queue.Keys)
 
@@ -164,6 +179,11 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	for range c.cfg.Concurrency {
 		wg.Go(func() {
 			for {
+				select { // stopping first: a shutdown begins no new delivery
+				case <-stopping:
+					return
+				default:
+				}
 				select {
 				case <-stopping:
 					return
@@ -183,6 +203,10 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 		_ = ch.Cancel(tag, false)
 	case e := <-closed:
 		result = fmt.Errorf("connection closed: %v", e)
+	case e := <-chClosed:
+		result = fmt.Errorf("channel closed: %v", e)
+	case tag := <-cancelled:
+		result = fmt.Errorf("broker cancelled consumer %s (queue deleted?)", tag)
 	}
 	close(stopping)
 	wg.Wait()

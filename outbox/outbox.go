@@ -164,7 +164,9 @@ func (o *Outbox) Start(ctx context.Context) error {
 	if o.cfg.Publisher == nil {
 		return nil
 	}
-	return o.client.Start(ctx)
+	// River treats cancelling Start's context as a hard stop that cancels running jobs; the
+	// relay's life is ended by Stop instead, which lets in-flight publishes finish.
+	return o.client.Start(context.WithoutCancel(ctx))
 }
 
 // Stop finishes the publishes in flight and stops fetching (River's soft stop); ctx bounds the wait.

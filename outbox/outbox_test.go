@@ -253,3 +253,37 @@ func TestUnroutableEventWaitsForAQueue(t *testing.T) {
 	b.waitEffects(t, 1, 20*time.Second)
 	b.waitBacklogEmpty(t, o)
 }
+
+// A consumer whose queue is deleted under it (the broker cancels it while the connection lives)
+// notices, reconnects, declares the queue again, and consumes what follows.
+func TestConsumerRecoversWhenItsQueueIsDeleted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.outbox(t, outboxtest.URL(), nil)
+	c := b.consume(t, outboxtest.URL(), recordEffect, nil)
+	b.write(t, o, testKey, 1)
+	b.waitEffects(t, 1, 10*time.Second)
+
+	conn, err := amqp.Dial(outboxtest.URL())
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDelete(b.queue.Name, false, false, false)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !c.Connected() }, 10*time.Second, time.Millisecond,
+		"the consumer should notice its cancellation")
+
+	b.write(t, o, testKey, 1)
+	require.Equal(t, effectCount{rows: 2, distinct: 2}, b.waitEffects(t, 2, 20*time.Second))
+}
+
+// Publish after Close fails at once instead of waiting for a connection that will never come.
+func TestPublishAfterCloseFails(t *testing.T) {
+	t.Parallel()
+	p := NewPublisher(PublisherConfig{URL: "amqp://guest:guest@127.0.0.1:1/"})
+	p.Close()
+	err := p.Publish(context.Background(), testKey, "id-1", []byte(`{}`), nil)
+	require.ErrorIs(t, err, ErrPublisherClosed)
+	require.ErrorContains(t, p.Publish(context.Background(), testKey, "", nil, nil), "message-id is required")
+}

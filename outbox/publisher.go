@@ -17,6 +17,9 @@ var ErrUnroutable = errors.New("unroutable: no queue is bound to this routing ke
 
 var errConnectionLost = errors.New("rabbitmq connection lost before the confirm")
 
+// ErrPublisherClosed is returned by Publish after Close.
+var ErrPublisherClosed = errors.New("publisher closed")
+
 // Publisher publishes to one exchange with publisher confirms, many messages in flight on one
 // channel (pipelined), mandatory with returns handled, and reconnects with backoff when the
 // broker or the network drops the connection. Its methods are safe for concurrent use.
@@ -89,6 +92,9 @@ func (p *Publisher) Connected() bool {
 // returns once the broker has confirmed it. A nack or a lost connection is retried (on the next
 // connection) until ctx ends; ErrUnroutable is returned at once.
 func (p *Publisher) Publish(ctx context.Context, key, msgID string, body []byte, headers amqp.Table) error {
+	if msgID == "" {
+		return errors.New("publish: a message-id is required (returns are matched by it)")
+	}
 	select {
 	case p.inflight <- struct{}{}:
 	case <-ctx.Done():
@@ -131,6 +137,8 @@ func (p *Publisher) channel(ctx context.Context) (*pubChannel, error) {
 		}
 		select {
 		case <-changed:
+		case <-p.done:
+			return nil, ErrPublisherClosed
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for rabbitmq: %w", ctx.Err())
 		}
@@ -177,7 +185,12 @@ func (p *Publisher) run(ctx context.Context) {
 type pubChannel struct {
 	ch *amqp.Channel
 
-	pubMu sync.Mutex // serialises sequence-number reads with publishes
+	// pubLock serialises sequence-number reads with publishes; a channel so waiting honours ctx.
+	pubLock chan struct{}
+	// unblocked is closed while the broker lets this connection publish, and replaced by an open
+	// channel while a resource alarm blocks it (connection.blocked).
+	blockMu   sync.Mutex
+	unblocked chan struct{}
 
 	mu       sync.Mutex
 	pending  map[uint64]*pendingPub
@@ -204,10 +217,12 @@ func openPubChannel(conn *amqp.Connection, exchange string) (*pubChannel, error)
 		return nil, fmt.Errorf("enable publisher confirms: %w", err)
 	}
 	pc := &pubChannel{
-		ch:      ch,
-		pending: make(map[uint64]*pendingPub),
-		byMsgID: make(map[string]*pendingPub),
-		closed:  make(chan struct{}),
+		ch:        ch,
+		pubLock:   make(chan struct{}, 1),
+		unblocked: closedChan(),
+		pending:   make(map[uint64]*pendingPub),
+		byMsgID:   make(map[string]*pendingPub),
+		closed:    make(chan struct{}),
 	}
 	// Confirms are buffered beyond any in-flight bound so the library's reader never blocks on us.
 	// Returns are unbuffered on purpose: the broker sends basic.return before the basic.ack of the
@@ -216,6 +231,8 @@ func openPubChannel(conn *amqp.Connection, exchange string) (*pubChannel, error)
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1<<16))
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	closes := conn.NotifyClose(make(chan *amqp.Error, 1))
+	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	go pc.watchBlocked(blocked)
 	go pc.loop(confirms, returns, closes)
 	return pc, nil
 }
@@ -258,6 +275,49 @@ func (pc *pubChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan amq
 	pc.mu.Unlock()
 }
 
+// watchBlocked tracks the broker's connection.blocked / unblocked notifications (memory or disk
+// alarms). While blocked, a publish would hang inside the socket write; publishers wait instead,
+// bounded by their context. The channel closes with the connection.
+func (pc *pubChannel) watchBlocked(blocked <-chan amqp.Blocking) {
+	for b := range blocked {
+		pc.blockMu.Lock()
+		if b.Active {
+			select {
+			case <-pc.unblocked:
+				pc.unblocked = make(chan struct{})
+			default:
+			}
+		} else {
+			select {
+			case <-pc.unblocked:
+			default:
+				close(pc.unblocked)
+			}
+		}
+		pc.blockMu.Unlock()
+	}
+}
+
+func (pc *pubChannel) waitUnblocked(ctx context.Context) error {
+	pc.blockMu.Lock()
+	ch := pc.unblocked
+	pc.blockMu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-pc.closed:
+		return pc.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("rabbitmq is blocking publishers (resource alarm): %w", ctx.Err())
+	}
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
 func (pc *pubChannel) resolve(c amqp.Confirmation) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
@@ -280,14 +340,23 @@ func (pc *pubChannel) resolve(c amqp.Confirmation) {
 }
 
 func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	if err := pc.waitUnblocked(ctx); err != nil {
+		return err
+	}
 	p := &pendingPub{msgID: msg.MessageId, done: make(chan error, 1)}
-	pc.pubMu.Lock()
+	select {
+	case pc.pubLock <- struct{}{}:
+	case <-pc.closed:
+		return pc.closeErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	seq := pc.ch.GetNextPublishSeqNo()
 	pc.mu.Lock()
 	select {
 	case <-pc.closed:
 		pc.mu.Unlock()
-		pc.pubMu.Unlock()
+		<-pc.pubLock
 		return pc.closeErr
 	default:
 	}
@@ -295,7 +364,7 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amq
 	pc.byMsgID[p.msgID] = p
 	pc.mu.Unlock()
 	err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg)
-	pc.pubMu.Unlock()
+	<-pc.pubLock
 	if err != nil {
 		pc.mu.Lock()
 		if pc.pending[seq] == p {
