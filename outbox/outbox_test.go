@@ -33,7 +33,7 @@ func TestRolledBackEventIsNeverPublished(t *testing.T) {
 	kept := b.write(t, o, testKey, 1)[0]
 	b.waitEffects(t, 1, 10*time.Second)
 	// With the relay's backlog empty and the queue drained, nothing can still arrive.
-	b.waitBacklogEmpty(t, o)
+	b.waitBacklogEmpty(t, o, 30*time.Second)
 	require.Zero(t, queueDepth(t, b.queue.Name))
 
 	var ids []string
@@ -77,7 +77,9 @@ func TestRelayCrashAfterConfirmResendsAndEffectIsOnce(t *testing.T) {
 		c.RescueAfter = time.Second
 	})
 	b.consume(t, outboxtest.URL(), recordEffect, nil)
-	b.waitBacklogEmpty(t, o)
+	// Up to: the dead leader's lease (15s) + an election attempt (5s) + River's scheduler tick
+	// (5s) that makes the rescued job available again.
+	b.waitBacklogEmpty(t, o, 60*time.Second)
 	require.Eventually(t, func() bool { return b.consumed("duplicate") == 1 }, 20*time.Second, 10*time.Millisecond,
 		"the re-sent copy should arrive and be skipped")
 	require.Equal(t, effectCount{rows: 1, distinct: 1}, b.effects(t))
@@ -140,7 +142,7 @@ func TestConnectionCutWhileEventsFlow(t *testing.T) {
 	require.GreaterOrEqual(t, cuts, 2, "connections should have been cut while events flowed")
 
 	got := b.waitEffects(t, writers*perWriter, 60*time.Second)
-	b.waitBacklogEmpty(t, o)
+	b.waitBacklogEmpty(t, o, 30*time.Second)
 	require.Equal(t, effectCount{rows: 1000, distinct: 1000}, got, "every effect once")
 	require.Equal(t, effectCount{rows: 1000, distinct: 1000}, b.effects(t))
 }
@@ -227,7 +229,7 @@ func TestTwoRelaysTwoConsumers(t *testing.T) {
 	}
 	wg.Wait()
 	got := b.waitEffects(t, 500, 30*time.Second)
-	b.waitBacklogEmpty(t, o1)
+	b.waitBacklogEmpty(t, o1, 30*time.Second)
 	require.Zero(t, queueDepth(t, b.queue.Name))
 	require.Equal(t, effectCount{rows: 500, distinct: 500}, got)
 	require.Equal(t, effectCount{rows: 500, distinct: 500}, b.effects(t))
@@ -251,7 +253,7 @@ func TestUnroutableEventWaitsForAQueue(t *testing.T) {
 
 	b.consume(t, outboxtest.URL(), recordEffect, nil)
 	b.waitEffects(t, 1, 20*time.Second)
-	b.waitBacklogEmpty(t, o)
+	b.waitBacklogEmpty(t, o, 30*time.Second)
 }
 
 // A consumer whose queue is deleted under it (the broker cancels it while the connection lives)

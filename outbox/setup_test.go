@@ -140,12 +140,12 @@ func (b *bundle) waitEffects(t *testing.T, n int, within time.Duration) effectCo
 	return b.effects(t)
 }
 
-func (b *bundle) waitBacklogEmpty(t *testing.T, o *Outbox) {
+func (b *bundle) waitBacklogEmpty(t *testing.T, o *Outbox, within time.Duration) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		n, _, err := o.Backlog(context.Background())
 		return err == nil && n == 0
-	}, 30*time.Second, 10*time.Millisecond)
+	}, within, 10*time.Millisecond)
 }
 
 func (b *bundle) consumed(outcome string) float64 {
