@@ -65,3 +65,14 @@ func ParseEvent(body []byte) (Event, error) {
 	}
 	return e, nil
 }
+
+// DecodePayload decodes the event's payload into v; an absent payload leaves v as it is.
+func (e Event) DecodePayload(v any) error {
+	if len(e.Payload) == 0 || string(e.Payload) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(e.Payload, v); err != nil {
+		return fmt.Errorf("payload: %w", err)
+	}
+	return nil
+}

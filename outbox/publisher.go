@@ -27,6 +27,7 @@ type Publisher struct {
 	url      string
 	exchange string
 	name     string
+	topology []QueueSpec
 	logger   *slog.Logger
 	inflight chan struct{} // a semaphore bounding unconfirmed messages
 
@@ -46,7 +47,11 @@ type PublisherConfig struct {
 	Name string
 	// MaxInFlight bounds messages awaiting their confirm (default 1024).
 	MaxInFlight int
-	Logger      *slog.Logger
+	// Topology is declared on every connection before anything is published: the queues of
+	// every consuming service, so that an event is kept for a consumer that has never run yet
+	// (mandatory only notices when no queue at all would get a message).
+	Topology []QueueSpec
+	Logger   *slog.Logger
 }
 
 // NewPublisher starts a publisher that connects in the background and keeps connecting.
@@ -66,7 +71,7 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Publisher{
-		url: cfg.URL, exchange: cfg.Exchange, name: cfg.Name, logger: cfg.Logger,
+		url: cfg.URL, exchange: cfg.Exchange, name: cfg.Name, logger: cfg.Logger, topology: cfg.Topology,
 		inflight: make(chan struct{}, cfg.MaxInFlight),
 		changed:  make(chan struct{}),
 		cancel:   cancel, done: make(chan struct{}),
@@ -161,7 +166,7 @@ func (p *Publisher) run(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		pc, err := openPubChannel(conn, p.exchange)
+		pc, err := openPubChannel(conn, p.exchange, p.topology)
 		if err != nil {
 			p.logger.WarnContext(ctx, "open publishing channel", "err", err)
 			_ = conn.Close()
@@ -205,10 +210,15 @@ type pendingPub struct {
 	done     chan error // buffered(1), resolved exactly once
 }
 
-func openPubChannel(conn *amqp.Connection, exchange string) (*pubChannel, error) {
+func openPubChannel(conn *amqp.Connection, exchange string, topology []QueueSpec) (*pubChannel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
+	}
+	for _, q := range topology {
+		if err := declareQueue(ch, exchange, q); err != nil {
+			return nil, err
+		}
 	}
 	if err := declareExchange(ch, exchange); err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -23,6 +25,17 @@ type commonConfig struct {
 	LogLevel        slog.Level    `env:"PIZZA_LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"PIZZA_LOG_FORMAT" envDefault:"text"`
 	ShutdownTimeout time.Duration `env:"PIZZA_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// QueueSuffix is appended to every service's queue name: several systems (or tests) can
+	// share one broker.
+	QueueSuffix string `env:"PIZZA_QUEUE_SUFFIX"`
+}
+
+// orderConfig is the order service's synchronous availability check and its breaker.
+type orderConfig struct {
+	StoreCheckTimeout time.Duration `env:"STORE_CHECK_TIMEOUT" envDefault:"1s"`
+	BreakerTripAfter  uint32        `env:"BREAKER_TRIP_AFTER" envDefault:"5"`
+	BreakerOpenFor    time.Duration `env:"BREAKER_OPEN_FOR" envDefault:"10s"`
+	BreakerProbes     uint32        `env:"BREAKER_PROBES" envDefault:"1"`
 }
 
 // relayConfig tunes a service's outbox relay and consumer; every service reads the same names.
@@ -41,11 +54,14 @@ type relayConfig struct {
 type serviceConfig struct {
 	Addr        string `env:"ADDR"`
 	DatabaseURL string `env:"DATABASE_URL"`
+	// URL is where callers find the service (default: http:// and its ADDR).
+	URL string `env:"URL"`
 }
 
 type config struct {
-	Common commonConfig
-	Relay  relayConfig
+	Common      commonConfig
+	Relay       relayConfig
+	OrderTuning orderConfig
 
 	Order          serviceConfig `envPrefix:"ORDER_"`
 	Store          serviceConfig `envPrefix:"STORE_"`
@@ -70,6 +86,16 @@ func loadConfig(environ map[string]string) (config, error) {
 		sc := c.service(s)
 		if sc.Addr == "" {
 			sc.Addr = defaultAddrs[s]
+		}
+		if sc.URL == "" {
+			host, port, err := net.SplitHostPort(sc.Addr)
+			if err != nil {
+				return c, fmt.Errorf("configuration: %s_ADDR: %w", strings.ToUpper(string(s)), err)
+			}
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host = "127.0.0.1"
+			}
+			sc.URL = "http://" + net.JoinHostPort(host, port)
 		}
 		if sc.DatabaseURL == "" {
 			u, err := db.WithDatabase(c.Common.DatabaseURL, s.DatabaseName())

@@ -22,14 +22,17 @@ import (
 // testEnv points every service at its own database that does not exist yet, and the broker at
 // a test exchange.
 func testEnv(t *testing.T) map[string]string {
+	names := outboxtest.NewNames(t)
 	env := map[string]string{
-		"DATABASE_URL":    dbtest.ServerURL(),
-		"AMQP_URL":        outboxtest.URL(),
-		"PIZZA_EXCHANGE":  outboxtest.NewNames(t).Exchange,
-		"PIZZA_LOG_LEVEL": "warn",
+		"DATABASE_URL":       dbtest.ServerURL(),
+		"AMQP_URL":           outboxtest.URL(),
+		"PIZZA_EXCHANGE":     names.Exchange,
+		"PIZZA_QUEUE_SUFFIX": names.Suffix(),
+		"PIZZA_LOG_LEVEL":    "warn",
 	}
 	for _, s := range db.Services {
 		env[strings.ToUpper(string(s))+"_DATABASE_URL"] = dbtest.NewEmptyURL(t)
+		names.Queue(string(s) + ".events") // deleted when the test ends
 	}
 	return env
 }

@@ -19,6 +19,10 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/customercenter"
+	"github.com/1588-pizza/pizza/services/delivery"
+	"github.com/1588-pizza/pizza/services/order"
+	"github.com/1588-pizza/pizza/services/store"
 )
 
 // serve runs the named components until ctx ends (SIGTERM), then shuts each down gracefully:
@@ -48,8 +52,8 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 	return errors.Join(errs...)
 }
 
-// runService runs one service's infrastructure: its pool, its outbox relay, and its internal
-// HTTP server with the operational endpoints.
+// runService runs one service: its pool, its outbox relay, its consumer, and its internal HTTP
+// API with the operational endpoints.
 func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.Registry, metrics *outbox.Metrics, logger *slog.Logger) error {
 	sc := cfg.service(s)
 	pool, err := pgxpool.New(ctx, sc.DatabaseURL)
@@ -60,6 +64,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 
 	pub := outbox.NewPublisher(outbox.PublisherConfig{
 		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Name: "pizza-" + string(s) + "-relay", Logger: logger,
+		Topology: topology(cfg),
 	})
 	defer pub.Close()
 	ob, err := outbox.New(pool, outbox.Config{
@@ -81,16 +86,29 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	defer reg.Unregister(ob.Collector())
 
+	svc := newService(cfg, s, pool, ob, logger)
+	consumer := outbox.NewConsumer(pool, outbox.ConsumerConfig{
+		URL:         cfg.Common.AMQPURL,
+		Exchange:    cfg.Common.Exchange,
+		Queue:       queueSpec(cfg, s),
+		Prefetch:    cfg.Relay.Prefetch,
+		Concurrency: cfg.Relay.Concurrency,
+		MaxAttempts: cfg.Relay.MaxAttempts,
+		Metrics:     metrics,
+		Logger:      logger,
+	}, svc.handle)
+
 	ready := func(ctx context.Context) error {
 		if err := pool.Ping(ctx); err != nil {
 			return fmt.Errorf("database: %w", err)
 		}
-		if !pub.Connected() {
+		if !pub.Connected() || !consumer.Connected() {
 			return errors.New("rabbitmq: not connected")
 		}
 		return nil
 	}
 	srv := newOpsServer(sc.Addr, ready, reg, logger)
+	svc.routes(srv.mux, logger)
 	ln, err := net.Listen("tcp", sc.Addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)
@@ -99,25 +117,85 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		_ = ln.Close()
 		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
 	}
+	consumerDone := make(chan struct{})
+	go func() { defer close(consumerDone); _ = consumer.Run(ctx) }()
 	logger.InfoContext(ctx, "serving", "addr", ln.Addr().String())
 
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.serve(ln) }()
+	var result error
 	select {
 	case <-ctx.Done():
 	case err := <-httpDone:
-		return fmt.Errorf("%s: http: %w", s, err)
+		result = fmt.Errorf("%s: http: %w", s, err)
 	}
 
 	logger.InfoContext(ctx, "shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
 	defer cancel()
 	srv.shutdown(sctx)
-	<-httpDone
+	if result == nil {
+		<-httpDone
+	}
+	<-consumerDone // ctx is done: it stops taking deliveries and finishes the ones in flight
 	if err := ob.Stop(sctx); err != nil {
 		logger.WarnContext(sctx, "relay did not stop cleanly", "err", err)
 	}
-	return nil
+	return result
+}
+
+// queueKeys are the routing keys each service's queue is bound to.
+var queueKeys = map[db.Service][]string{
+	db.Order:          order.Keys,
+	db.Store:          store.Keys,
+	db.Delivery:       delivery.Keys,
+	db.CustomerCenter: customercenter.Keys,
+}
+
+func queueSpec(cfg config, s db.Service) outbox.QueueSpec {
+	return outbox.QueueSpec{
+		Name: string(s) + ".events" + cfg.Common.QueueSuffix, Keys: queueKeys[s],
+		Type: cfg.Common.QueueType, DeliveryLimit: cfg.Common.DeliveryLimit,
+	}
+}
+
+// topology is every service's queue: each publisher declares them all, so no event is dropped
+// for a consumer that has not started yet.
+func topology(cfg config) []outbox.QueueSpec {
+	out := make([]outbox.QueueSpec, 0, len(db.Services))
+	for _, s := range db.Services {
+		out = append(out, queueSpec(cfg, s))
+	}
+	return out
+}
+
+// service is what differs between the services: their routes, and the events they consume.
+type service struct {
+	routes func(*http.ServeMux, *slog.Logger)
+	handle outbox.Handler
+}
+
+func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox, logger *slog.Logger) service {
+	switch s {
+	case db.Order:
+		svc := order.New(pool, ob, store.NewClient(cfg.Store.URL), order.Config{
+			CheckTimeout: cfg.OrderTuning.StoreCheckTimeout,
+			TripAfter:    cfg.OrderTuning.BreakerTripAfter,
+			OpenFor:      cfg.OrderTuning.BreakerOpenFor,
+			Probes:       cfg.OrderTuning.BreakerProbes,
+			Logger:       logger,
+		})
+		return service{svc.Routes, svc.Handle}
+	case db.Store:
+		svc := store.New(pool, ob)
+		return service{svc.Routes, svc.Handle}
+	case db.Delivery:
+		svc := delivery.New(pool, ob)
+		return service{svc.Routes, svc.Handle}
+	default:
+		svc := customercenter.New(pool, ob)
+		return service{svc.Routes, svc.Handle}
+	}
 }
 
 // optionalKey names the events nobody needs to hear: the live myPage fan-out goes only to the

@@ -33,6 +33,10 @@ type Names struct {
 	suffix   string
 }
 
+// Suffix is what Queue appends to a base name: for configurations that name queues themselves
+// (PIZZA_QUEUE_SUFFIX). Register each such queue with Queue for its deletion.
+func (n Names) Suffix() string { return "." + n.suffix }
+
 // Queue returns a queue name unique to the test; it and its DLQ are deleted when the test ends.
 func (n Names) Queue(base string) string {
 	q := base + "." + n.suffix

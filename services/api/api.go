@@ -1,0 +1,236 @@
+// Package api holds the conventions of the services' internal HTTP/JSON APIs: the one error type
+// with a stable code, how handlers read and write JSON, and the pooled client callers use.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Code is a stable error code, the same the GraphQL API shows in extensions.code.
+type Code string
+
+// The codes.
+const (
+	BadUserInput Code = "BAD_USER_INPUT"
+	NotFound     Code = "NOT_FOUND"
+	Conflict     Code = "CONFLICT"
+	Unavailable  Code = "UNAVAILABLE"
+	Internal     Code = "INTERNAL"
+)
+
+// Error is an error that is safe to show: a code, a message, and for bad input the field.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Errorf builds an Error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Invalid is a BAD_USER_INPUT error about one field.
+func Invalid(field, format string, args ...any) *Error {
+	return &Error{Code: BadUserInput, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf is err's code: an *Error's own, INTERNAL for anything else.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+func status(code Code) int {
+	switch code {
+	case BadUserInput:
+		return http.StatusBadRequest
+	case NotFound:
+		return http.StatusNotFound
+	case Conflict:
+		return http.StatusConflict
+	case Unavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// MaxBody bounds request bodies of the internal APIs.
+const MaxBody = 64 << 10
+
+// WriteJSON writes v with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes err as {"error": {...}} with its status; an error without a code is logged
+// with its detail and shown only as INTERNAL.
+func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			return // the caller went away; nobody reads the answer
+		}
+		logger.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &Error{Code: Internal, Message: "internal error"}
+	}
+	WriteJSON(w, status(e.Code), struct {
+		Error *Error `json:"error"`
+	}{e})
+}
+
+// ReadJSON decodes the request body into v strictly: JSON only, no unknown fields, one value,
+// at most MaxBody bytes. Failures are BAD_USER_INPUT.
+func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return Errorf(BadUserInput, "content type must be application/json, not %q", ct)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &tooBig):
+			return Errorf(BadUserInput, "body is larger than %d bytes", MaxBody)
+		case errors.As(err, &typeErr):
+			return Invalid(typeErr.Field, "must be a %s", typeErr.Type)
+		case errors.Is(err, io.EOF):
+			return Errorf(BadUserInput, "body is empty; a JSON object is expected")
+		default:
+			return Errorf(BadUserInput, "body is not valid JSON: %s", err)
+		}
+	}
+	if dec.More() {
+		return Errorf(BadUserInput, "body holds more than one JSON value")
+	}
+	return nil
+}
+
+// Handle adapts a handler that returns an error to http.HandlerFunc.
+func Handle(logger *slog.Logger, h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			WriteError(w, r, logger, err)
+		}
+	}
+}
+
+// Client calls one service's internal API over pooled keep-alive connections.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the service at base (http://host:port).
+func NewClient(base string) *Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr}}
+}
+
+// Do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not nil). An error
+// answer comes back as its *Error; a service that cannot be reached is UNAVAILABLE.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s %s: service unreachable", method, path)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error *Error `json:"error"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error == nil {
+			return &Error{Code: Unavailable, Message: fmt.Sprintf("%s %s: answered %s", method, path, resp.Status)}
+		}
+		return e.Error
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// PathID reads the path value name as a positive integer id; anything else is NOT_FOUND, as no
+// such object can exist.
+func PathID(r *http.Request, name string) (int64, error) {
+	id, err := ParseID(r.PathValue(name))
+	if err != nil {
+		return 0, Errorf(NotFound, "no %s %q", name, r.PathValue(name))
+	}
+	return id, nil
+}
+
+// ParseID parses a positive integer id.
+func ParseID(s string) (int64, error) {
+	var id int64
+	if _, err := fmt.Sscan(s, &id); err != nil || id <= 0 || fmt.Sprint(id) != s {
+		return 0, fmt.Errorf("%q is not an id", s)
+	}
+	return id, nil
+}
+
+// Text checks a required short text field: not blank, at most max characters, no control
+// characters. It returns the value trimmed.
+func Text(field, value string, max int) (string, error) {
+	v := strings.TrimSpace(value)
+	switch {
+	case v == "":
+		return "", Invalid(field, "is required")
+	case len([]rune(v)) > max:
+		return "", Invalid(field, "must be at most %d characters", max)
+	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return "", Invalid(field, "must not contain control characters")
+	}
+	return v, nil
+}

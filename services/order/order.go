@@ -1,0 +1,358 @@
+// Package order owns orders: placing them (after a synchronous availability check with the store
+// service, behind a circuit breaker), cancelling them, and keeping their status current from the
+// other services' events.
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/services/lifecycle"
+)
+
+// Producer names this service on its events.
+const Producer = "order"
+
+// MaxQty is the most pizzas one order may ask for.
+const MaxQty = 100
+
+// Order is an order as its owner knows it.
+type Order struct {
+	ID                string                 `json:"id"`
+	CustomerID        string                 `json:"customerId"`
+	Pizza             string                 `json:"pizza"`
+	Qty               int                    `json:"qty"`
+	Region            string                 `json:"region"`
+	Status            lifecycle.Status       `json:"status"`
+	RejectReason      lifecycle.RejectReason `json:"rejectReason,omitempty"`
+	RetryAfterSeconds int                    `json:"retryAfterSeconds,omitempty"`
+	StoreID           string                 `json:"storeId,omitempty"`
+	PlacedAt          time.Time              `json:"placedAt"`
+	UpdatedAt         time.Time              `json:"updatedAt"`
+}
+
+// PlaceInput is an order to place.
+type PlaceInput struct {
+	CustomerID     string `json:"customerId"`
+	Pizza          string `json:"pizza"`
+	Qty            int    `json:"qty"`
+	Region         string `json:"region"`
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+}
+
+// StoreChecker answers the availability check; the store service's client is one.
+type StoreChecker interface {
+	AnyOpen(ctx context.Context, region string) (bool, error)
+}
+
+// Config tunes the availability check and its breaker.
+type Config struct {
+	// CheckTimeout bounds one availability call (default 1s).
+	CheckTimeout time.Duration
+	// TripAfter consecutive failures open the breaker (default 5).
+	TripAfter uint32
+	// OpenFor is how long the open breaker refuses calls before letting probes through (default 10s).
+	OpenFor time.Duration
+	// Probes is how many calls the half-open breaker lets through; that many successes close it
+	// (default 1).
+	Probes uint32
+	Logger *slog.Logger
+}
+
+// Service is the order service's logic.
+type Service struct {
+	pool     *pgxpool.Pool
+	outbox   *outbox.Outbox
+	store    StoreChecker
+	cfg      Config
+	breaker  *gobreaker.CircuitBreaker[bool]
+	openedAt atomic.Int64 // unix nanos of the breaker's last opening
+}
+
+// New returns the service.
+func New(pool *pgxpool.Pool, ob *outbox.Outbox, store StoreChecker, cfg Config) *Service {
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = time.Second
+	}
+	if cfg.TripAfter == 0 {
+		cfg.TripAfter = 5
+	}
+	if cfg.OpenFor <= 0 {
+		cfg.OpenFor = 10 * time.Second
+	}
+	if cfg.Probes == 0 {
+		cfg.Probes = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{pool: pool, outbox: ob, store: store, cfg: cfg}
+	s.breaker = gobreaker.NewCircuitBreaker[bool](gobreaker.Settings{
+		Name:        "store-availability",
+		MaxRequests: cfg.Probes,
+		Timeout:     cfg.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.TripAfter },
+		// A caller that gave up is no evidence about the store.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				s.openedAt.Store(time.Now().UnixNano())
+			}
+			cfg.Logger.Warn("store availability breaker changed state", "from", from.String(), "to", to.String())
+		},
+	})
+	return s
+}
+
+// BreakerState is the breaker's state: closed, half-open or open.
+func (s *Service) BreakerState() gobreaker.State { return s.breaker.State() }
+
+// Place records an order. With an open store in its region it is ORDERED and announced with
+// order.placed; with none it is REJECTED / NO_OPEN_STORE; when the store service is slow, failing
+// or shut out by the breaker it is REJECTED / STORE_BUSY with the seconds until the breaker lets
+// calls through again. Rejections are announced with order.rejected. The same idempotency key
+// from the same customer returns the first order.
+func (s *Service) Place(ctx context.Context, in PlaceInput) (Order, error) {
+	in, err := validate(in)
+	if err != nil {
+		return Order{}, err
+	}
+	if in.IdempotencyKey != "" {
+		if o, err := s.byKey(ctx, in.CustomerID, in.IdempotencyKey); !errors.Is(err, pgx.ErrNoRows) {
+			return o, err
+		}
+	}
+	status, reason, retryAfter, err := s.check(ctx, in.Region)
+	if err != nil {
+		return Order{}, err
+	}
+
+	var o Order
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		const q = `
+INSERT INTO orders (customer_id, pizza, qty, region, status, reject_reason, retry_after_seconds, idempotency_key)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, 0), NULLIF($8, ''))
+ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING ` + columns
+		rows, err := tx.Query(ctx, q, in.CustomerID, in.Pizza, in.Qty, in.Region, status, reason, retryAfter, in.IdempotencyKey)
+		if err != nil {
+			return err
+		}
+		o, err = pgx.CollectExactlyOneRow(rows, scanOrder)
+		if err != nil {
+			return err // ErrNoRows: a concurrent request with the same key won
+		}
+		typ := lifecycle.OrderPlaced
+		if status == lifecycle.Rejected {
+			typ = lifecycle.OrderRejected
+		}
+		ev, err := outbox.NewEvent(typ, o.ID, Producer, lifecycle.Payload{
+			OrderDetails: lifecycle.OrderDetails{
+				CustomerID: o.CustomerID, Pizza: o.Pizza, Qty: o.Qty, Region: o.Region, PlacedAt: o.PlacedAt,
+			},
+			RejectReason:      o.RejectReason,
+			RetryAfterSeconds: o.RetryAfterSeconds,
+		})
+		if err != nil {
+			return err
+		}
+		return s.outbox.Write(ctx, tx, ev)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s.byKey(ctx, in.CustomerID, in.IdempotencyKey)
+	}
+	return o, err
+}
+
+func validate(in PlaceInput) (PlaceInput, error) {
+	var err error
+	if in.CustomerID, err = api.Text("customerId", in.CustomerID, 64); err != nil {
+		return in, err
+	}
+	if in.Pizza, err = api.Text("pizza", in.Pizza, 100); err != nil {
+		return in, err
+	}
+	if in.Region, err = api.Text("region", in.Region, 64); err != nil {
+		return in, err
+	}
+	if in.Qty < 1 || in.Qty > MaxQty {
+		return in, api.Invalid("qty", "must be between 1 and %d", MaxQty)
+	}
+	if in.IdempotencyKey != "" {
+		if in.IdempotencyKey, err = api.Text("idempotencyKey", in.IdempotencyKey, 128); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
+}
+
+// check asks the store service through the breaker whether the region has an open store.
+func (s *Service) check(ctx context.Context, region string) (lifecycle.Status, lifecycle.RejectReason, int, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+	defer cancel()
+	open, err := s.breaker.Execute(func() (bool, error) { return s.store.AnyOpen(cctx, region) })
+	switch {
+	case err == nil && open:
+		return lifecycle.Ordered, "", 0, nil
+	case err == nil:
+		return lifecycle.Rejected, lifecycle.NoOpenStore, 0, nil
+	case ctx.Err() != nil:
+		return "", "", 0, api.Errorf(api.Unavailable, "request cancelled")
+	}
+	if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
+		s.cfg.Logger.WarnContext(ctx, "store availability check failed", "region", region, "err", err)
+	}
+	return lifecycle.Rejected, lifecycle.StoreBusy, s.retryAfter(), nil
+}
+
+// retryAfter is the whole seconds until the breaker lets calls through again, at least 1.
+func (s *Service) retryAfter() int {
+	if s.breaker.State() != gobreaker.StateOpen {
+		return 1
+	}
+	left := s.cfg.OpenFor - time.Since(time.Unix(0, s.openedAt.Load()))
+	return max(1, int(math.Ceil(left.Seconds())))
+}
+
+const columns = `id, customer_id, pizza, qty, region, status, COALESCE(reject_reason, ''),
+	COALESCE(retry_after_seconds, 0), COALESCE(store_id, ''), placed_at, updated_at`
+
+func scanOrder(row pgx.CollectableRow) (Order, error) {
+	var (
+		o      Order
+		id     int64
+		status string
+		reason string
+	)
+	err := row.Scan(&id, &o.CustomerID, &o.Pizza, &o.Qty, &o.Region, &status, &reason,
+		&o.RetryAfterSeconds, &o.StoreID, &o.PlacedAt, &o.UpdatedAt)
+	o.ID = strconv.FormatInt(id, 10)
+	o.Status = lifecycle.Status(status)
+	if o.Status == lifecycle.Rejected { // a rejected order cancelled later shows no reason
+		o.RejectReason = lifecycle.RejectReason(reason)
+	} else {
+		o.RetryAfterSeconds = 0
+	}
+	return o, err
+}
+
+func (s *Service) byKey(ctx context.Context, customerID, key string) (Order, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM orders WHERE customer_id = $1 AND idempotency_key = $2`, customerID, key)
+	if err != nil {
+		return Order{}, err
+	}
+	return pgx.CollectExactlyOneRow(rows, scanOrder)
+}
+
+// Get returns one order.
+func (s *Service) Get(ctx context.Context, id string) (Order, error) {
+	n, err := api.ParseID(id)
+	if err != nil {
+		return Order{}, api.Errorf(api.NotFound, "no order %q", id)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM orders WHERE id = $1`, n)
+	if err != nil {
+		return Order{}, err
+	}
+	o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Order{}, api.Errorf(api.NotFound, "no order %s", id)
+	}
+	return o, err
+}
+
+// Cancel cancels an order not yet known to be cooked, announcing order.cancelled. Cancelling a
+// cooked, delivered or rejected order is a CONFLICT; cancelling a cancelled one changes nothing.
+func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
+	n, err := api.ParseID(id)
+	if err != nil {
+		return Order{}, api.Errorf(api.NotFound, "no order %q", id)
+	}
+	var o Order
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+columns+` FROM orders WHERE id = $1 FOR UPDATE`, n)
+		if err != nil {
+			return err
+		}
+		o, err = pgx.CollectExactlyOneRow(rows, scanOrder)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return api.Errorf(api.NotFound, "no order %s", id)
+		}
+		if err != nil {
+			return err
+		}
+		switch o.Status {
+		case lifecycle.Cancelled:
+			return nil
+		case lifecycle.Ordered, lifecycle.Received:
+		default:
+			return api.Errorf(api.Conflict, "order %s is %s and can no longer be cancelled", id, o.Status)
+		}
+		rows, err = tx.Query(ctx, `UPDATE orders SET status = 'CANCELLED', updated_at = now() WHERE id = $1 RETURNING `+columns, n)
+		if err != nil {
+			return err
+		}
+		if o, err = pgx.CollectExactlyOneRow(rows, scanOrder); err != nil {
+			return err
+		}
+		ev, err := outbox.NewEvent(lifecycle.OrderCancelled, o.ID, Producer, lifecycle.Payload{})
+		if err != nil {
+			return err
+		}
+		return s.outbox.Write(ctx, tx, ev)
+	})
+	return o, err
+}
+
+// Keys are the routing keys the order service consumes.
+var Keys = []string{lifecycle.StoreOrderReceived, lifecycle.StoreOrderRejected, lifecycle.StoreOrderCooked, lifecycle.DeliveryStartedEvent}
+
+// Handle folds another service's event into the order's status with the lattice.
+func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
+	st, ok := lifecycle.StatusOf(ev.Type)
+	if !ok {
+		return nil
+	}
+	var p lifecycle.Payload
+	if err := ev.DecodePayload(&p); err != nil {
+		return err
+	}
+	n, err := api.ParseID(ev.OrderID)
+	if err != nil {
+		return fmt.Errorf("event for order %q: %w", ev.OrderID, err)
+	}
+	var status, storeID, reason string
+	err = tx.QueryRow(ctx, `SELECT status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orders WHERE id = $1 FOR UPDATE`, n).
+		Scan(&status, &storeID, &reason)
+	if errors.Is(err, pgx.ErrNoRows) {
+		s.cfg.Logger.WarnContext(ctx, "event for an unknown order ignored", "order_id", ev.OrderID, "event_id", ev.ID, "type", ev.Type)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	next := lifecycle.Join(lifecycle.Status(status), st)
+	if storeID == "" {
+		storeID = p.StoreID
+	}
+	if next == lifecycle.Rejected && reason == "" {
+		reason = string(p.RejectReason)
+	}
+	_, err = tx.Exec(ctx, `
+UPDATE orders SET status = $2, store_id = NULLIF($3, ''), reject_reason = NULLIF($4, ''), updated_at = now()
+WHERE id = $1 AND (status, COALESCE(store_id, ''), COALESCE(reject_reason, '')) IS DISTINCT FROM ($2, $3, $4)`,
+		n, string(next), storeID, reason)
+	return err
+}

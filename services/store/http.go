@@ -1,0 +1,123 @@
+package store
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/services/lifecycle"
+)
+
+// Routes serves the store service's internal API:
+//
+//	POST /stores                          register {name, region, open}
+//	GET  /stores?region=R                 list (all regions without R)
+//	GET  /stores/{id}                     one store
+//	PUT  /stores/{id}/open                {open}: open or close
+//	GET  /availability?region=R           {open}: is any store of R open?
+//	GET  /stores/{id}/orders?status=S     the store's orders
+//	GET  /store-orders/{orderId}          one store order
+//	POST /store-orders/{orderId}/cooked   mark cooked
+func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
+	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+		return api.Handle(logger, f)
+	}
+	mux.HandleFunc("POST /stores", h(func(w http.ResponseWriter, r *http.Request) error {
+		var in RegisterInput
+		if err := api.ReadJSON(w, r, &in); err != nil {
+			return err
+		}
+		st, err := s.Register(r.Context(), in)
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusCreated, st)
+		return nil
+	}))
+	mux.HandleFunc("GET /stores", h(func(w http.ResponseWriter, r *http.Request) error {
+		stores, err := s.List(r.Context(), r.URL.Query().Get("region"))
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, stores)
+		return nil
+	}))
+	mux.HandleFunc("GET /stores/{id}", h(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		st, err := s.Get(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, st)
+		return nil
+	}))
+	mux.HandleFunc("PUT /stores/{id}/open", h(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		var in struct {
+			Open *bool `json:"open"`
+		}
+		if err := api.ReadJSON(w, r, &in); err != nil {
+			return err
+		}
+		if in.Open == nil {
+			return api.Invalid("open", "is required")
+		}
+		st, err := s.SetOpen(r.Context(), id, *in.Open)
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, st)
+		return nil
+	}))
+	mux.HandleFunc("GET /availability", h(func(w http.ResponseWriter, r *http.Request) error {
+		region, err := api.Text("region", r.URL.Query().Get("region"), 64)
+		if err != nil {
+			return err
+		}
+		open, err := s.AnyOpen(r.Context(), region)
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, Availability{Open: open})
+		return nil
+	}))
+	mux.HandleFunc("GET /stores/{id}/orders", h(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		orders, err := s.Orders(r.Context(), id, lifecycle.Status(r.URL.Query().Get("status")))
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, orders)
+		return nil
+	}))
+	mux.HandleFunc("GET /store-orders/{orderId}", h(func(w http.ResponseWriter, r *http.Request) error {
+		o, err := s.Order(r.Context(), r.PathValue("orderId"))
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, o)
+		return nil
+	}))
+	mux.HandleFunc("POST /store-orders/{orderId}/cooked", h(func(w http.ResponseWriter, r *http.Request) error {
+		o, err := s.MarkCooked(r.Context(), r.PathValue("orderId"))
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, o)
+		return nil
+	}))
+}
+
+// Availability answers the availability check.
+type Availability struct {
+	Open bool `json:"open"`
+}

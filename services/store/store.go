@@ -1,0 +1,305 @@
+// Package store owns the chain stores and the orders they receive: registering and opening
+// stores, the availability check the order service calls, assigning each placed order to the
+// least busy open store of its region, and marking orders cooked.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/services/lifecycle"
+)
+
+// Store is one chain store.
+type Store struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Region string `json:"region"`
+	Open   bool   `json:"open"`
+}
+
+// Order is an order as a store sees it.
+type Order struct {
+	OrderID    string           `json:"orderId"`
+	StoreID    string           `json:"storeId"`
+	Pizza      string           `json:"pizza"`
+	Qty        int              `json:"qty"`
+	Status     lifecycle.Status `json:"status"`
+	ReceivedAt time.Time        `json:"receivedAt"`
+}
+
+// RegisterInput is a new store.
+type RegisterInput struct {
+	Name   string `json:"name"`
+	Region string `json:"region"`
+	Open   *bool  `json:"open"`
+}
+
+// Service is the store service's logic over its database and outbox.
+type Service struct {
+	pool   *pgxpool.Pool
+	outbox *outbox.Outbox
+}
+
+// New returns the service.
+func New(pool *pgxpool.Pool, ob *outbox.Outbox) *Service { return &Service{pool: pool, outbox: ob} }
+
+// Producer names this service on its events.
+const Producer = "store"
+
+// Register adds a store.
+func (s *Service) Register(ctx context.Context, in RegisterInput) (Store, error) {
+	name, err := api.Text("name", in.Name, 100)
+	if err != nil {
+		return Store{}, err
+	}
+	region, err := api.Text("region", in.Region, 64)
+	if err != nil {
+		return Store{}, err
+	}
+	if in.Open == nil {
+		return Store{}, api.Invalid("open", "is required")
+	}
+	const q = `INSERT INTO stores (name, region, open) VALUES ($1, $2, $3) RETURNING id, name, region, open`
+	return scanStore(s.pool.QueryRow(ctx, q, name, region, *in.Open))
+}
+
+// SetOpen opens or closes a store.
+func (s *Service) SetOpen(ctx context.Context, id int64, open bool) (Store, error) {
+	const q = `UPDATE stores SET open = $2 WHERE id = $1 RETURNING id, name, region, open`
+	st, err := scanStore(s.pool.QueryRow(ctx, q, id, open))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Store{}, api.Errorf(api.NotFound, "no store %d", id)
+	}
+	return st, err
+}
+
+// Get returns one store.
+func (s *Service) Get(ctx context.Context, id int64) (Store, error) {
+	const q = `SELECT id, name, region, open FROM stores WHERE id = $1`
+	st, err := scanStore(s.pool.QueryRow(ctx, q, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Store{}, api.Errorf(api.NotFound, "no store %d", id)
+	}
+	return st, err
+}
+
+// List returns the stores of a region, or all when region is empty.
+func (s *Service) List(ctx context.Context, region string) ([]Store, error) {
+	const q = `SELECT id, name, region, open FROM stores WHERE $1 = '' OR region = $1 ORDER BY region, id`
+	rows, err := s.pool.Query(ctx, q, region)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Store, error) { return scanStore(r) })
+}
+
+// AnyOpen is the availability check: is any store of the region open? One index-only probe.
+func (s *Service) AnyOpen(ctx context.Context, region string) (bool, error) {
+	const q = `SELECT EXISTS (SELECT 1 FROM stores WHERE region = $1 AND open)`
+	var open bool
+	err := s.pool.QueryRow(ctx, q, region).Scan(&open)
+	return open, err
+}
+
+// Orders lists a store's orders, optionally of one status, oldest first.
+func (s *Service) Orders(ctx context.Context, storeID int64, status lifecycle.Status) ([]Order, error) {
+	if status != "" && !status.Valid() {
+		return nil, api.Invalid("status", "unknown status %q", status)
+	}
+	if _, err := s.Get(ctx, storeID); err != nil {
+		return nil, err
+	}
+	const q = `
+SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders
+WHERE store_id = $1 AND ($2 = '' OR status = $2) ORDER BY received_at, order_id`
+	rows, err := s.pool.Query(ctx, q, storeID, string(status))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanOrder)
+}
+
+// Order returns one store order.
+func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
+	const q = `SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL`
+	rows, err := s.pool.Query(ctx, q, orderID)
+	if err != nil {
+		return Order{}, err
+	}
+	o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Order{}, api.Errorf(api.NotFound, "no store order %s", orderID)
+	}
+	return o, err
+}
+
+// MarkCooked records that the store finished cooking an order it received. Cooking a cancelled
+// or rejected order is a CONFLICT; cooking a cooked one changes nothing.
+func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error) {
+	var out Order
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		const q = `SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL FOR UPDATE`
+		rows, err := tx.Query(ctx, q, orderID)
+		if err != nil {
+			return err
+		}
+		o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return api.Errorf(api.NotFound, "no store order %s", orderID)
+		}
+		if err != nil {
+			return err
+		}
+		switch o.Status {
+		case lifecycle.Cooked:
+			out = o
+			return nil
+		case lifecycle.Received:
+		default:
+			return api.Errorf(api.Conflict, "order %s is %s and cannot be cooked", orderID, o.Status)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'COOKED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE stores SET unfinished = unfinished - 1 WHERE id = $1`, o.StoreID); err != nil {
+			return err
+		}
+		o.Status = lifecycle.Cooked
+		out = o
+		return s.emit(ctx, tx, lifecycle.StoreOrderCooked, orderID, lifecycle.Payload{StoreID: o.StoreID})
+	})
+	return out, err
+}
+
+// Handle applies the events the store service consumes.
+func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
+	switch ev.Type {
+	case lifecycle.OrderPlaced:
+		return s.assign(ctx, tx, ev)
+	case lifecycle.OrderCancelled:
+		return s.cancel(ctx, tx, ev.OrderID)
+	}
+	return nil
+}
+
+// Keys are the routing keys the store service consumes.
+var Keys = []string{lifecycle.OrderPlaced, lifecycle.OrderCancelled}
+
+// assign gives a placed order to the open store of its region with the fewest unfinished orders,
+// or rejects it when none is open now. An order cancelled before it arrived is left cancelled.
+func (s *Service) assign(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
+	var p lifecycle.Payload
+	if err := decode(ev, &p); err != nil {
+		return err
+	}
+	// Lock the order's row (or its absence, through the insert below) first: a cancellation
+	// that arrived earlier left a CANCELLED row, and the order must stay cancelled.
+	var existing string
+	err := tx.QueryRow(ctx, `SELECT status FROM store_orders WHERE order_id = $1 FOR UPDATE`, ev.OrderID).Scan(&existing)
+	if err == nil {
+		return nil // already assigned, rejected, or cancelled
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	var storeID int64
+	err = tx.QueryRow(ctx, `
+SELECT id FROM stores WHERE region = $1 AND open ORDER BY unfinished, id LIMIT 1 FOR UPDATE`, p.Region).Scan(&storeID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		tag, err := tx.Exec(ctx, `
+INSERT INTO store_orders (order_id, customer_id, pizza, qty, region, status) VALUES ($1, $2, $3, $4, $5, 'REJECTED')
+ON CONFLICT (order_id) DO NOTHING`, ev.OrderID, p.CustomerID, p.Pizza, p.Qty, p.Region)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return s.emit(ctx, tx, lifecycle.StoreOrderRejected, ev.OrderID, lifecycle.Payload{RejectReason: lifecycle.NoOpenStore})
+	}
+	if err != nil {
+		return err
+	}
+	tag, err := tx.Exec(ctx, `
+INSERT INTO store_orders (order_id, store_id, customer_id, pizza, qty, region, status) VALUES ($1, $2, $3, $4, $5, $6, 'RECEIVED')
+ON CONFLICT (order_id) DO NOTHING`, ev.OrderID, storeID, p.CustomerID, p.Pizza, p.Qty, p.Region)
+	if err != nil || tag.RowsAffected() == 0 {
+		return err // a concurrent cancellation got there first
+	}
+	if _, err := tx.Exec(ctx, `UPDATE stores SET unfinished = unfinished + 1 WHERE id = $1`, storeID); err != nil {
+		return err
+	}
+	return s.emit(ctx, tx, lifecycle.StoreOrderReceived, ev.OrderID, lifecycle.Payload{StoreID: strconv.FormatInt(storeID, 10)})
+}
+
+// cancel cancels the store's order: cancel wins even over a cooked order, whose pizza then never
+// leaves for delivery. A cancellation that arrives before the order is remembered.
+func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
+	var (
+		status  string
+		storeID *int64
+	)
+	err := tx.QueryRow(ctx, `SELECT status, store_id FROM store_orders WHERE order_id = $1 FOR UPDATE`, orderID).Scan(&status, &storeID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		_, err = tx.Exec(ctx, `INSERT INTO store_orders (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, orderID)
+		return err
+	}
+	if err != nil || status == string(lifecycle.Cancelled) {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
+		return err
+	}
+	if status == string(lifecycle.Received) {
+		if _, err := tx.Exec(ctx, `UPDATE stores SET unfinished = unfinished - 1 WHERE id = $1`, *storeID); err != nil {
+			return err
+		}
+	}
+	if storeID == nil {
+		return nil // it was rejected: no store holds it, nothing to announce
+	}
+	return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: strconv.FormatInt(*storeID, 10)})
+}
+
+func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p lifecycle.Payload) error {
+	ev, err := outbox.NewEvent(typ, orderID, Producer, p)
+	if err != nil {
+		return err
+	}
+	return s.outbox.Write(ctx, tx, ev)
+}
+
+func decode(ev outbox.Event, p *lifecycle.Payload) error {
+	if err := ev.DecodePayload(p); err != nil {
+		return fmt.Errorf("%s: %w", ev.Type, err)
+	}
+	return nil
+}
+
+func scanStore(row pgx.Row) (Store, error) {
+	var (
+		st Store
+		id int64
+	)
+	err := row.Scan(&id, &st.Name, &st.Region, &st.Open)
+	st.ID = strconv.FormatInt(id, 10)
+	return st, err
+}
+
+func scanOrder(row pgx.CollectableRow) (Order, error) {
+	var (
+		o       Order
+		storeID int64
+		status  string
+	)
+	err := row.Scan(&o.OrderID, &storeID, &o.Pizza, &o.Qty, &status, &o.ReceivedAt)
+	o.StoreID = strconv.FormatInt(storeID, 10)
+	o.Status = lifecycle.Status(status)
+	return o, err
+}
