@@ -86,7 +86,10 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	defer reg.Unregister(ob.Collector())
 
-	svc := newService(cfg, s, pool, ob, logger)
+	svc, err := newService(cfg, s, pool, ob, reg, logger)
+	if err != nil {
+		return err
+	}
 	consumer := outbox.NewConsumer(pool, outbox.ConsumerConfig{
 		URL:         cfg.Common.AMQPURL,
 		Exchange:    cfg.Common.Exchange,
@@ -175,7 +178,7 @@ type service struct {
 	handle outbox.Handler
 }
 
-func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox, logger *slog.Logger) service {
+func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox, reg prometheus.Registerer, logger *slog.Logger) (service, error) {
 	switch s {
 	case db.Order:
 		svc := order.New(pool, ob, store.NewClient(cfg.Store.URL), order.Config{
@@ -185,16 +188,21 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 			Probes:       cfg.OrderTuning.BreakerProbes,
 			Logger:       logger,
 		})
-		return service{svc.Routes, svc.Handle}
+		err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "pizza_breaker_state",
+			Help:        "State of the order service's breaker on the store availability check: 0 closed, 1 half-open, 2 open.",
+			ConstLabels: prometheus.Labels{"breaker": "store-availability"},
+		}, func() float64 { return float64(svc.BreakerState()) }))
+		return service{svc.Routes, svc.Handle}, err
 	case db.Store:
 		svc := store.New(pool, ob)
-		return service{svc.Routes, svc.Handle}
+		return service{svc.Routes, svc.Handle}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
-		return service{svc.Routes, svc.Handle}
+		return service{svc.Routes, svc.Handle}, nil
 	default:
 		svc := customercenter.New(pool, ob)
-		return service{svc.Routes, svc.Handle}
+		return service{svc.Routes, svc.Handle}, nil
 	}
 }
 
