@@ -56,44 +56,56 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error 
 	if err := ev.DecodePayload(&p); err != nil {
 		return err
 	}
+	for {
+		// A row that did not exist cannot be locked: when another event of the order inserted it
+		// meanwhile, our insert does nothing and we go round again to apply ours to its row.
+		applied, err := s.apply(ctx, tx, ev, p)
+		if err != nil || applied {
+			return err
+		}
+	}
+}
+
+// apply applies ev; applied is false when the order's row appeared under it.
+func (s *Service) apply(ctx context.Context, tx pgx.Tx, ev outbox.Event, p lifecycle.Payload) (applied bool, err error) {
 	var (
 		id     int64
 		status string
 	)
-	err := tx.QueryRow(ctx, `SELECT id, status FROM deliveries WHERE order_id = $1 FOR UPDATE`, ev.OrderID).Scan(&id, &status)
+	err = tx.QueryRow(ctx, `SELECT id, status FROM deliveries WHERE order_id = $1 FOR UPDATE`, ev.OrderID).Scan(&id, &status)
 	known := err == nil
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return err
+		return false, err
 	}
 	switch ev.Type {
 	case lifecycle.StoreOrderCooked:
 		if known {
-			return nil // started already, or cancelled first
+			return true, nil // started already, or cancelled first
 		}
 		err := tx.QueryRow(ctx, `
 INSERT INTO deliveries (order_id, store_id, started, status) VALUES ($1, $2, true, 'STARTED')
 ON CONFLICT (order_id) DO NOTHING RETURNING id`, ev.OrderID, p.StoreID).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // a concurrent cancellation got there first
+			return false, nil
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
-		return s.emit(ctx, tx, lifecycle.DeliveryStartedEvent, ev.OrderID, lifecycle.Payload{DeliveryID: strconv.FormatInt(id, 10), StoreID: p.StoreID})
+		return true, s.emit(ctx, tx, lifecycle.DeliveryStartedEvent, ev.OrderID, lifecycle.Payload{DeliveryID: strconv.FormatInt(id, 10), StoreID: p.StoreID})
 	case lifecycle.OrderCancelled:
 		if !known {
-			_, err := tx.Exec(ctx, `INSERT INTO deliveries (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, ev.OrderID)
-			return err
+			tag, err := tx.Exec(ctx, `INSERT INTO deliveries (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, ev.OrderID)
+			return err == nil && tag.RowsAffected() == 1, err
 		}
 		if status == Cancelled {
-			return nil
+			return true, nil
 		}
 		if _, err := tx.Exec(ctx, `UPDATE deliveries SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1`, ev.OrderID); err != nil {
-			return err
+			return false, err
 		}
-		return s.emit(ctx, tx, lifecycle.DeliveryCancelled, ev.OrderID, lifecycle.Payload{DeliveryID: strconv.FormatInt(id, 10)})
+		return true, s.emit(ctx, tx, lifecycle.DeliveryCancelled, ev.OrderID, lifecycle.Payload{DeliveryID: strconv.FormatInt(id, 10)})
 	}
-	return nil
+	return true, nil
 }
 
 func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p lifecycle.Payload) error {

@@ -247,8 +247,12 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
 	)
 	err := tx.QueryRow(ctx, `SELECT status, store_id FROM store_orders WHERE order_id = $1 FOR UPDATE`, orderID).Scan(&status, &storeID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		_, err = tx.Exec(ctx, `INSERT INTO store_orders (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, orderID)
-		return err
+		tag, err := tx.Exec(ctx, `INSERT INTO store_orders (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, orderID)
+		if err != nil || tag.RowsAffected() == 1 {
+			return err
+		}
+		// The order arrived under us (its assignment committed first): cancel that.
+		return s.cancel(ctx, tx, orderID)
 	}
 	if err != nil || status == string(lifecycle.Cancelled) {
 		return err

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/lifecycle"
+)
+
+// A cancellation that runs while the order's assignment is still uncommitted must not be lost:
+// it waits for the assignment and cancels the received order, freeing the store.
+func TestCancelRacingAssignmentIsNotLost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := dbtest.NewDatabase(t, db.Store)
+	ob, err := outbox.New(pool, outbox.Config{Service: "store"})
+	require.NoError(t, err)
+	s := New(pool, ob)
+	st, err := s.Register(ctx, RegisterInput{Name: "강남점", Region: "강남구", Open: new(true)})
+	require.NoError(t, err)
+	placed, err := outbox.NewEvent(lifecycle.OrderPlaced, "7", "order", lifecycle.Payload{
+		OrderDetails: lifecycle.OrderDetails{CustomerID: "1", Pizza: "p", Qty: 1, Region: "강남구"}})
+	require.NoError(t, err)
+	cancelled, err := outbox.NewEvent(lifecycle.OrderCancelled, "7", "order", nil)
+	require.NoError(t, err)
+
+	tx1, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, s.Handle(ctx, tx1, placed))
+
+	done := make(chan error, 1)
+	go func() {
+		tx2, err := pool.Begin(ctx)
+		if err == nil {
+			if err = s.Handle(ctx, tx2, cancelled); err == nil {
+				err = tx2.Commit(ctx)
+			}
+		}
+		done <- err
+	}()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database())`).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, tx1.Commit(ctx))
+	require.NoError(t, <-done)
+
+	var status string
+	var unfinished int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT status FROM store_orders WHERE order_id = '7'`).Scan(&status))
+	require.NoError(t, pool.QueryRow(ctx, `SELECT unfinished FROM stores WHERE id = $1`, st.ID).Scan(&unfinished))
+	require.Equal(t, "CANCELLED", status)
+	require.Zero(t, unfinished)
+	_, err = s.MarkCooked(ctx, "7")
+	require.ErrorContains(t, err, "CONFLICT")
+}
