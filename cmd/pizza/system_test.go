@@ -132,8 +132,10 @@ func (sys *system) waitOrder(t *testing.T, orderID string, want lifecycle.Status
 	return o
 }
 
+// status matches a row in status s whose details (from order.placed or order.rejected, which may
+// be applied after later events) have arrived.
 func status(s lifecycle.Status) func(customercenter.Row) bool {
-	return func(r customercenter.Row) bool { return r.Status == s }
+	return func(r customercenter.Row) bool { return r.Status == s && r.Pizza != "" }
 }
 
 func open(b bool) *bool { return &b }
