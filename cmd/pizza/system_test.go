@@ -345,6 +345,20 @@ func TestBreakerOnSlowStoreCheck(t *testing.T) {
 		return o
 	}
 
+	// Callers who give up are no evidence against the store: five cancelled requests (more than
+	// the trip threshold) leave the breaker closed, and record nothing.
+	for range 5 {
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, err := sys.order.Place(cctx, order.PlaceInput{CustomerID: "1", Pizza: "페퍼로니피자", Qty: 1, Region: "종로구"})
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	require.Eventually(t, func() bool { return calls.get("종로구") == 5 }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, "0", breakerState(t, sys))
+	var recorded int
+	require.NoError(t, sys.pools[db.Order].QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&recorded))
+	require.Zero(t, recorded, "an order whose caller went away before the check answered is not recorded")
+
 	for range 3 {
 		start := time.Now()
 		o := place("종로구")
@@ -353,7 +367,7 @@ func TestBreakerOnSlowStoreCheck(t *testing.T) {
 		require.Equal(t, lifecycle.StoreBusy, o.RejectReason)
 		require.GreaterOrEqual(t, o.RetryAfterSeconds, 1)
 	}
-	require.Equal(t, 3, calls.get("종로구"))
+	require.Equal(t, 8, calls.get("종로구"))
 	require.Equal(t, "2", breakerState(t, sys), "three consecutive failures opened the breaker")
 
 	// Open: every region is refused at once, and the store hears nothing.
@@ -362,7 +376,7 @@ func TestBreakerOnSlowStoreCheck(t *testing.T) {
 		require.Equal(t, lifecycle.StoreBusy, o.RejectReason)
 		require.Equal(t, 1, o.RetryAfterSeconds, "the breaker half-opens within the second")
 	}
-	require.Equal(t, 3, calls.get("종로구"))
+	require.Equal(t, 8, calls.get("종로구"))
 	require.Zero(t, calls.get("강남구"))
 
 	// After the open interval the breaker lets one probe through; the store is healthy again.
@@ -370,7 +384,7 @@ func TestBreakerOnSlowStoreCheck(t *testing.T) {
 	require.Eventually(t, func() bool { return breakerState(t, sys) == "1" }, 5*time.Second, 10*time.Millisecond)
 	o := place("종로구")
 	require.Equal(t, lifecycle.Ordered, o.Status)
-	require.Equal(t, 4, calls.get("종로구"))
+	require.Equal(t, 9, calls.get("종로구"))
 	require.Equal(t, "0", breakerState(t, sys), "the probe's success closed the breaker")
 	require.Equal(t, lifecycle.Ordered, place("강남구").Status)
 }
