@@ -6,8 +6,15 @@ GO    ?= go
 
 ## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process
 run: infra
-	$(GO) run ./cmd/pizza migrate
-	$(GO) run ./cmd/pizza serve
+	@mkdir -p bin && $(GO) build -o bin/pizza ./cmd/pizza
+	@PIZZA_LOG_LEVEL=$${PIZZA_LOG_LEVEL:-warn} bin/pizza migrate
+	@echo
+	@echo "GraphQL playground: http://localhost$${PIZZA_HTTP_ADDR:-:8080}/"
+	@echo "Paste one of these in the playground's Headers as {\"Authorization\": \"Bearer <token>\"}:"
+	@for r in "customer --customer 1" "agent" "master --store 1" "admin"; do \
+		printf '  %-8s %s\n' "$${r%% *}" "$$(bin/pizza token --role $$r 2>/dev/null)"; done
+	@echo
+	@bin/pizza serve
 
 ## test: bring up PostgreSQL and RabbitMQ, then every test against them
 test: infra

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -58,8 +59,39 @@ type serviceConfig struct {
 	URL string `env:"URL"`
 }
 
+// bffConfig is the GraphQL BFF's: its address, its token key and its limits.
+type bffConfig struct {
+	HTTPAddr         string        `env:"PIZZA_HTTP_ADDR" envDefault:":8080"`
+	AuthSecret       string        `env:"PIZZA_AUTH_SECRET"`
+	AllowedOrigins   []string      `env:"PIZZA_ALLOWED_ORIGINS" envSeparator:","`
+	MaxBodyBytes     int64         `env:"PIZZA_MAX_BODY_BYTES" envDefault:"65536"`
+	MaxComplexity    int           `env:"PIZZA_MAX_COMPLEXITY" envDefault:"500"`
+	MaxDepth         int           `env:"PIZZA_MAX_DEPTH" envDefault:"10"`
+	MaxAliases       int           `env:"PIZZA_MAX_ALIASES" envDefault:"30"`
+	MaxTokens        int           `env:"PIZZA_MAX_TOKENS" envDefault:"5000"`
+	WSInitTimeout    time.Duration `env:"PIZZA_WS_INIT_TIMEOUT" envDefault:"5s"`
+	WSKeepAlive      time.Duration `env:"PIZZA_WS_KEEPALIVE" envDefault:"15s"`
+	SubscriberBuffer int           `env:"PIZZA_SUBSCRIBER_BUFFER" envDefault:"32"`
+}
+
+// developmentSecret signs tokens when PIZZA_AUTH_SECRET is unset outside production.
+const developmentSecret = "1588-pizza-development-secret: not for production"
+
+// authSecret is the token key, refusing production without a configured one.
+func (c config) authSecret(logger *slog.Logger) (string, error) {
+	if c.BFF.AuthSecret != "" {
+		return c.BFF.AuthSecret, nil
+	}
+	if c.Common.Env == "production" {
+		return "", errors.New("PIZZA_ENV=production needs PIZZA_AUTH_SECRET (at least 16 bytes); refusing to use the development secret")
+	}
+	logger.Warn("PIZZA_AUTH_SECRET is not set: tokens are signed with the public development secret")
+	return developmentSecret, nil
+}
+
 type config struct {
 	Common      commonConfig
+	BFF         bffConfig
 	Relay       relayConfig
 	OrderTuning orderConfig
 

@@ -17,15 +17,18 @@ import (
 	"time"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/graph"
+	"github.com/1588-pizza/pizza/graph/model"
 )
 
 const usage = `usage: pizza <command> [arguments]
 
 commands:
   serve [component ...]   run the named components (default: all) in this process;
-                          components: order, store, delivery, customercenter
+                          components: bff, order, store, delivery, customercenter
   migrate [service ...]   create and migrate the services' databases (default: all)
-  token                   print a signed bearer token (arrives with the GraphQL BFF)
+  token --role R [--customer ID | --store ID] [--ttl D]
+                          print a signed bearer token; R is customer, agent, master or admin
   probe URL               exit 0 when URL answers 200 (container health checks)
 
 Configuration is read from the environment; see README.md.
@@ -74,7 +77,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	case "migrate":
 		return migrate(ctx, cfg, rest, logger)
 	case "token":
-		return errors.New("token: bearer tokens arrive with the GraphQL BFF (issue 4)")
+		return token(cfg, rest, stdout, logger)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -150,5 +153,49 @@ func probe(ctx context.Context, args []string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s answered %s", args[0], resp.Status)
 	}
+	return nil
+}
+
+// token prints a bearer token for a role, signed with the configured secret.
+func token(cfg config, args []string, stdout io.Writer, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	role := fs.String("role", "", "customer, agent, master or admin")
+	customer := fs.String("customer", "", "the customer's id (role customer)")
+	storeID := fs.String("store", "", "the store's id (role master)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	r := model.Role(strings.ToUpper(*role))
+	if !r.IsValid() {
+		return fmt.Errorf("token: --role must be customer, agent, master or admin, not %q", *role)
+	}
+	var id string
+	switch r {
+	case model.RoleCustomer:
+		id = *customer
+	case model.RoleMaster:
+		id = *storeID
+	}
+	if *customer != "" && r != model.RoleCustomer || *storeID != "" && r != model.RoleMaster {
+		return fmt.Errorf("token: --customer goes with --role customer, --store with --role master")
+	}
+	if *ttl <= 0 {
+		return errors.New("token: --ttl must be positive")
+	}
+	secret, err := cfg.authSecret(logger)
+	if err != nil {
+		return err
+	}
+	auth, err := graph.NewAuth(secret)
+	if err != nil {
+		return err
+	}
+	t, err := auth.Mint(r, id, *ttl)
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	fmt.Fprintln(stdout, t)
 	return nil
 }

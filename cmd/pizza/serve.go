@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,9 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/graph"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/delivery"
+	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )
@@ -28,9 +30,19 @@ import (
 // serve runs the named components until ctx ends (SIGTERM), then shuts each down gracefully:
 // readiness goes false, HTTP drains, consumers stop, River soft-stops, connections close.
 func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) error {
-	services, err := parseServices(flag.NewFlagSet("serve", flag.ContinueOnError), args)
+	withBFF, services, err := parseComponents(args)
 	if err != nil {
 		return err
+	}
+	var auth *graph.Auth
+	if withBFF {
+		secret, err := cfg.authSecret(logger)
+		if err != nil {
+			return err
+		}
+		if auth, err = graph.NewAuth(secret); err != nil {
+			return fmt.Errorf("PIZZA_AUTH_SECRET: %w", err)
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -39,7 +51,14 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	errs := make([]error, len(services))
+	errs := make([]error, len(services)+1)
+	if withBFF {
+		wg.Go(func() {
+			if errs[len(services)] = runBFF(ctx, cfg, auth, reg, logger.With("component", "bff")); errs[len(services)] != nil {
+				cancel(errs[len(services)])
+			}
+		})
+	}
 	for i, s := range services {
 		wg.Go(func() {
 			errs[i] = runService(ctx, cfg, s, reg, metrics, logger.With("service", s))
@@ -50,6 +69,90 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// parseComponents reads component names: bff and the services; none means all.
+func parseComponents(args []string) (withBFF bool, services []db.Service, err error) {
+	if len(args) == 0 {
+		return true, db.Services, nil
+	}
+	for _, name := range args {
+		if name == "bff" {
+			withBFF = true
+			continue
+		}
+		s, err := db.ParseService(name)
+		if err != nil {
+			return false, nil, fmt.Errorf("%w, or bff", err)
+		}
+		services = append(services, s)
+	}
+	return withBFF, services, nil
+}
+
+// runBFF runs the GraphQL BFF: the public API, and the listener feeding live myPage subscriptions.
+func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.Registry, logger *slog.Logger) error {
+	hub := graph.NewHub(cfg.BFF.SubscriberBuffer, 300*time.Millisecond, logger)
+	defer hub.Close()
+	listener := outbox.NewListener(outbox.ListenConfig{
+		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Keys: []string{lifecycle.MyPageUpdated},
+		Name: "pizza-bff-mypage", OnMessage: hub.Publish, OnReconnect: hub.Resync, Logger: logger,
+	})
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pizza_bff_subscribers", Help: "Live myPage subscriptions on this BFF replica.",
+	}, func() float64 { return float64(hub.Subscribers()) })); err != nil {
+		return err
+	}
+
+	gql := graph.NewHandler(graph.ServerConfig{
+		Production:       cfg.Common.Env == "production",
+		MaxBodyBytes:     cfg.BFF.MaxBodyBytes,
+		MaxComplexity:    cfg.BFF.MaxComplexity,
+		MaxDepth:         cfg.BFF.MaxDepth,
+		MaxAliases:       cfg.BFF.MaxAliases,
+		MaxTokens:        cfg.BFF.MaxTokens,
+		AllowedOrigins:   cfg.BFF.AllowedOrigins,
+		InitTimeout:      cfg.BFF.WSInitTimeout,
+		KeepAlive:        cfg.BFF.WSKeepAlive,
+		SubscriberBuffer: cfg.BFF.SubscriberBuffer,
+		Logger:           logger,
+	}, auth, graph.Backends{
+		Orders:         order.NewClient(cfg.Order.URL),
+		Stores:         store.NewClient(cfg.Store.URL),
+		CustomerCenter: api.NewClient(cfg.CustomerCenter.URL),
+	}, hub)
+	ready := func(context.Context) error {
+		if !listener.Connected() {
+			return errors.New("rabbitmq: not connected")
+		}
+		return nil
+	}
+	srv := newOpsServer(cfg.BFF.HTTPAddr, ready, reg, logger)
+	srv.mux.Handle("/", gql)
+	ln, err := net.Listen("tcp", cfg.BFF.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("bff: listen on %s: %w", cfg.BFF.HTTPAddr, err)
+	}
+	listenerDone := make(chan struct{})
+	go func() { defer close(listenerDone); _ = listener.Run(ctx) }()
+	logger.InfoContext(ctx, "serving GraphQL", "addr", ln.Addr().String(), "playground", "http://"+ln.Addr().String()+"/")
+
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.serve(ln) }()
+	var result error
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		result = fmt.Errorf("bff: http: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
+	defer cancel()
+	srv.shutdown(sctx)
+	if result == nil {
+		<-httpDone
+	}
+	<-listenerDone
+	return result
 }
 
 // runService runs one service: its pool, its outbox relay, its consumer, and its internal HTTP
@@ -212,10 +315,11 @@ func optionalKey(routingKey string) bool { return routingKey == "customercenter.
 
 // opsServer serves /healthz, /readyz and /metrics beside a component's own routes.
 type opsServer struct {
-	http     *http.Server
-	mux      *http.ServeMux
-	draining atomic.Bool
-	logger   *slog.Logger
+	http       *http.Server
+	cancelBase context.CancelFunc // ends long-lived (websocket) requests at shutdown
+	mux        *http.ServeMux
+	draining   atomic.Bool
+	logger     *slog.Logger
 }
 
 func newOpsServer(addr string, ready func(context.Context) error, reg *prometheus.Registry, logger *slog.Logger) *opsServer {
@@ -239,7 +343,10 @@ func newOpsServer(addr string, ready func(context.Context) error, reg *prometheu
 		fmt.Fprintln(w, "ready")
 	})
 	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	base, cancel := context.WithCancel(context.Background())
+	o.cancelBase = cancel
 	o.http = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return base },
 		Addr:              addr,
 		Handler:           o.mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -256,10 +363,12 @@ func (o *opsServer) serve(ln net.Listener) error {
 	return nil
 }
 
-// shutdown turns readiness false and drains the requests in flight.
+// shutdown turns readiness false, drains the requests in flight, then ends websockets (their
+// clients resubscribe elsewhere, replaying what they missed).
 func (o *opsServer) shutdown(ctx context.Context) {
 	o.draining.Store(true)
 	if err := o.http.Shutdown(ctx); err != nil {
 		o.logger.WarnContext(ctx, "http drain incomplete", "err", err)
 	}
+	o.cancelBase()
 }

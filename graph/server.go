@@ -1,0 +1,160 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/services/order"
+	"github.com/1588-pizza/pizza/services/store"
+)
+
+// ServerConfig is what the BFF's server needs beyond its backends.
+type ServerConfig struct {
+	// Production turns off introspection and field suggestions.
+	Production bool
+	// MaxBodyBytes bounds a request body (default 64 KiB).
+	MaxBodyBytes int64
+	// MaxComplexity, MaxDepth, MaxAliases and MaxTokens bound an operation's shape (defaults
+	// 500, 10, 30, 5000).
+	MaxComplexity, MaxDepth, MaxAliases, MaxTokens int
+	// AllowedOrigins are the browser origins (host patterns, as "app.example.com" or
+	// "*.example.com") allowed to open a websocket besides the server's own host.
+	AllowedOrigins []string
+	// InitTimeout bounds the wait for a websocket's connection_init (default 5s), and KeepAlive
+	// is the interval of pings on it (default 15s).
+	InitTimeout, KeepAlive time.Duration
+	// SubscriberBuffer is each subscriber's buffer of rows not yet sent (default 32).
+	SubscriberBuffer int
+	Logger           *slog.Logger
+}
+
+// Backends are the services the BFF calls.
+type Backends struct {
+	Orders         *order.Client
+	Stores         *store.Client
+	CustomerCenter *api.Client
+}
+
+// NewHandler returns the BFF's HTTP handler: the playground at /, GraphQL at /graphql over POST,
+// GET (queries only) and websocket (graphql-transport-ws).
+func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.MaxComplexity <= 0 {
+		cfg.MaxComplexity = 500
+	}
+	if cfg.MaxDepth <= 0 {
+		cfg.MaxDepth = 10
+	}
+	if cfg.MaxAliases <= 0 {
+		cfg.MaxAliases = 30
+	}
+	if cfg.MaxTokens <= 0 {
+		cfg.MaxTokens = 5000
+	}
+	if cfg.InitTimeout <= 0 {
+		cfg.InitTimeout = 5 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{be: be, hub: hub, logger: cfg.Logger}}))
+	srv.AddTransport(transport.Websocket{
+		Implementation: transport.CoderWebsocketImplementation{AcceptOptions: websocket.AcceptOptions{
+			OriginPatterns: cfg.AllowedOrigins,
+			Subprotocols:   []string{"graphql-transport-ws"},
+		}},
+		InitFunc:              wsInit(auth),
+		InitTimeout:           cfg.InitTimeout,
+		KeepAlivePingInterval: cfg.KeepAlive,
+		PayloadReadLimit:      &cfg.MaxBodyBytes,
+	})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(cfg.MaxTokens)
+	srv.SetErrorPresenter(presentError(cfg.Logger))
+	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
+		cfg.Logger.ErrorContext(ctx, "resolver panicked", "panic", v)
+		return errors.New("internal error")
+	})
+	if cfg.Production {
+		srv.SetDisableSuggestion(true)
+	} else {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.FixedComplexityLimit(cfg.MaxComplexity))
+	srv.Use(shapeLimits{maxDepth: cfg.MaxDepth, maxAliases: cfg.MaxAliases})
+	srv.AroundRootFields(requireViewer)
+
+	mux := http.NewServeMux()
+	mux.Handle("/", playground.Handler("1588-pizza", "/graphql"))
+	mux.Handle("/graphql", guard(cfg.MaxBodyBytes, auth.middleware(srv)))
+	return mux
+}
+
+// guard admits only what the API speaks before anything is parsed: bounded bodies, JSON POSTs
+// (a form or text/plain POST is what a cross-site page can send without asking), GETs, and
+// websocket upgrades offering graphql-transport-ws. It also notes the method for shapeLimits.
+func guard(maxBody int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+			if !strings.Contains(r.Header.Get("Sec-WebSocket-Protocol"), "graphql-transport-ws") {
+				writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "websockets must use the graphql-transport-ws sub-protocol")
+				return
+			}
+		case r.Method == http.MethodGet:
+		case r.Method == http.MethodPost:
+			ct := r.Header.Get("Content-Type")
+			if !strings.HasPrefix(ct, "application/json") {
+				writeGraphQLError(w, http.StatusUnsupportedMediaType, codeBadUserInput, "POST bodies must be application/json")
+				return
+			}
+			if r.ContentLength > maxBody {
+				writeGraphQLError(w, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		default:
+			w.Header().Set("Allow", "GET, POST")
+			writeGraphQLError(w, http.StatusMethodNotAllowed, codeBadUserInput, "use GET or POST")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), methodKey{}, r.Method)))
+	})
+}
+
+// wsInit authenticates a websocket from its connection_init payload; a missing or bad token
+// closes the connection with 4403.
+func wsInit(auth *Auth) transport.WebsocketInitFunc {
+	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		c, err := auth.FromHeader(p.Authorization())
+		if err == nil && c == nil {
+			err = errors.New("connection_init must carry Authorization: Bearer <token>")
+		}
+		if err != nil {
+			ctx = transport.WithWebsocketCloseCode(ctx, 4403)
+			return transport.AppendCloseReason(ctx, "forbidden"), nil, err
+		}
+		return withViewer(ctx, c), nil, nil
+	}
+}
