@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -181,12 +182,15 @@ func mayManageStore(ctx context.Context, storeID string) error {
 	return errForbidden
 }
 
-func mustBeAdmin(ctx context.Context) error {
+func mustBeAdmin(ctx context.Context) error { return hasRole(ctx, model.RoleAdmin) }
+
+// hasRole: the operation is for these roles only (whose objects they may touch is checked after).
+func hasRole(ctx context.Context, roles ...model.Role) error {
 	c, err := authenticated(ctx)
 	if err != nil {
 		return err
 	}
-	if c.Role != model.RoleAdmin {
+	if !slices.Contains(roles, c.Role) {
 		return errForbidden
 	}
 	return nil

@@ -33,7 +33,7 @@ func (r *mutationResolver) PlaceOrder(ctx context.Context, input model.PlaceOrde
 
 // CancelOrder is the resolver for the cancelOrder field.
 func (r *mutationResolver) CancelOrder(ctx context.Context, orderID string) (*model.Order, error) {
-	if _, err := authenticated(ctx); err != nil {
+	if err := hasRole(ctx, model.RoleCustomer, model.RoleAgent, model.RoleAdmin); err != nil {
 		return nil, err
 	}
 	o, err := r.be.Orders.Get(ctx, orderID)
@@ -52,7 +52,7 @@ func (r *mutationResolver) CancelOrder(ctx context.Context, orderID string) (*mo
 
 // MarkCooked is the resolver for the markCooked field.
 func (r *mutationResolver) MarkCooked(ctx context.Context, orderID string) (*model.StoreOrder, error) {
-	if _, err := authenticated(ctx); err != nil {
+	if err := hasRole(ctx, model.RoleMaster, model.RoleAdmin); err != nil {
 		return nil, err
 	}
 	so, err := r.be.Stores.Order(ctx, orderID)

@@ -139,7 +139,11 @@ func guard(maxBody int64, next http.Handler) http.Handler {
 			writeGraphQLError(w, http.StatusMethodNotAllowed, codeBadUserInput, "use GET or POST")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), methodKey{}, r.Method)))
+		method := r.Method
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			method = "WEBSOCKET"
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), methodKey{}, method)))
 	})
 }
 

@@ -1,0 +1,467 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/graph"
+	"github.com/1588-pizza/pizza/graph/model"
+)
+
+const (
+	placeMutation    = `mutation($in: PlaceOrderInput!) { placeOrder(input: $in) { id customerId status rejectReason retryAfterSeconds storeId } }`
+	cancelMutation   = `mutation($id: ID!) { cancelOrder(orderId: $id) { id status } }`
+	cookMutation     = `mutation($id: ID!) { markCooked(orderId: $id) { orderId storeId status } }`
+	registerMutation = `mutation($name: String!, $region: String!) { registerStore(input: {name: $name, region: $region, open: true}) { id name region open } }`
+)
+
+type gqlOrder struct {
+	ID, CustomerID, Status string
+	RejectReason           *string
+	RetryAfterSeconds      *int
+	StoreID                *string
+}
+
+func place(t *testing.T, base, tok, customer, region string, extra ...map[string]any) gqlResponse {
+	in := map[string]any{"customerId": customer, "pizza": "하와이안피자", "qty": 1, "region": region}
+	for _, e := range extra {
+		for k, v := range e {
+			in[k] = v
+		}
+	}
+	return gql(t, base, tok, placeMutation, map[string]any{"in": in})
+}
+
+func placed(t *testing.T, base, tok, customer, region string, extra ...map[string]any) gqlOrder {
+	t.Helper()
+	var o gqlOrder
+	place(t, base, tok, customer, region, extra...).decode(t, "placeOrder", &o)
+	return o
+}
+
+func registerStore(t *testing.T, base, name, region string) string {
+	t.Helper()
+	var st struct{ ID string }
+	gql(t, base, mint(t, model.RoleAdmin, ""), registerMutation, map[string]any{"name": name, "region": region}).decode(t, "registerStore", &st)
+	return st.ID
+}
+
+// requireProgress checks rows of one order: versions strictly increase, statuses never go back.
+func requireProgress(t *testing.T, rows []myPageRow, orderID string) {
+	t.Helper()
+	rank := map[string]int{"ORDERED": 1, "RECEIVED": 2, "COOKED": 3, "DELIVERY_STARTED": 4, "REJECTED": 10, "CANCELLED": 11}
+	for i, r := range rows {
+		require.Equal(t, orderID, r.OrderID)
+		if i > 0 {
+			require.Greater(t, r.Version, rows[i-1].Version, "versions only increase: %+v", rows)
+			require.GreaterOrEqual(t, rank[r.Status], rank[rows[i-1].Status], "statuses never go back: %+v", rows)
+		}
+	}
+}
+
+// 1. The seed's whole story through GraphQL, with the customer watching on a subscription.
+func TestSeedStoryThroughGraphQL(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.Services...)
+	base := sys.startBFF(t)
+	storeID := registerStore(t, base, "강남점", "강남구")
+	customer := mint(t, model.RoleCustomer, "1")
+	master := mint(t, model.RoleMaster, storeID)
+
+	ws := connect(t, base, customer)
+	ws.subscribe(t, "s1", myPageSubscription, map[string]any{"c": "1"})
+
+	o := placed(t, base, customer, "1", "강남구")
+	require.Equal(t, "ORDERED", o.Status)
+	rows := ws.rowsUntil(t, "RECEIVED")
+	requireProgress(t, rows, o.ID)
+	require.Equal(t, storeID, *rows[len(rows)-1].StoreID)
+
+	var cooked struct{ Status string }
+	gql(t, base, master, cookMutation, map[string]any{"id": o.ID}).decode(t, "markCooked", &cooked)
+	require.Equal(t, "COOKED", cooked.Status)
+	rows2 := ws.rowsUntil(t, "DELIVERY_STARTED")
+	requireProgress(t, append(rows, rows2...), o.ID)
+	require.NotNil(t, rows2[len(rows2)-1].DeliveryID)
+	require.Equal(t, "CONFLICT", gql(t, base, customer, cancelMutation, map[string]any{"id": o.ID}).code())
+
+	// Cancel before cooking.
+	o2 := placed(t, base, customer, "1", "강남구")
+	requireProgress(t, ws.rowsUntil(t, "RECEIVED"), o2.ID)
+	var c struct{ Status string }
+	gql(t, base, customer, cancelMutation, map[string]any{"id": o2.ID}).decode(t, "cancelOrder", &c)
+	require.Equal(t, "CANCELLED", c.Status)
+	requireProgress(t, ws.rowsUntil(t, "CANCELLED"), o2.ID)
+	require.Equal(t, "CONFLICT", gql(t, base, master, cookMutation, map[string]any{"id": o2.ID}).code())
+
+	// No open store in the region.
+	o3 := placed(t, base, customer, "1", "제주시")
+	require.Equal(t, "REJECTED", o3.Status)
+	require.Equal(t, "NO_OPEN_STORE", *o3.RejectReason)
+	r3 := ws.row(t)
+	require.Equal(t, o3.ID, r3.OrderID)
+	require.Equal(t, "REJECTED", r3.Status)
+	require.Equal(t, "NO_OPEN_STORE", *r3.RejectReason)
+
+	// The same idempotency key is the same order, and tells the subscription nothing new.
+	k1 := placed(t, base, customer, "1", "강남구", map[string]any{"idempotencyKey": "call-42"})
+	k2 := placed(t, base, customer, "1", "강남구", map[string]any{"idempotencyKey": "call-42"})
+	require.Equal(t, k1.ID, k2.ID)
+	requireProgress(t, ws.rowsUntil(t, "RECEIVED"), k1.ID)
+
+	// myPage as a query, newest first.
+	var page []myPageRow
+	gql(t, base, customer, `{ myPage(customerId: "1") { orderId status version } }`, nil).decode(t, "myPage", &page)
+	require.Len(t, page, 4)
+	require.Equal(t, []string{k1.ID, o3.ID, o2.ID, o.ID}, []string{page[0].OrderID, page[1].OrderID, page[2].OrderID, page[3].OrderID})
+	require.Equal(t, []string{"RECEIVED", "REJECTED", "CANCELLED", "DELIVERY_STARTED"}, statuses(page))
+
+	// A reconnecting client says what it has and gets exactly what it missed.
+	ws.close()
+	seen := []map[string]any{}
+	for _, r := range page[1:] {
+		seen = append(seen, map[string]any{"orderId": r.OrderID, "version": r.Version})
+	}
+	ws2 := connect(t, base, customer)
+	ws2.subscribe(t, "s2", myPageSubscription, map[string]any{"c": "1", "seen": seen})
+	missed := ws2.row(t)
+	require.Equal(t, k1.ID, missed.OrderID)
+	require.Equal(t, page[0].Version, missed.Version)
+}
+
+// 2. The authorization matrix: every role, every operation, own and another's object, over HTTP
+// and (for the subscription) over websocket.
+func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.Services...)
+	base := sys.startBFF(t)
+	ownStore := registerStore(t, base, "강남점", "강남구")
+	otherStore := registerStore(t, base, "종로점", "종로구")
+	agent := mint(t, model.RoleAgent, "")
+	admin := mint(t, model.RoleAdmin, "")
+	tokens := map[model.Role]string{
+		model.RoleCustomer: mint(t, model.RoleCustomer, "1"),
+		model.RoleAgent:    agent,
+		model.RoleMaster:   mint(t, model.RoleMaster, ownStore),
+		model.RoleAdmin:    admin,
+	}
+	// Orders: customer 1's in the master's own store, customer 2's in another store.
+	newOrder := func(customer, region string) string {
+		o := placed(t, base, agent, customer, region)
+		sys.waitOrder(t, o.ID, "RECEIVED")
+		return o.ID
+	}
+	own, other := newOrder("1", "강남구"), newOrder("2", "종로구")
+
+	const ok, null = "", "null"
+	type op struct {
+		name string
+		run  func(tok string, own bool) gqlResponse
+		// want per role: own object, another's object
+		want map[model.Role][2]string
+	}
+	pick := func(isOwn bool, a, b string) string {
+		if isOwn {
+			return a
+		}
+		return b
+	}
+	ops := []op{
+		{"placeOrder", func(tok string, isOwn bool) gqlResponse {
+			return place(t, base, tok, pick(isOwn, "1", "2"), "강남구")
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {ok, "FORBIDDEN"}, model.RoleAgent: {ok, ok},
+			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
+		{"cancelOrder", func(tok string, isOwn bool) gqlResponse {
+			id := newOrder(pick(isOwn, "1", "2"), pick(isOwn, "강남구", "종로구"))
+			return gql(t, base, tok, cancelMutation, map[string]any{"id": id})
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {ok, "NOT_FOUND"}, model.RoleAgent: {ok, ok},
+			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
+		{"order", func(tok string, isOwn bool) gqlResponse {
+			return gql(t, base, tok, `query($id: ID!) { order(id: $id) { id } }`, map[string]any{"id": pick(isOwn, own, other)})
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {ok, null}, model.RoleAgent: {ok, ok},
+			model.RoleMaster: {ok, null}, model.RoleAdmin: {ok, ok},
+		}},
+		{"myPage", func(tok string, isOwn bool) gqlResponse {
+			return gql(t, base, tok, `query($c: ID!) { myPage(customerId: $c) { orderId } }`, map[string]any{"c": pick(isOwn, "1", "2")})
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {ok, "FORBIDDEN"}, model.RoleAgent: {ok, ok},
+			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
+		{"stores", func(tok string, _ bool) gqlResponse {
+			return gql(t, base, tok, `{ stores { id } }`, nil)
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {ok, ok}, model.RoleAgent: {ok, ok}, model.RoleMaster: {ok, ok}, model.RoleAdmin: {ok, ok},
+		}},
+		{"storeOrders", func(tok string, isOwn bool) gqlResponse {
+			return gql(t, base, tok, `query($s: ID!) { storeOrders(storeId: $s) { orderId } }`, map[string]any{"s": pick(isOwn, ownStore, otherStore)})
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
+			model.RoleMaster: {ok, "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
+		{"markCooked", func(tok string, isOwn bool) gqlResponse {
+			id := newOrder("3", pick(isOwn, "강남구", "종로구"))
+			return gql(t, base, tok, cookMutation, map[string]any{"id": id})
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
+			model.RoleMaster: {ok, "NOT_FOUND"}, model.RoleAdmin: {ok, ok},
+		}},
+		{"registerStore", func(tok string, _ bool) gqlResponse {
+			return gql(t, base, tok, registerMutation, map[string]any{"name": "새점", "region": "마포구"})
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
+			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
+		{"setStoreOpen", func(tok string, isOwn bool) gqlResponse {
+			return gql(t, base, tok, `mutation($s: ID!) { setStoreOpen(storeId: $s, open: true) { id } }`, map[string]any{"s": pick(isOwn, ownStore, otherStore)})
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
+			model.RoleMaster: {ok, "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
+	}
+	for _, o := range ops {
+		for role, want := range o.want {
+			for i, isOwn := range []bool{true, false} {
+				resp := o.run(tokens[role], isOwn)
+				what := fmt.Sprintf("%s as %s on %s object", o.name, role, pick(isOwn, "own", "another's"))
+				switch want[i] {
+				case ok:
+					require.Empty(t, resp.Errors, what)
+					require.NotEqual(t, "null", string(resp.Data[o.name]), what)
+				case null:
+					require.Empty(t, resp.Errors, what)
+					require.Equal(t, "null", string(resp.Data[o.name]), what)
+				default:
+					require.Equal(t, want[i], resp.code(), "%s: %+v", what, resp.Errors)
+				}
+			}
+			// No token at all is never enough.
+			require.Equal(t, "UNAUTHENTICATED", o.run("", true).code(), "%s without a token", o.name)
+		}
+	}
+
+	// The subscription, over websocket.
+	for role, want := range map[model.Role][2]string{
+		model.RoleCustomer: {ok, "FORBIDDEN"}, model.RoleAgent: {ok, ok},
+		model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+	} {
+		for i, customer := range []string{"1", "2"} {
+			ws := connect(t, base, tokens[role])
+			ws.subscribe(t, "s", myPageSubscription, map[string]any{"c": customer, "seen": []any{}})
+			m := ws.next(t, 10*time.Second)
+			what := fmt.Sprintf("subscription as %s for customer %s", role, customer)
+			if want[i] == ok {
+				require.Equal(t, "next", m.Type, "%s: %s", what, m.Payload) // the replay of the customer's rows
+				require.NotContains(t, string(m.Payload), `"errors"`, what)
+			} else {
+				require.Contains(t, []string{"next", "error"}, m.Type, what)
+				require.Contains(t, string(m.Payload), `"code":"`+want[i]+`"`, what)
+				require.NotContains(t, string(m.Payload), `"orderId"`, what)
+			}
+			ws.close()
+		}
+	}
+}
+
+// 3. Abuse: each attempt gets its 4xx or error code, and no resolver runs (no order is written).
+func TestAbuseIsRefusedBeforeResolvers(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, map[string]string{"PIZZA_WS_INIT_TIMEOUT": "300ms"})
+	sys.start(t, db.Services...)
+	base := sys.startBFF(t)
+	registerStore(t, base, "강남점", "강남구")
+	customer := mint(t, model.RoleCustomer, "1")
+	placeQuery := `mutation { placeOrder(input: {customerId: "1", pizza: "p", qty: 1, region: "강남구"}) { id } }`
+	post := func(contentType, auth, body string) gqlResponse {
+		req, err := http.NewRequest(http.MethodPost, base+"/graphql", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", contentType)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		return doGQL(t, req)
+	}
+	queryBody := func(q string) string {
+		b, _ := json.Marshal(map[string]any{"query": q, "variables": map[string]any{
+			"i": map[string]any{"customerId": "1", "pizza": "p", "qty": 1, "region": "강남구"}}})
+		return string(b)
+	}
+
+	forged := tokenWithSecret(t, "someone else's secret, 32 bytes!!", model.RoleAdmin)
+	cases := []struct {
+		name   string
+		resp   gqlResponse
+		status int
+		code   string
+	}{
+		{"missing token", post("application/json", "", queryBody(placeQuery)), 200, "UNAUTHENTICATED"},
+		{"forged token", post("application/json", "Bearer "+forged, queryBody(placeQuery)), 401, "UNAUTHENTICATED"},
+		{"expired token", post("application/json", "Bearer "+mintFor(t, model.RoleCustomer, "1", -time.Minute), queryBody(placeQuery)), 401, "UNAUTHENTICATED"},
+		{"not a bearer", post("application/json", "Basic Zm9vOmJhcg==", queryBody(placeQuery)), 401, "UNAUTHENTICATED"},
+		{"10 MB body", post("application/json", "Bearer "+customer, `{"query": "`+strings.Repeat(" ", 10<<20)+`{ stores { id } }"}`), 413, "BAD_USER_INPUT"},
+		{"2,000 aliases", post("application/json", "Bearer "+customer, queryBody(aliases(2000))), 422, "BAD_USER_INPUT"},
+		{"40 aliases", post("application/json", "Bearer "+customer, queryBody(aliases(40))), 200, "BAD_USER_INPUT"},
+		{"depth 20", post("application/json", "Bearer "+customer, queryBody(deep(20))), 422, "BAD_USER_INPUT"},
+		{"text/plain", post("text/plain", "Bearer "+customer, queryBody(placeQuery)), 415, "BAD_USER_INPUT"},
+		{"form post", post("application/x-www-form-urlencoded", "Bearer "+customer, "query="+url.QueryEscape(placeQuery)), 415, "BAD_USER_INPUT"},
+		{"bad JSON", post("application/json", "Bearer "+customer, `{"query": `), 400, ""},
+		{"unknown field", post("application/json", "Bearer "+customer, queryBody(`{ stores { id price } }`)), 422, "BAD_USER_INPUT"},
+		{"mutation via GET", getGQL(t, base, customer, placeQuery), 200, "BAD_USER_INPUT"},
+	}
+	for _, c := range cases {
+		require.Equal(t, c.status, c.resp.Status, "%s: %+v", c.name, c.resp.Errors)
+		require.NotEmpty(t, c.resp.Errors, c.name)
+		if c.code != "" {
+			require.Equal(t, c.code, c.resp.code(), "%s: %+v", c.name, c.resp.Errors)
+		}
+	}
+
+	// Websockets: a foreign origin is refused at the handshake; a bad token, or no
+	// connection_init at all, closes the connection.
+	_, resp, err := dialWS(context.Background(), base, http.Header{"Origin": {"https://evil.example"}})
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	ws, _, err := dialWS(context.Background(), base, nil)
+	require.NoError(t, err)
+	require.NoError(t, ws.send(wsMsg{Type: "connection_init", Payload: json.RawMessage(`{"Authorization": "Bearer ` + forged + `"}`)}))
+	require.Equal(t, websocket.StatusCode(4403), ws.closeCode(t))
+
+	ws, _, err = dialWS(context.Background(), base, nil)
+	require.NoError(t, err)
+	require.Equal(t, websocket.StatusProtocolError, ws.closeCode(t), "no connection_init within the timeout")
+
+	var orders int
+	require.NoError(t, sys.pools[db.Order].QueryRow(context.Background(), `SELECT count(*) FROM orders`).Scan(&orders))
+	require.Zero(t, orders, "no resolver ran")
+}
+
+func tokenWithSecret(t *testing.T, secret string, role model.Role) string {
+	t.Helper()
+	a, err := graph.NewAuth(secret)
+	require.NoError(t, err)
+	tok, err := a.Mint(role, "", time.Hour)
+	require.NoError(t, err)
+	return tok
+}
+
+// aliases is a mutation placing an order n times under n aliases: if any resolver ran, an order
+// would exist.
+func aliases(n int) string {
+	var b strings.Builder
+	b.WriteString(`mutation($i:PlaceOrderInput!){`)
+	for i := range n {
+		fmt.Fprintf(&b, `a%d:placeOrder(input:$i){id} `, i)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+func deep(n int) string {
+	return "{ __schema { types { " + strings.Repeat("fields { type { ", (n-3)/2) + "name" + strings.Repeat(" } }", (n-3)/2) + " } } }"
+}
+
+func getGQL(t *testing.T, base, tok, query string) gqlResponse {
+	req, err := http.NewRequest(http.MethodGet, base+"/graphql?query="+url.QueryEscape(query), nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return doGQL(t, req)
+}
+
+// 4. Two BFF replicas, a subscriber on each, one order: both see every transition exactly once,
+// in order.
+func TestTwoBFFReplicasBothDeliver(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.Services...)
+	a, b := sys.startBFF(t), sys.startBFF(t)
+	storeID := registerStore(t, a, "강남점", "강남구")
+	customer := mint(t, model.RoleCustomer, "7")
+	wsA, wsB := connect(t, a, customer), connect(t, b, customer)
+	wsA.subscribe(t, "a", myPageSubscription, map[string]any{"c": "7"})
+	wsB.subscribe(t, "b", myPageSubscription, map[string]any{"c": "7"})
+
+	o := placed(t, b, customer, "7", "강남구")
+	sys.waitOrder(t, o.ID, "RECEIVED")
+	gql(t, a, mint(t, model.RoleMaster, storeID), cookMutation, map[string]any{"id": o.ID}).decode(t, "markCooked", &struct{}{})
+	rowsA, rowsB := wsA.rowsUntil(t, "DELIVERY_STARTED"), wsB.rowsUntil(t, "DELIVERY_STARTED")
+	requireProgress(t, rowsA, o.ID)
+	require.Equal(t, rowsA, rowsB, "both replicas deliver the same transitions")
+	row, err := sys.myPage(t, o.ID)
+	require.NoError(t, err)
+	for i, r := range rowsA {
+		require.Equal(t, int(row.Version)-len(rowsA)+1+i, r.Version, "every version up to the last, once each: %+v", rowsA)
+	}
+}
+
+// 5. 1,000 concurrent subscribers on one BFF each see their own order's transitions and nothing
+// else.
+func TestThousandSubscribersEachSeeTheirOwn(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.Services...)
+	base := sys.startBFF(t)
+	registerStore(t, base, "강남점", "강남구")
+	const n = 1000
+	conns := make([]*wsConn, n)
+	for i := range n {
+		conns[i] = connect(t, base, mint(t, model.RoleCustomer, fmt.Sprint("c", i)))
+		conns[i].subscribe(t, "s", myPageSubscription, map[string]any{"c": fmt.Sprint("c", i)})
+	}
+	require.Eventually(t, func() bool {
+		_, body := get(t, base+"/metrics")
+		return strings.Contains(body, fmt.Sprintf("pizza_bff_subscribers %d", n))
+	}, 20*time.Second, 20*time.Millisecond)
+
+	agent := mint(t, model.RoleAgent, "")
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			resp := place(t, base, agent, fmt.Sprint("c", i), "강남구")
+			var o gqlOrder
+			if len(resp.Errors) > 0 || json.Unmarshal(resp.Data["placeOrder"], &o) != nil {
+				t.Errorf("place %d: %+v", i, resp.Errors)
+			}
+			ids[i] = o.ID
+		})
+	}
+	wg.Wait()
+	for i, c := range conns {
+		rows := c.rowsUntil(t, "RECEIVED")
+		requireProgress(t, rows, ids[i])
+		for _, r := range rows {
+			require.Equal(t, fmt.Sprint("c", i), r.CustomerID)
+		}
+	}
+	// Nothing else arrives for anyone: one more order for customer c0 reaches only c0.
+	extra := placed(t, base, agent, "c0", "강남구")
+	requireProgress(t, conns[0].rowsUntil(t, "RECEIVED"), extra.ID)
+	for _, c := range conns[1:] {
+		select {
+		case m := <-c.msgs:
+			t.Fatalf("a subscriber got a message that was not its own: %s", m.Payload)
+		default:
+		}
+	}
+}
