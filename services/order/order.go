@@ -78,7 +78,7 @@ type Service struct {
 	store    StoreChecker
 	cfg      Config
 	breaker  *gobreaker.CircuitBreaker[bool]
-	openedAt atomic.Int64 // unix nanos of the breaker's last opening
+	openedAt atomic.Pointer[time.Time] // the breaker's last opening (monotonic)
 }
 
 // New returns the service.
@@ -105,10 +105,11 @@ func New(pool *pgxpool.Pool, ob *outbox.Outbox, store StoreChecker, cfg Config) 
 		Timeout:     cfg.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.TripAfter },
 		// A caller that gave up is no evidence about the store.
-		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
-				s.openedAt.Store(time.Now().UnixNano())
+				now := time.Now()
+				s.openedAt.Store(&now)
 			}
 			cfg.Logger.Warn("store availability breaker changed state", "from", from.String(), "to", to.String())
 		},
@@ -202,7 +203,13 @@ func validate(in PlaceInput) (PlaceInput, error) {
 func (s *Service) check(ctx context.Context, region string) (lifecycle.Status, lifecycle.RejectReason, int, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
 	defer cancel()
-	open, err := s.breaker.Execute(func() (bool, error) { return s.store.AnyOpen(cctx, region) })
+	open, err := s.breaker.Execute(func() (bool, error) {
+		open, err := s.store.AnyOpen(cctx, region)
+		if err != nil && ctx.Err() != nil {
+			return false, errCallerGone // the caller's own cancel or deadline, not the store's fault
+		}
+		return open, err
+	})
 	switch {
 	case err == nil && open:
 		return lifecycle.Ordered, "", 0, nil
@@ -217,12 +224,16 @@ func (s *Service) check(ctx context.Context, region string) (lifecycle.Status, l
 	return lifecycle.Rejected, lifecycle.StoreBusy, s.retryAfter(), nil
 }
 
+// errCallerGone marks a check abandoned by its caller; the breaker ignores it.
+var errCallerGone = errors.New("the caller went away")
+
 // retryAfter is the whole seconds until the breaker lets calls through again, at least 1.
 func (s *Service) retryAfter() int {
-	if s.breaker.State() != gobreaker.StateOpen {
+	opened := s.openedAt.Load()
+	if s.breaker.State() != gobreaker.StateOpen || opened == nil {
 		return 1
 	}
-	left := s.cfg.OpenFor - time.Since(time.Unix(0, s.openedAt.Load()))
+	left := min(s.cfg.OpenFor-time.Since(*opened), s.cfg.OpenFor)
 	return max(1, int(math.Ceil(left.Seconds())))
 }
 

@@ -211,9 +211,12 @@ func (s *Service) assign(ctx context.Context, tx pgx.Tx, ev outbox.Event) error 
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
+	// Locks are always taken store order first, stores row second (as cancel and MarkCooked do),
+	// so the store is chosen without locking it: "fewest unfinished" is a heuristic, and a choice
+	// a few milliseconds stale is as good.
 	var storeID int64
 	err = tx.QueryRow(ctx, `
-SELECT id FROM stores WHERE region = $1 AND open ORDER BY unfinished, id LIMIT 1 FOR UPDATE`, p.Region).Scan(&storeID)
+SELECT id FROM stores WHERE region = $1 AND open ORDER BY unfinished, id LIMIT 1`, p.Region).Scan(&storeID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		tag, err := tx.Exec(ctx, `
 INSERT INTO store_orders (order_id, customer_id, pizza, qty, region, status) VALUES ($1, $2, $3, $4, $5, 'REJECTED')

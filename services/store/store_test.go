@@ -2,14 +2,19 @@ package store
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
@@ -60,4 +65,70 @@ func TestCancelRacingAssignmentIsNotLost(t *testing.T) {
 	require.Zero(t, unfinished)
 	_, err = s.MarkCooked(ctx, "7")
 	require.ErrorContains(t, err, "CONFLICT")
+}
+
+// Duplicate order.placed copies (fresh event ids, so the inbox cannot absorb them), cancellations
+// and cooks of the same orders, all at once: no deadlock, no cancelled order revived, and every
+// store's unfinished count equals its RECEIVED orders.
+func TestConcurrentAssignCancelCookConverge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := dbtest.NewDatabase(t, db.Store)
+	ob, err := outbox.New(pool, outbox.Config{Service: "store"})
+	require.NoError(t, err)
+	s := New(pool, ob)
+	for _, name := range []string{"강남점", "역삼점"} {
+		_, err := s.Register(ctx, RegisterInput{Name: name, Region: "강남구", Open: new(true)})
+		require.NoError(t, err)
+	}
+	apply := func(ev outbox.Event) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return s.Handle(ctx, tx, ev) })
+	}
+	const n = 150
+	errs := make(chan error, 5*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		id := strconv.Itoa(i)
+		details := lifecycle.Payload{OrderDetails: lifecycle.OrderDetails{CustomerID: "1", Pizza: "p", Qty: 1, Region: "강남구"}}
+		for range 2 {
+			wg.Go(func() {
+				ev, err := outbox.NewEvent(lifecycle.OrderPlaced, id, "order", details)
+				if err == nil {
+					err = apply(ev)
+				}
+				errs <- err
+			})
+		}
+		if i%2 == 0 {
+			wg.Go(func() {
+				ev, err := outbox.NewEvent(lifecycle.OrderCancelled, id, "order", nil)
+				if err == nil {
+					err = apply(ev)
+				}
+				errs <- err
+			})
+		}
+		if i%3 == 0 {
+			wg.Go(func() {
+				_, err := s.MarkCooked(ctx, id)
+				if api.CodeOf(err) == api.NotFound || api.CodeOf(err) == api.Conflict {
+					err = nil // not assigned yet, or cancelled first
+				}
+				errs <- err
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	var drift, revived int
+	require.NoError(t, pool.QueryRow(ctx, `
+SELECT count(*) FROM stores s
+WHERE s.unfinished <> (SELECT count(*) FROM store_orders o WHERE o.store_id = s.id AND o.status = 'RECEIVED')`).Scan(&drift))
+	require.Zero(t, drift, "unfinished matches RECEIVED orders")
+	require.NoError(t, pool.QueryRow(ctx, `
+SELECT count(*) FROM store_orders WHERE order_id::int % 2 = 0 AND status <> 'CANCELLED'`).Scan(&revived))
+	require.Zero(t, revived, "every cancelled order stays cancelled")
 }
