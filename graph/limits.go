@@ -14,6 +14,7 @@ import (
 // subscriptions sent over GET, after validation and before any resolver runs.
 type shapeLimits struct {
 	maxDepth, maxAliases int
+	noIntrospection      bool
 }
 
 var _ interface {
@@ -30,6 +31,9 @@ func (l shapeLimits) MutateOperationContext(ctx context.Context, oc *graphql.Ope
 	}
 	if op.Operation != ast.Query && httpMethod(ctx) == http.MethodGet {
 		return coded(codeBadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
+	}
+	if l.noIntrospection && introspects(op.SelectionSet) {
+		return coded(codeBadUserInput, "introspection is disabled")
 	}
 	aliases := 0
 	depth := measure(op.SelectionSet, 1, &aliases, map[string]bool{})
@@ -69,6 +73,27 @@ func measure(set ast.SelectionSet, level int, aliases *int, inFragment map[strin
 		deepest = max(deepest, d)
 	}
 	return deepest
+}
+
+// introspects reports whether a root selection asks for __schema or __type.
+func introspects(set ast.SelectionSet) bool {
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.Name == "__schema" || s.Name == "__type" {
+				return true
+			}
+		case *ast.InlineFragment:
+			if introspects(s.SelectionSet) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if s.Definition != nil && introspects(s.Definition.SelectionSet) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func coded(code, format string, args ...any) *gqlerror.Error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -464,4 +465,51 @@ func TestThousandSubscribersEachSeeTheirOwn(t *testing.T) {
 		default:
 		}
 	}
+}
+
+// Production: no start without a secret; with one, no introspection and no field suggestions.
+func TestProductionBFF(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, map[string]string{"PIZZA_ENV": "production"})
+	err := run(context.Background(), []string{"serve", "bff"}, sys.env, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "PIZZA_AUTH_SECRET")
+	err = run(context.Background(), []string{"token", "--role", "admin"}, sys.env, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "PIZZA_AUTH_SECRET")
+
+	const secret = "a production secret of 32 bytes!"
+	sys.env["PIZZA_AUTH_SECRET"] = secret
+	sys.start(t, db.Services...)
+	base := sys.startBFF(t)
+	admin := tokenWithSecret(t, secret, model.RoleAdmin)
+	resp := gql(t, base, admin, `{ __schema { types { name } } }`, nil)
+	require.Equal(t, "BAD_USER_INPUT", resp.code(), "introspection is off: %+v", resp.Errors)
+	resp = gql(t, base, admin, `{ stores { idd } }`, nil)
+	require.Equal(t, "BAD_USER_INPUT", resp.code())
+	require.NotContains(t, resp.Errors[0].Message, "Did you mean", "no field suggestions")
+	require.Equal(t, "UNAUTHENTICATED", gql(t, base, mint(t, model.RoleAdmin, ""), `{ stores { id } }`, nil).code(),
+		"a development token is worthless in production")
+}
+
+// A subscription ends, with UNAUTHENTICATED, when its token expires; responses honour the
+// GraphQL-over-HTTP media type the client asks for.
+func TestSubscriptionEndsWhenTheTokenExpires(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.CustomerCenter)
+	base := sys.startBFF(t)
+	ws := connect(t, base, mintFor(t, model.RoleCustomer, "1", 1500*time.Millisecond))
+	ws.subscribe(t, "s", myPageSubscription, map[string]any{"c": "1"})
+	m := ws.next(t, 10*time.Second)
+	require.Contains(t, []string{"next", "error"}, m.Type)
+	require.Contains(t, string(m.Payload), `"code":"UNAUTHENTICATED"`)
+
+	req, err := http.NewRequest(http.MethodPost, base+"/graphql", strings.NewReader(`{"query": "{ stores { id } }"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/graphql-response+json")
+	req.Header.Set("Authorization", "Bearer "+mint(t, model.RoleAdmin, ""))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, "application/graphql-response+json", resp.Header.Get("Content-Type"))
 }
