@@ -29,6 +29,8 @@ commands:
   migrate [service ...]   create and migrate the services' databases (default: all)
   token --role R [--customer ID | --store ID] [--ttl D]
                           print a signed bearer token; R is customer, agent, master or admin
+  bench [--short] [--clients N] [--rate R] [--record FILE]
+                          measure the whole system against a pgx baseline (make bench)
   probe URL               exit 0 when URL answers 200 (container health checks)
 
 Configuration is read from the environment; see README.md.
@@ -78,6 +80,8 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return migrate(ctx, cfg, rest, logger)
 	case "token":
 		return token(cfg, rest, stdout, logger)
+	case "bench":
+		return bench(ctx, cfg, rest, stdout, logger)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
