@@ -32,9 +32,12 @@ migrate: infra
 generate:
 	$(GO) generate ./...
 
-## bench: the benchmarks (never part of make test)
+## bench: the whole system against its pgx baseline (20 s a phase; BENCH_FLAGS= for a full 60 s run),
+## then the outbox's micro-benchmarks; results are appended to BENCHMARKS.md. Never part of make test.
+BENCH_FLAGS ?= --short
 bench: infra
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
+	$(GO) run ./cmd/pizza bench $(BENCH_FLAGS) --record BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./outbox/
 
 lint: fmt
 	$(GO) vet ./...

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +28,9 @@ type ConsumerConfig struct {
 	// (defaults 64 and 8).
 	Prefetch    int
 	Concurrency int
+	// BatchSize bounds how many waiting deliveries one transaction applies (default 32; 1 turns
+	// batching off). A batch never waits to fill: it takes what is already there.
+	BatchSize int
 	// MaxAttempts bounds how often a failing handler runs for one delivery before the delivery is
 	// dead-lettered (default 5), with RetryBackoff doubling between attempts (default 50ms).
 	MaxAttempts  int
@@ -74,6 +79,9 @@ func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 32
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
@@ -191,7 +199,22 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 					if !ok {
 						return
 					}
-					c.handle(hctx, dlq, d, stopping)
+					batch := []amqp.Delivery{d}
+				more: // take what else is waiting, without waiting for it
+					for len(batch) < c.cfg.BatchSize {
+						select {
+						case d, ok := <-deliveries:
+							if !ok {
+								break more
+							}
+							batch = append(batch, d)
+						default:
+							break more
+						}
+					}
+					for _, d := range c.applyBatch(hctx, dlq, batch) {
+						c.handle(hctx, dlq, d, stopping)
+					}
 				}
 			}
 		})
@@ -211,6 +234,65 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	close(stopping)
 	wg.Wait()
 	return result
+}
+
+// applyBatch applies several deliveries in one transaction (one commit, one WAL flush), acking
+// each after the commit, and returns those it did not settle: when any handler fails, the whole
+// batch rolls back and every delivery goes through handle, alone, with its retries. Malformed
+// messages are dead-lettered at once. Events are applied in order-id order, so concurrent
+// batches take their row locks in one order.
+func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, ds []amqp.Delivery) (rest []amqp.Delivery) {
+	if len(ds) == 1 {
+		return ds
+	}
+	type item struct {
+		d  amqp.Delivery
+		ev Event
+	}
+	items := make([]item, 0, len(ds))
+	for _, d := range ds {
+		ev, err := ParseEvent(d.Body)
+		if err != nil {
+			rest = append(rest, d) // handle dead-letters it with its reason
+			continue
+		}
+		items = append(items, item{d, ev})
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return strings.Compare(a.ev.OrderID, b.ev.OrderID) })
+	duplicate := make([]bool, len(items))
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		for i, it := range items {
+			var err error
+			if duplicate[i], err = c.applyIn(ctx, tx, it.ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.cfg.Logger.DebugContext(ctx, "batch failed, applying its deliveries one by one", "size", len(items), "err", err)
+		for _, it := range items {
+			rest = append(rest, it.d)
+		}
+		return rest
+	}
+	for i, it := range items {
+		if c.cfg.afterCommit != nil {
+			c.cfg.afterCommit(it.ev)
+		}
+		if it.d.Redelivered {
+			c.cfg.Metrics.incRedelivered(c.cfg.Queue.Name)
+		}
+		if err := it.d.Ack(false); err != nil {
+			continue // the connection is gone: redelivered, and skipped by the inbox
+		}
+		outcome := "applied"
+		if duplicate[i] {
+			outcome = "duplicate"
+		}
+		c.cfg.Metrics.incConsumed(c.cfg.Queue.Name, it.ev.Type, outcome)
+	}
+	return rest
 }
 
 // handle processes one delivery to its end: acked, dead-lettered, or left unacked for the
@@ -268,19 +350,24 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Deliver
 // was applied before (and so was skipped).
 func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err error) {
 	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx,
-			`INSERT INTO outbox_inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-			ev.ID, ev.Type)
-		if err != nil {
-			return fmt.Errorf("record in inbox: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			duplicate = true
-			return nil
-		}
-		return c.handler(ctx, tx, ev)
+		duplicate, err = c.applyIn(ctx, tx, ev)
+		return err
 	})
 	return duplicate, err
+}
+
+// applyIn records ev in the inbox and, unless it was there already, runs the handler, in tx.
+func (c *Consumer) applyIn(ctx context.Context, tx pgx.Tx, ev Event) (duplicate bool, err error) {
+	tag, err := tx.Exec(ctx,
+		`INSERT INTO outbox_inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		ev.ID, ev.Type)
+	if err != nil {
+		return false, fmt.Errorf("record in inbox: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return true, nil
+	}
+	return false, c.handler(ctx, tx, ev)
 }
 
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that

@@ -41,6 +41,11 @@ type Config struct {
 	RescueAfter time.Duration
 	// PublishTimeout bounds one publish attempt, reconnection waits included (default 20s).
 	PublishTimeout time.Duration
+	// PollOnly turns off River's LISTEN/NOTIFY wake-ups: the relay polls every FetchPollInterval
+	// instead. A NOTIFY in a transaction takes a cluster-wide lock at commit, so notifying
+	// writers queue behind each other's WAL flush; under load, polling every few milliseconds is
+	// both faster and cheaper (BENCHMARKS.md).
+	PollOnly bool
 	// Retention keeps relayed events this long (default 1h) for inspection.
 	Retention time.Duration
 	// Optional reports routing keys for which no bound queue is fine (a live fan-out nobody
@@ -115,6 +120,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 		FetchPollInterval:           cfg.FetchPollInterval,
 		CompletedJobRetentionPeriod: cfg.Retention,
 		RescueStuckJobsAfter:        cfg.RescueAfter,
+		PollOnly:                    cfg.PollOnly,
 		JobTimeout:                  cfg.PublishTimeout,
 	}
 	if cfg.Publisher != nil {

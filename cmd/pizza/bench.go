@@ -388,7 +388,11 @@ func runOurs(ctx context.Context, cfg config, s benchSettings) (*phase, error) {
 				}
 				var m struct {
 					Type    string
-					Payload struct{ Data struct{ MyPage struct{ OrderID, Status string } } }
+					Payload struct {
+						Data struct {
+							MyPage struct{ OrderID, Status string }
+						}
+					}
 				}
 				if json.Unmarshal(data, &m) != nil || m.Type != "next" || m.Payload.Data.MyPage.Status != "RECEIVED" {
 					continue

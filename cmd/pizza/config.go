@@ -29,6 +29,8 @@ type commonConfig struct {
 	// QueueSuffix is appended to every service's queue name: several systems (or tests) can
 	// share one broker.
 	QueueSuffix string `env:"PIZZA_QUEUE_SUFFIX"`
+	// DBMaxConns bounds each service's connection pool (the relay gets half as many more).
+	DBMaxConns int `env:"PIZZA_DB_MAX_CONNS" envDefault:"10"`
 }
 
 // orderConfig is the order service's synchronous availability check and its breaker.
@@ -45,6 +47,8 @@ type relayConfig struct {
 	FetchCooldown     time.Duration `env:"OUTBOX_FETCH_COOLDOWN" envDefault:"2ms"`
 	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"100ms"`
 	Retention         time.Duration `env:"OUTBOX_RETENTION" envDefault:"1h"`
+	AsyncCommit       bool          `env:"OUTBOX_ASYNC_COMMIT" envDefault:"true"`
+	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"false"`
 	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"64"`
 	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"8"`
 	MaxAttempts       int           `env:"CONSUMER_MAX_ATTEMPTS" envDefault:"5"`

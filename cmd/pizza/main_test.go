@@ -29,6 +29,7 @@ func testEnv(t *testing.T) map[string]string {
 		"PIZZA_EXCHANGE":     names.Exchange,
 		"PIZZA_QUEUE_SUFFIX": names.Suffix(),
 		"PIZZA_LOG_LEVEL":    "warn",
+		"PIZZA_DB_MAX_CONNS": "4", // many systems run at once against one server's 100 connections
 	}
 	for _, s := range db.Services {
 		env[strings.ToUpper(string(s))+"_DATABASE_URL"] = dbtest.NewEmptyURL(t)

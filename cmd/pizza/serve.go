@@ -159,24 +159,33 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 // API with the operational endpoints.
 func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.Registry, metrics *outbox.Metrics, logger *slog.Logger) error {
 	sc := cfg.service(s)
-	pool, err := pgxpool.New(ctx, sc.DatabaseURL)
+	pool, err := openPool(ctx, sc.DatabaseURL, cfg.Common.DBMaxConns, false)
 	if err != nil {
-		return fmt.Errorf("%s: database url: %w", s, err)
+		return fmt.Errorf("%s: %w", s, err)
 	}
 	defer pool.Close()
+	// The relay's own bookkeeping (fetching and completing jobs) commits without waiting for the
+	// WAL flush: losing it in a crash only makes an event publish again, which consumers absorb.
+	// Events themselves are written in the caller's transaction, on the synchronous pool.
+	relayPool, err := openPool(ctx, sc.DatabaseURL, max(2, cfg.Common.DBMaxConns/2), cfg.Relay.AsyncCommit)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s, err)
+	}
+	defer relayPool.Close()
 
 	pub := outbox.NewPublisher(outbox.PublisherConfig{
 		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Name: "pizza-" + string(s) + "-relay", Logger: logger,
 		Topology: topology(cfg),
 	})
 	defer pub.Close()
-	ob, err := outbox.New(pool, outbox.Config{
+	ob, err := outbox.New(relayPool, outbox.Config{
 		Service:           string(s),
 		Publisher:         pub,
 		MaxWorkers:        cfg.Relay.Workers,
 		FetchCooldown:     cfg.Relay.FetchCooldown,
 		FetchPollInterval: cfg.Relay.FetchPollInterval,
 		Retention:         cfg.Relay.Retention,
+		PollOnly:          cfg.Relay.PollOnly,
 		Optional:          optionalKey,
 		Metrics:           metrics,
 		Logger:            logger,
@@ -307,6 +316,20 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 		svc := customercenter.New(pool, ob)
 		return service{svc.Routes, svc.Handle}, nil
 	}
+}
+
+// openPool opens a pool of at most maxConns connections; asyncCommit sets synchronous_commit=off
+// on its sessions.
+func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	pc.MaxConns = int32(maxConns)
+	if asyncCommit {
+		pc.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
+	return pgxpool.NewWithConfig(ctx, pc)
 }
 
 // optionalKey names the events nobody needs to hear: the live myPage fan-out goes only to the
