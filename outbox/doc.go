@@ -5,9 +5,13 @@
 // # Writing
 //
 // Outbox.Write inserts one River job per event with InsertTx, in the caller's transaction: the job
-// row is the outbox row. It commits or rolls back with the business change, and River's insert
-// notification (sent by the same commit) wakes the relay, which fetches within FetchCooldown
-// (2ms by default) rather than the poll interval.
+// row is the outbox row. It commits or rolls back with the business change. Two ways wake the
+// relay: River's insert notification, sent by the same commit (the relay fetches within
+// FetchCooldown), or, with Config.PollOnly, no notification at all and a relay polling every
+// FetchPollInterval (5ms in `pizza serve`). pizza bench chose polling: a NOTIFY takes a
+// server-wide lock at commit, so under load every notifying transaction of every database waited
+// for the others' WAL flushes ("Lock:object" on commit in pg_stat_activity); polling removed
+// those waits and halved freshness at 100 orders/s (BENCHMARKS.md).
 //
 // Why the job is the row, rather than an outbox table relayed by a River job: measured with
 // BenchmarkWrite (16 writers, one business row per transaction, 2-core machine; BENCHMARKS.md),

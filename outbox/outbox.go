@@ -41,10 +41,10 @@ type Config struct {
 	RescueAfter time.Duration
 	// PublishTimeout bounds one publish attempt, reconnection waits included (default 20s).
 	PublishTimeout time.Duration
-	// PollOnly turns off River's LISTEN/NOTIFY wake-ups: the relay polls every FetchPollInterval
-	// instead. A NOTIFY in a transaction takes a cluster-wide lock at commit, so notifying
-	// writers queue behind each other's WAL flush; under load, polling every few milliseconds is
-	// both faster and cheaper (BENCHMARKS.md).
+	// PollOnly turns off LISTEN/NOTIFY wake-ups: writes send no NOTIFY and the relay polls every
+	// FetchPollInterval instead. A NOTIFY in a transaction takes a cluster-wide lock at commit,
+	// so every notifying writer, in every database of the server, queues behind the others' WAL
+	// flush; under load polling every few milliseconds is far faster (BENCHMARKS.md).
 	PollOnly bool
 	// Retention keeps relayed events this long (default 1h) for inspection.
 	Retention time.Duration
@@ -64,7 +64,8 @@ type Config struct {
 type Outbox struct {
 	cfg    Config
 	pool   *pgxpool.Pool
-	client *river.Client[pgx.Tx]
+	client *river.Client[pgx.Tx] // the relay (and, unless PollOnly, the writer)
+	writer *river.Client[pgx.Tx] // inserts the jobs
 }
 
 // relayArgs is the River job that carries one event. It embeds the Event, so the job's encoded
@@ -137,7 +138,18 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: river client: %w", err)
 	}
-	o.client = client
+	o.client, o.writer = client, client
+	if cfg.PollOnly {
+		// River sends an insert notification unless its limiter, which runs on the client's
+		// FetchCooldown, says one was sent recently: an insert-only client with an hour's
+		// cooldown notifies once an hour, and nobody listens.
+		o.writer, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
+			Logger: rc.Logger, FetchCooldown: time.Hour, FetchPollInterval: time.Hour,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("outbox: river writer: %w", err)
+		}
+	}
 	return o, nil
 }
 
@@ -154,14 +166,14 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 		}
 	}
 	if len(events) == 1 {
-		_, err := o.client.InsertTx(ctx, tx, relayArgs{events[0]}, opts)
+		_, err := o.writer.InsertTx(ctx, tx, relayArgs{events[0]}, opts)
 		return err
 	}
 	params := make([]river.InsertManyParams, len(events))
 	for i, e := range events {
 		params[i] = river.InsertManyParams{Args: relayArgs{e}, InsertOpts: opts}
 	}
-	_, err := o.client.InsertManyTx(ctx, tx, params)
+	_, err := o.writer.InsertManyTx(ctx, tx, params)
 	return err
 }
 

@@ -215,7 +215,9 @@ func TestTwoRelaysTwoConsumers(t *testing.T) {
 	b := setup(t)
 	b.declare(t)
 	o1 := b.outbox(t, outboxtest.URL(), nil)
-	o2 := b.outbox(t, outboxtest.URL(), nil)
+	o2 := b.outbox(t, outboxtest.URL(), func(c *Config) { // the other wake-up: polling, no NOTIFY
+		c.PollOnly, c.FetchPollInterval = true, 5*time.Millisecond
+	})
 	b.consume(t, outboxtest.URL(), recordEffect, nil)
 	b.consume(t, outboxtest.URL(), recordEffect, nil)
 

@@ -45,13 +45,14 @@ type orderConfig struct {
 type relayConfig struct {
 	Workers           int           `env:"OUTBOX_WORKERS" envDefault:"256"`
 	FetchCooldown     time.Duration `env:"OUTBOX_FETCH_COOLDOWN" envDefault:"2ms"`
-	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"100ms"`
+	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"5ms"`
 	Retention         time.Duration `env:"OUTBOX_RETENTION" envDefault:"1h"`
 	AsyncCommit       bool          `env:"OUTBOX_ASYNC_COMMIT" envDefault:"true"`
-	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"false"`
+	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"true"`
 	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"64"`
 	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"8"`
 	MaxAttempts       int           `env:"CONSUMER_MAX_ATTEMPTS" envDefault:"5"`
+	BatchSize         int           `env:"CONSUMER_BATCH_SIZE" envDefault:"32"`
 }
 
 // serviceConfig is one service's own settings: its internal HTTP address and, when it has its

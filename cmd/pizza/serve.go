@@ -209,6 +209,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		Prefetch:    cfg.Relay.Prefetch,
 		Concurrency: cfg.Relay.Concurrency,
 		MaxAttempts: cfg.Relay.MaxAttempts,
+		BatchSize:   cfg.Relay.BatchSize,
 		Metrics:     metrics,
 		Logger:      logger,
 	}, svc.handle)
