@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/1588-pizza/pizza/graph"
+	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/customercenter"
+	"github.com/1588-pizza/pizza/services/lifecycle"
+)
+
+// benchSubscribers measures idle subscriptions on one BFF: a BFF runs in a child process (so the
+// clients' own memory is not counted), n clients each subscribe to their own myPage, and the
+// BFF's heap and goroutines are read from its /metrics before and after. Then one update per
+// client is published straight to the exchange, and the time from publish to each push is timed.
+func benchSubscribers(ctx context.Context, cfg config, n int, stdout io.Writer) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	addr, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	exchange := "pizza.events.bench-subscribers"
+	child := exec.CommandContext(ctx, exe, "serve", "bff")
+	child.Env = append(os.Environ(), "PIZZA_HTTP_ADDR="+addr, "PIZZA_EXCHANGE="+exchange,
+		"PIZZA_LOG_LEVEL=error", "AMQP_URL="+cfg.Common.AMQPURL)
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		return "", err
+	}
+	defer func() { _ = child.Process.Signal(os.Interrupt); _ = child.Wait() }()
+	base := "http://" + addr
+	if err := waitURL(base+"/readyz", 30*time.Second); err != nil {
+		return "", err
+	}
+	secret, err := cfg.authSecret(slogDiscard())
+	if err != nil {
+		return "", err
+	}
+	auth, err := graph.NewAuth(secret)
+	if err != nil {
+		return "", err
+	}
+
+	settle := func() map[string]float64 {
+		time.Sleep(3 * time.Second) // let the child's GC run on an idle heap before reading it
+		return scrape(base + "/metrics")
+	}
+	before := settle()
+
+	type client struct {
+		conn *websocket.Conn
+		got  chan time.Time
+	}
+	clients := make([]client, n)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range n {
+		tok, _ := auth.Mint(model.RoleCustomer, fmt.Sprint("sub-", i), time.Hour)
+		conn, err := benchSubscribe(cctx, base, tok, fmt.Sprint("sub-", i))
+		if err != nil {
+			return "", fmt.Errorf("subscriber %d: %w", i, err)
+		}
+		clients[i] = client{conn: conn, got: make(chan time.Time, 1)}
+		wg.Go(func() {
+			defer conn.CloseNow()
+			for {
+				_, data, err := conn.Read(cctx)
+				if err != nil {
+					return
+				}
+				if strings.Contains(string(data), `"type":"next"`) {
+					select {
+					case clients[i].got <- time.Now():
+					default:
+					}
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for scrape(base + "/metrics")["pizza_bff_subscribers"] < float64(n) {
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("the BFF never counted %d subscribers", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	after := settle()
+
+	conn, err := amqp.Dial(cfg.Common.AMQPURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return "", err
+	}
+	sent := make([]time.Time, n)
+	for i := range n {
+		row := customercenter.Row{Version: 1}
+		row.OrderID, row.CustomerID, row.Status, row.Pizza = fmt.Sprint("o-", i), fmt.Sprint("sub-", i), lifecycle.Received, "bench"
+		ev, err := outbox.NewEvent(lifecycle.MyPageUpdated, row.OrderID, "bench", row)
+		if err != nil {
+			return "", err
+		}
+		body, _ := json.Marshal(ev)
+		sent[i] = time.Now()
+		if err := ch.PublishWithContext(ctx, exchange, lifecycle.MyPageUpdated, false, false,
+			amqp.Publishing{MessageId: ev.ID.String(), Body: body}); err != nil {
+			return "", err
+		}
+	}
+	var lat []time.Duration
+	missed := 0
+	for i, c := range clients {
+		select {
+		case at := <-c.got:
+			lat = append(lat, at.Sub(sent[i]))
+		case <-time.After(10 * time.Second):
+			missed++
+		}
+	}
+	cancel()
+	wg.Wait()
+	_ = ch.ExchangeDelete(exchange, false, false)
+
+	heap := after["go_memstats_heap_inuse_bytes"] - before["go_memstats_heap_inuse_bytes"]
+	rss := after["process_resident_memory_bytes"] - before["process_resident_memory_bytes"]
+	gor := after["go_goroutines"] - before["go_goroutines"]
+	report := fmt.Sprintf("%d idle subscribers on one BFF (its own process):\n"+
+		"  heap in use +%.1f KiB per subscriber, resident memory +%.1f KiB per subscriber, %.1f goroutines per subscriber\n"+
+		"  a push to each (one update per customer, published back to back): p50 %s  p99 %s  max %s  (%d not received in 10s)\n",
+		n, heap/float64(n)/1024, rss/float64(n)/1024, gor/float64(n),
+		percentile(lat, 50), percentile(lat, 99), percentile(lat, 100), missed)
+	fmt.Fprint(stdout, report)
+	return report, nil
+}
+
+func waitURL(url string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s never answered 200", url)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// scrape reads the unlabelled series of a Prometheus text exposition.
+func scrape(url string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get(url)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
