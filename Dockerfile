@@ -8,6 +8,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/pizza ./cmd/pizza
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/pizza /pizza
-USER nonroot:nonroot
+# Numeric, so Kubernetes can verify runAsNonRoot (distroless nonroot is 65532).
+USER 65532:65532
 ENTRYPOINT ["/pizza"]
 CMD ["serve"]
