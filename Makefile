@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run test infra migrate generate bench lint fmt tidy check
+.PHONY: run run-split test infra migrate generate bench lint fmt tidy check
 
 ## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process
 run: infra
@@ -15,6 +15,10 @@ run: infra
 		printf '  %-8s %s\n' "$${r%% *}" "$$(bin/pizza token --role $$r 2>/dev/null)"; done
 	@echo
 	@bin/pizza serve
+
+## run-split: every component its own process, two replicas of order, store and the BFF
+run-split: infra
+	@./scripts/run-split.sh
 
 ## test: bring up PostgreSQL and RabbitMQ, then every test against them
 test: infra

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -66,15 +67,23 @@ func newSystem(t *testing.T, extraEnv map[string]string) *system {
 // The returned function stops them (SIGTERM) and waits.
 func (sys *system) start(t *testing.T, components ...db.Service) func() {
 	t.Helper()
+	return sys.startWith(t, nil, components...)
+}
+
+// startWith is start with some variables of the environment replaced: another replica.
+func (sys *system) startWith(t *testing.T, override map[string]string, components ...db.Service) func() {
+	t.Helper()
+	env := maps.Clone(sys.env)
+	maps.Copy(env, override)
 	args := []string{"serve"}
 	for _, c := range components {
 		args = append(args, string(c))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, sys.env, io.Discard, io.Discard) }()
+	go func() { done <- run(ctx, args, env, io.Discard, io.Discard) }()
 	for _, c := range components {
-		addr := "http://" + sys.env[strings.ToUpper(string(c))+"_ADDR"] + "/readyz"
+		addr := "http://" + env[strings.ToUpper(string(c))+"_ADDR"] + "/readyz"
 		require.Eventually(t, func() bool { code, _ := get(t, addr); return code == http.StatusOK },
 			20*time.Second, 10*time.Millisecond, "%s never became ready", c)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -139,13 +140,17 @@ func Handle(logger *slog.Logger, h func(w http.ResponseWriter, r *http.Request) 
 	}
 }
 
-// Client calls one service's internal API over pooled keep-alive connections.
+// Client calls one service's internal API over pooled keep-alive connections. Given several
+// replicas' addresses it spreads calls over them in turn and, when one cannot be reached, tries
+// the next: a replica that is down costs a failed dial, not a failed request.
 type Client struct {
-	base string
-	http *http.Client
+	bases []string
+	next  atomic.Uint32
+	http  *http.Client
 }
 
-// NewClient returns a client for the service at base (http://host:port).
+// NewClient returns a client for the service at base (http://host:port), or at any of several
+// comma-separated bases.
 func NewClient(base string) *Client {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -153,28 +158,46 @@ func NewClient(base string) *Client {
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr}}
+	c := &Client{http: &http.Client{Transport: tr}}
+	for _, b := range strings.Split(base, ",") {
+		if b = strings.TrimRight(strings.TrimSpace(b), "/"); b != "" {
+			c.bases = append(c.bases, b)
+		}
+	}
+	return c
 }
 
 // Do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not nil). An error
 // answer comes back as its *Error; a service that cannot be reached is UNAVAILABLE.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var payload []byte
 	if in != nil {
-		b, err := json.Marshal(in)
+		var err error
+		if payload, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	var (
+		resp *http.Response
+		err  error
+	)
+	start := int(c.next.Add(1))
+	for i := range c.bases {
+		base := c.bases[(start+i)%len(c.bases)]
+		var req *http.Request
+		req, err = http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(payload))
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		if in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err = c.http.Do(req)
+		var opErr *net.OpError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &opErr) || opErr.Op != "dial" {
+			break // only a refused or failed dial is safe to try elsewhere: nothing was sent
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

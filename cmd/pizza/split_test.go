@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/graph/model"
+)
+
+// The seed's story on the split topology: every component its own `pizza serve`, with two
+// replicas of the order service, the store service and the BFF, callers spreading over the
+// replicas. Halfway, one order replica is stopped (SIGTERM); callers fail over. Every order ends
+// delivered, and no effect happened twice.
+func TestSplitTopologyWithReplicas(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	orderB, storeB := freeAddr(t), freeAddr(t)
+	sys.env["ORDER_URL"] = "http://" + sys.env["ORDER_ADDR"] + ",http://" + orderB
+	sys.env["STORE_URL"] = "http://" + sys.env["STORE_ADDR"] + ",http://" + storeB
+	stopOrderA := sys.start(t, db.Order)
+	sys.startWith(t, map[string]string{"ORDER_ADDR": orderB}, db.Order)
+	sys.start(t, db.Store)
+	sys.startWith(t, map[string]string{"STORE_ADDR": storeB}, db.Store)
+	sys.start(t, db.Delivery)
+	sys.start(t, db.CustomerCenter)
+	bffs := []string{sys.startBFF(t), sys.startBFF(t)}
+
+	storeID := registerStore(t, bffs[0], "강남점", "강남구")
+	master := mint(t, model.RoleMaster, storeID)
+	const n = 20
+	var ids []string
+	for i := range n {
+		if i == n/2 {
+			stopOrderA() // the order service's first replica goes away; its peer takes over
+		}
+		customer := fmt.Sprint("split-", i)
+		tok := mint(t, model.RoleCustomer, customer)
+		watcher := connect(t, bffs[(i+1)%2], tok) // watch on the other replica
+		watcher.subscribe(t, "s", myPageSubscription, map[string]any{"c": customer})
+		o := placed(t, bffs[i%2], tok, customer, "강남구")
+		requireProgress(t, watcher.rowsUntil(t, "RECEIVED"), o.ID)
+		cooked := gql(t, bffs[(i+1)%2], master, cookMutation, map[string]any{"id": o.ID})
+		require.Empty(t, cooked.Errors, "%+v", cooked.Errors)
+		requireProgress(t, watcher.rowsUntil(t, "DELIVERY_STARTED"), o.ID)
+		watcher.close()
+		ids = append(ids, o.ID)
+	}
+
+	count := func(s db.Service, q string) int {
+		var c int
+		require.NoError(t, sys.pools[s].QueryRow(context.Background(), q).Scan(&c))
+		return c
+	}
+	require.Equal(t, n, count(db.Order, `SELECT count(*) FROM orders WHERE status = 'DELIVERY_STARTED'`))
+	require.Equal(t, n, count(db.Order, `SELECT count(*) FROM river_job WHERE args->>'type' = 'order.placed'`))
+	require.Equal(t, n, count(db.Store, `SELECT count(*) FROM store_orders WHERE status = 'COOKED'`))
+	require.Equal(t, n, count(db.Store, `SELECT count(*) FROM river_job WHERE args->>'type' = 'store.order_received'`))
+	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM deliveries WHERE status = 'STARTED'`))
+	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM river_job WHERE args->>'type' = 'delivery.started'`))
+	require.Equal(t, n, count(db.CustomerCenter, `SELECT count(*) FROM mypage WHERE status = 'DELIVERY_STARTED'`))
+	require.Zero(t, count(db.Store, `SELECT sum(unfinished) FROM stores`))
+}
