@@ -38,6 +38,11 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	EventConsumption struct {
+		At      func(childComplexity int) int
+		Service func(childComplexity int) int
+	}
+
 	Mutation struct {
 		CancelOrder   func(childComplexity int, orderID string) int
 		MarkCooked    func(childComplexity int, orderID string) int
@@ -75,10 +80,11 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		MyPage      func(childComplexity int, customerID string, limit *int) int
-		Order       func(childComplexity int, id string) int
-		StoreOrders func(childComplexity int, storeID string, status *model.OrderStatus) int
-		Stores      func(childComplexity int, region *string) int
+		MyPage        func(childComplexity int, customerID string, limit *int) int
+		Order         func(childComplexity int, id string) int
+		OrderTimeline func(childComplexity int, orderID string) int
+		StoreOrders   func(childComplexity int, storeID string, status *model.OrderStatus) int
+		Stores        func(childComplexity int, region *string) int
 	}
 
 	Store struct {
@@ -100,6 +106,16 @@ type ComplexityRoot struct {
 	Subscription struct {
 		MyPage func(childComplexity int, customerID string, seen []*model.SeenVersion) int
 	}
+
+	TimelineEvent struct {
+		Consumed        func(childComplexity int) int
+		EventID         func(childComplexity int) int
+		Producer        func(childComplexity int) int
+		PublishAttempts func(childComplexity int) int
+		PublishedAt     func(childComplexity int) int
+		Type            func(childComplexity int) int
+		WrittenAt       func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
@@ -118,6 +134,7 @@ type QueryResolver interface {
 	MyPage(ctx context.Context, customerID string, limit *int) ([]*model.MyPageOrder, error)
 	Stores(ctx context.Context, region *string) ([]*model.Store, error)
 	StoreOrders(ctx context.Context, storeID string, status *model.OrderStatus) ([]*model.StoreOrder, error)
+	OrderTimeline(ctx context.Context, orderID string) ([]*model.TimelineEvent, error)
 }
 type SubscriptionResolver interface {
 	MyPage(ctx context.Context, customerID string, seen []*model.SeenVersion) (<-chan *model.MyPageOrder, error)
@@ -140,6 +157,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "EventConsumption.at":
+		if e.ComplexityRoot.EventConsumption.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventConsumption.At(childComplexity), true
+	case "EventConsumption.service":
+		if e.ComplexityRoot.EventConsumption.Service == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventConsumption.Service(childComplexity), true
 
 	case "Mutation.cancelOrder":
 		if e.ComplexityRoot.Mutation.CancelOrder == nil {
@@ -353,6 +383,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Order(childComplexity, args["id"].(string)), true
+	case "Query.orderTimeline":
+		if e.ComplexityRoot.Query.OrderTimeline == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orderTimeline_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrderTimeline(childComplexity, args["orderId"].(string)), true
 	case "Query.storeOrders":
 		if e.ComplexityRoot.Query.StoreOrders == nil {
 			break
@@ -449,6 +490,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.MyPage(childComplexity, args["customerId"].(string), args["seen"].([]*model.SeenVersion)), true
+
+	case "TimelineEvent.consumed":
+		if e.ComplexityRoot.TimelineEvent.Consumed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TimelineEvent.Consumed(childComplexity), true
+	case "TimelineEvent.eventId":
+		if e.ComplexityRoot.TimelineEvent.EventID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TimelineEvent.EventID(childComplexity), true
+	case "TimelineEvent.producer":
+		if e.ComplexityRoot.TimelineEvent.Producer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TimelineEvent.Producer(childComplexity), true
+	case "TimelineEvent.publishAttempts":
+		if e.ComplexityRoot.TimelineEvent.PublishAttempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TimelineEvent.PublishAttempts(childComplexity), true
+	case "TimelineEvent.publishedAt":
+		if e.ComplexityRoot.TimelineEvent.PublishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TimelineEvent.PublishedAt(childComplexity), true
+	case "TimelineEvent.type":
+		if e.ComplexityRoot.TimelineEvent.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TimelineEvent.Type(childComplexity), true
+	case "TimelineEvent.writtenAt":
+		if e.ComplexityRoot.TimelineEvent.WrittenAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TimelineEvent.WrittenAt(childComplexity), true
 
 	}
 	return 0, false
@@ -574,6 +658,16 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_EventConsumption(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "service":
+		return ec.fieldContext_EventConsumption_service(ctx, field)
+	case "at":
+		return ec.fieldContext_EventConsumption_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EventConsumption", field.Name)
+}
+
 func (ec *executionContext) childFields_MyPageOrder(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "orderId":
@@ -660,6 +754,26 @@ func (ec *executionContext) childFields_StoreOrder(ctx context.Context, field gr
 		return ec.fieldContext_StoreOrder_receivedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type StoreOrder", field.Name)
+}
+
+func (ec *executionContext) childFields_TimelineEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "eventId":
+		return ec.fieldContext_TimelineEvent_eventId(ctx, field)
+	case "type":
+		return ec.fieldContext_TimelineEvent_type(ctx, field)
+	case "producer":
+		return ec.fieldContext_TimelineEvent_producer(ctx, field)
+	case "writtenAt":
+		return ec.fieldContext_TimelineEvent_writtenAt(ctx, field)
+	case "publishedAt":
+		return ec.fieldContext_TimelineEvent_publishedAt(ctx, field)
+	case "publishAttempts":
+		return ec.fieldContext_TimelineEvent_publishAttempts(ctx, field)
+	case "consumed":
+		return ec.fieldContext_TimelineEvent_consumed(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TimelineEvent", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -892,6 +1006,20 @@ func (ec *executionContext) field_Query_myPage_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_orderTimeline_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orderId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_order_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1037,6 +1165,52 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _EventConsumption_service(ctx context.Context, field graphql.CollectedField, obj *model.EventConsumption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventConsumption_service(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Service, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventConsumption_service(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventConsumption", field, false, false, "String")
+}
+
+func (ec *executionContext) _EventConsumption_at(ctx context.Context, field graphql.CollectedField, obj *model.EventConsumption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventConsumption_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventConsumption_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventConsumption", field, false, false, "Time")
+}
 
 func (ec *executionContext) _Mutation_placeOrder(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -1940,6 +2114,50 @@ func (ec *executionContext) fieldContext_Query_storeOrders(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_orderTimeline(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orderTimeline(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrderTimeline(ctx, fc.Args["orderId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.TimelineEvent) graphql.Marshaler {
+			return ec.marshalNTimelineEvent2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐTimelineEventᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orderTimeline(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TimelineEvent(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orderTimeline_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2286,6 +2504,176 @@ func (ec *executionContext) fieldContext_Subscription_myPage(ctx context.Context
 	if fc.Args, err = ec.field_Subscription_myPage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TimelineEvent_eventId(ctx context.Context, field graphql.CollectedField, obj *model.TimelineEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TimelineEvent_eventId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TimelineEvent_eventId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TimelineEvent", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TimelineEvent_type(ctx context.Context, field graphql.CollectedField, obj *model.TimelineEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TimelineEvent_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TimelineEvent_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TimelineEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _TimelineEvent_producer(ctx context.Context, field graphql.CollectedField, obj *model.TimelineEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TimelineEvent_producer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Producer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TimelineEvent_producer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TimelineEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _TimelineEvent_writtenAt(ctx context.Context, field graphql.CollectedField, obj *model.TimelineEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TimelineEvent_writtenAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WrittenAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TimelineEvent_writtenAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TimelineEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _TimelineEvent_publishedAt(ctx context.Context, field graphql.CollectedField, obj *model.TimelineEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TimelineEvent_publishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PublishedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_TimelineEvent_publishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TimelineEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _TimelineEvent_publishAttempts(ctx context.Context, field graphql.CollectedField, obj *model.TimelineEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TimelineEvent_publishAttempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PublishAttempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TimelineEvent_publishAttempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TimelineEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TimelineEvent_consumed(ctx context.Context, field graphql.CollectedField, obj *model.TimelineEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TimelineEvent_consumed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Consumed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.EventConsumption) graphql.Marshaler {
+			return ec.marshalNEventConsumption2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐEventConsumptionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TimelineEvent_consumed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TimelineEvent",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventConsumption(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -3546,6 +3934,44 @@ func UnmarshalSeenVersion(ctx context.Context, raw any) (model.SeenVersion, erro
 
 // region    **************************** object.gotpl ****************************
 
+var eventConsumptionImplementors = []string{"EventConsumption"}
+
+func (ec *executionContext) _EventConsumption(ctx context.Context, sel ast.SelectionSet, obj *model.EventConsumption) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, eventConsumptionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EventConsumption")
+		case "service":
+			out.Values[i] = ec._EventConsumption_service(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._EventConsumption_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -3826,6 +4252,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_storeOrders(ctx, field)
 				})
+		case "orderTimeline":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orderTimeline(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -3981,6 +4413,69 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
+}
+
+var timelineEventImplementors = []string{"TimelineEvent"}
+
+func (ec *executionContext) _TimelineEvent(ctx context.Context, sel ast.SelectionSet, obj *model.TimelineEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, timelineEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TimelineEvent")
+		case "eventId":
+			out.Values[i] = ec._TimelineEvent_eventId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "type":
+			out.Values[i] = ec._TimelineEvent_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "producer":
+			out.Values[i] = ec._TimelineEvent_producer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "writtenAt":
+			out.Values[i] = ec._TimelineEvent_writtenAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "publishedAt":
+			out.Values[i] = ec._TimelineEvent_publishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "publishAttempts":
+			out.Values[i] = ec._TimelineEvent_publishAttempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "consumed":
+			out.Values[i] = ec._TimelineEvent_consumed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
 }
 
 var __DirectiveImplementors = []string{"__Directive"}
@@ -4359,6 +4854,30 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNEventConsumption2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐEventConsumptionᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EventConsumption) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEventConsumption2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐEventConsumption(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEventConsumption2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐEventConsumption(ctx context.Context, sel ast.SelectionSet, v *model.EventConsumption) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EventConsumption!")
+		return graphql.Null
+	}
+	return ec._EventConsumption(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -4518,6 +5037,30 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNTimelineEvent2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐTimelineEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.TimelineEvent) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTimelineEvent2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐTimelineEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTimelineEvent2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐTimelineEvent(ctx context.Context, sel ast.SelectionSet, v *model.TimelineEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TimelineEvent!")
+		return graphql.Null
+	}
+	return ec._TimelineEvent(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -4799,6 +5342,24 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalString(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalTime(*v)
 	return res
 }
 

@@ -171,6 +171,14 @@ func (r *queryResolver) StoreOrders(ctx context.Context, storeID string, status 
 	return out, nil
 }
 
+// OrderTimeline is the resolver for the orderTimeline field.
+func (r *queryResolver) OrderTimeline(ctx context.Context, orderID string) ([]*model.TimelineEvent, error) {
+	if err := mustBeAdmin(ctx); err != nil {
+		return nil, err
+	}
+	return r.orderTimeline(ctx, orderID)
+}
+
 // MyPage is the resolver for the myPage field.
 func (r *subscriptionResolver) MyPage(ctx context.Context, customerID string, seen []*model.SeenVersion) (<-chan *model.MyPageOrder, error) {
 	if err := mayActForCustomer(ctx, customerID); err != nil {

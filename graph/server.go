@@ -46,6 +46,8 @@ type Backends struct {
 	Orders         *order.Client
 	Stores         *store.Client
 	CustomerCenter *api.Client
+	// Timelines are every service's client, by service name, for orderTimeline.
+	Timelines map[string]*api.Client
 }
 
 // NewHandler returns the BFF's HTTP handler: the playground at /, GraphQL at /graphql over POST,

@@ -359,8 +359,8 @@ func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err err
 // applyIn records ev in the inbox and, unless it was there already, runs the handler, in tx.
 func (c *Consumer) applyIn(ctx context.Context, tx pgx.Tx, ev Event) (duplicate bool, err error) {
 	tag, err := tx.Exec(ctx,
-		`INSERT INTO outbox_inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-		ev.ID, ev.Type)
+		`INSERT INTO outbox_inbox (event_id, event_type, order_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		ev.ID, ev.Type, ev.OrderID)
 	if err != nil {
 		return false, fmt.Errorf("record in inbox: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -512,4 +513,76 @@ func TestSubscriptionEndsWhenTheTokenExpires(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, "application/graphql-response+json", resp.Header.Get("Content-Type"))
+}
+
+// The operator's view of one order: every event, when written, published, and consumed by whom.
+func TestOrderTimeline(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.Services...)
+	base := sys.startBFF(t)
+	storeID := registerStore(t, base, "강남점", "강남구")
+	customer := mint(t, model.RoleCustomer, "1")
+	o := placed(t, base, customer, "1", "강남구")
+	sys.waitOrder(t, o.ID, "RECEIVED")
+	gql(t, base, mint(t, model.RoleMaster, storeID), cookMutation, map[string]any{"id": o.ID}).decode(t, "markCooked", &struct{}{})
+
+	const query = `query($id: ID!) { orderTimeline(orderId: $id) {
+		eventId type producer writtenAt publishedAt publishAttempts consumed { service at } } }`
+	type event struct {
+		EventID, Type, Producer string
+		WrittenAt               time.Time
+		PublishedAt             *time.Time
+		PublishAttempts         int
+		Consumed                []struct {
+			Service string
+			At      time.Time
+		}
+	}
+	consumers := func(e event) []string {
+		var out []string
+		for _, c := range e.Consumed {
+			out = append(out, c.Service)
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := map[string][]string{
+		"order.placed":         {"customercenter", "store"},
+		"store.order_received": {"customercenter", "order"},
+		"store.order_cooked":   {"customercenter", "delivery", "order"},
+		"delivery.started":     {"customercenter", "order"},
+	}
+	admin := mint(t, model.RoleAdmin, "")
+	var events []event
+	require.Eventually(t, func() bool {
+		events = nil
+		resp := gql(t, base, admin, query, map[string]any{"id": o.ID})
+		if len(resp.Errors) > 0 || json.Unmarshal(resp.Data["orderTimeline"], &events) != nil {
+			return false
+		}
+		seen := 0
+		for _, e := range events {
+			if w, ok := want[e.Type]; ok && slices.Equal(w, consumers(e)) && e.PublishedAt != nil {
+				seen++
+			}
+		}
+		return seen == len(want)
+	}, 20*time.Second, 20*time.Millisecond, "timeline: %+v", events)
+	for i, e := range events {
+		if i > 0 {
+			require.False(t, e.WrittenAt.Before(events[i-1].WrittenAt), "in the order written")
+		}
+		if e.PublishedAt != nil {
+			require.False(t, e.PublishedAt.Before(e.WrittenAt))
+			require.GreaterOrEqual(t, e.PublishAttempts, 1)
+		}
+		for _, c := range e.Consumed {
+			require.False(t, c.At.Before(e.WrittenAt), "%s consumed %s before it was written", c.Service, e.Type)
+		}
+	}
+	require.Equal(t, "order", events[0].Producer)
+	require.Equal(t, "order.placed", events[0].Type)
+	require.Equal(t, "FORBIDDEN", gql(t, base, mint(t, model.RoleAgent, ""), query, map[string]any{"id": o.ID}).code(), "admins only")
+	require.Equal(t, "FORBIDDEN", gql(t, base, customer, query, map[string]any{"id": o.ID}).code())
 }

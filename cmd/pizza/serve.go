@@ -120,6 +120,10 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		Orders:         order.NewClient(cfg.Order.URL),
 		Stores:         store.NewClient(cfg.Store.URL),
 		CustomerCenter: api.NewClient(cfg.CustomerCenter.URL),
+		Timelines: map[string]*api.Client{
+			string(db.Order): api.NewClient(cfg.Order.URL), string(db.Store): api.NewClient(cfg.Store.URL),
+			string(db.Delivery): api.NewClient(cfg.Delivery.URL), string(db.CustomerCenter): api.NewClient(cfg.CustomerCenter.URL),
+		},
 	}, hub)
 	ready := func(context.Context) error {
 		if !listener.Connected() {
@@ -225,6 +229,15 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	srv := newOpsServer(sc.Addr, ready, reg, logger)
 	svc.routes(srv.mux, logger)
+	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
+	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		tl, err := outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, tl)
+		return nil
+	}))
 	ln, err := net.Listen("tcp", sc.Addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)

@@ -10,6 +10,11 @@ import (
 	"time"
 )
 
+type EventConsumption struct {
+	Service string    `json:"service"`
+	At      time.Time `json:"at"`
+}
+
 type Mutation struct {
 }
 
@@ -85,6 +90,21 @@ type StoreOrder struct {
 }
 
 type Subscription struct {
+}
+
+// One event of an order, as the operator's timeline shows it.
+type TimelineEvent struct {
+	EventID string `json:"eventId"`
+	// the routing key, such as order.placed
+	Type     string `json:"type"`
+	Producer string `json:"producer"`
+	// committed to the producer's outbox
+	WrittenAt time.Time `json:"writtenAt"`
+	// confirmed by RabbitMQ; null while the relay is still trying
+	PublishedAt     *time.Time `json:"publishedAt,omitempty"`
+	PublishAttempts int        `json:"publishAttempts"`
+	// each service that applied it, and when (customercenter's is when it reached myPage)
+	Consumed []*EventConsumption `json:"consumed"`
 }
 
 type OrderStatus string
