@@ -8,12 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/1588-pizza/pizza/services/api"
@@ -38,7 +40,9 @@ type ServerConfig struct {
 	InitTimeout, KeepAlive time.Duration
 	// SubscriberBuffer is each subscriber's buffer of rows not yet sent (default 32).
 	SubscriberBuffer int
-	Logger           *slog.Logger
+	// Metrics, when set, receives the GraphQL latency histogram.
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
 }
 
 // Backends are the services the BFF calls.
@@ -106,11 +110,31 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	srv.Use(extension.FixedComplexityLimit(cfg.MaxComplexity))
 	srv.Use(shapeLimits{maxDepth: cfg.MaxDepth, maxAliases: cfg.MaxAliases, noIntrospection: cfg.Production})
 	srv.AroundRootFields(requireViewer)
+	if cfg.Metrics != nil {
+		srv.AroundRootFields(timeRootFields(cfg.Metrics))
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/", playground.Handler("1588-pizza", "/graphql"))
 	mux.Handle("/graphql", guard(cfg.MaxBodyBytes, auth.middleware(srv)))
 	return mux
+}
+
+// timeRootFields records each query and mutation field's latency: the API's operations (the
+// client's own operation names are unbounded, the schema's fields are not).
+func timeRootFields(reg prometheus.Registerer) graphql.RootFieldMiddleware {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pizza_graphql_field_duration_seconds",
+		Help:    "GraphQL query and mutation fields by name: the API's operations.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"field"})
+	reg.MustRegister(h)
+	return func(ctx context.Context, next graphql.RootResolver) graphql.Marshaler {
+		start := time.Now()
+		res := next(ctx)
+		h.WithLabelValues(graphql.GetRootFieldContext(ctx).Field.Name).Observe(time.Since(start).Seconds())
+		return res
+	}
 }
 
 // guard admits only what the API speaks before anything is parsed: bounded bodies, JSON POSTs

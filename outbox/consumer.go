@@ -220,6 +220,10 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 		})
 	}
 
+	if c.cfg.Metrics != nil {
+		wg.Go(func() { c.sampleDepth(conn, stopping) })
+	}
+
 	var result error
 	select {
 	case <-ctx.Done():
@@ -234,6 +238,26 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	close(stopping)
 	wg.Wait()
 	return result
+}
+
+// sampleDepth reports the queue's ready messages every few seconds, on a channel of its own (a
+// failed passive declare closes its channel).
+func (c *Consumer) sampleDepth(conn *amqp.Connection, stopping <-chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if ch, err := conn.Channel(); err == nil {
+			if q, err := ch.QueueDeclarePassive(c.cfg.Queue.Name, true, false, false, false, nil); err == nil {
+				c.cfg.Metrics.setDepth(c.cfg.Queue.Name, q.Messages)
+			}
+			_ = ch.Close()
+		}
+		select {
+		case <-stopping:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // applyBatch applies several deliveries in one transaction (one commit, one WAL flush), acking
@@ -289,6 +313,8 @@ func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, ds []amqp.
 		outcome := "applied"
 		if duplicate[i] {
 			outcome = "duplicate"
+		} else {
+			c.cfg.Metrics.observeLag(c.cfg.Queue.Name, it.ev)
 		}
 		c.cfg.Metrics.incConsumed(c.cfg.Queue.Name, it.ev.Type, outcome)
 	}
@@ -326,6 +352,8 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Deliver
 			outcome := "applied"
 			if duplicate {
 				outcome = "duplicate"
+			} else {
+				c.cfg.Metrics.observeLag(q, ev)
 			}
 			c.cfg.Metrics.incConsumed(q, ev.Type, outcome)
 			return

@@ -17,6 +17,8 @@ type Metrics struct {
 	deadLettered *prometheus.CounterVec
 	redelivered  *prometheus.CounterVec
 	retried      *prometheus.CounterVec
+	lag          *prometheus.HistogramVec
+	depth        *prometheus.GaugeVec
 	reg          prometheus.Registerer
 }
 
@@ -48,8 +50,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pizza_consumer_handler_retries_total",
 			Help: "Handler attempts that failed and were retried after a backoff.",
 		}, []string{"queue"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pizza_consumer_lag_seconds",
+			Help:    "From an event's occurredAt to its application by a consumer: how far behind the consumer runs.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"queue"}),
+		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pizza_consumer_queue_depth",
+			Help: "Messages ready in the consumer's queue, sampled every few seconds.",
+		}, []string{"queue"}),
 	}
-	reg.MustRegister(m.published, m.unroutable, m.consumed, m.deadLettered, m.redelivered, m.retried)
+	reg.MustRegister(m.published, m.unroutable, m.consumed, m.deadLettered, m.redelivered, m.retried, m.lag, m.depth)
 	return m
 }
 
@@ -80,6 +91,18 @@ func (m *Metrics) incDeadLettered(queue, reason string) {
 func (m *Metrics) incRedelivered(queue string) {
 	if m != nil {
 		m.redelivered.WithLabelValues(queue).Inc()
+	}
+}
+
+func (m *Metrics) observeLag(queue string, ev Event) {
+	if m != nil {
+		m.lag.WithLabelValues(queue).Observe(time.Since(ev.OccurredAt).Seconds())
+	}
+}
+
+func (m *Metrics) setDepth(queue string, n int) {
+	if m != nil {
+		m.depth.WithLabelValues(queue).Set(float64(n))
 	}
 }
 

@@ -585,4 +585,20 @@ func TestOrderTimeline(t *testing.T) {
 	require.Equal(t, "order.placed", events[0].Type)
 	require.Equal(t, "FORBIDDEN", gql(t, base, mint(t, model.RoleAgent, ""), query, map[string]any{"id": o.ID}).code(), "admins only")
 	require.Equal(t, "FORBIDDEN", gql(t, base, customer, query, map[string]any{"id": o.ID}).code())
+
+	// The metrics an operator watches, fed by what just happened.
+	_, orderMetrics := get(t, "http://"+sys.env["ORDER_ADDR"]+"/metrics")
+	for _, series := range []string{
+		`pizza_http_request_duration_seconds_count{code="200",component="order",route="POST /orders"} 1`,
+		`pizza_orders{status="DELIVERY_STARTED"} 1`,
+		`pizza_consumer_lag_seconds_count{queue="order.events`,
+		`pizza_consumer_queue_depth{queue="order.events`,
+		`pizza_breaker_state{breaker="store-availability"} 0`,
+		`pizza_outbox_published_total{service="order",type="order.placed"} 1`,
+	} {
+		require.Contains(t, orderMetrics, series)
+	}
+	_, bffMetrics := get(t, base+"/metrics")
+	require.Contains(t, bffMetrics, `pizza_graphql_field_duration_seconds_count{field="placeOrder"} 1`)
+	require.Contains(t, bffMetrics, `pizza_http_request_duration_seconds_count{code="200",component="bff",route="/graphql"}`)
 }

@@ -30,6 +30,7 @@ func testEnv(t *testing.T) map[string]string {
 		"PIZZA_QUEUE_SUFFIX": names.Suffix(),
 		"PIZZA_LOG_LEVEL":    "warn",
 		"PIZZA_DB_MAX_CONNS": "4", // many systems run at once against one server's 100 connections
+		"PIZZA_HTTP_ADDR":    freeAddr(t),
 	}
 	for _, s := range db.Services {
 		env[strings.ToUpper(string(s))+"_DATABASE_URL"] = dbtest.NewEmptyURL(t)

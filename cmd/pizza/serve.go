@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +117,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		InitTimeout:      cfg.BFF.WSInitTimeout,
 		KeepAlive:        cfg.BFF.WSKeepAlive,
 		SubscriberBuffer: cfg.BFF.SubscriberBuffer,
+		Metrics:          reg,
 		Logger:           logger,
 	}, auth, graph.Backends{
 		Orders:         order.NewClient(cfg.Order.URL),
@@ -131,7 +134,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer(cfg.BFF.HTTPAddr, ready, reg, logger)
+	srv := newOpsServer("bff", cfg.BFF.HTTPAddr, ready, reg, logger)
 	srv.mux.Handle("/", gql)
 	ln, err := net.Listen("tcp", cfg.BFF.HTTPAddr)
 	if err != nil {
@@ -227,7 +230,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer(sc.Addr, ready, reg, logger)
+	srv := newOpsServer(string(s), sc.Addr, ready, reg, logger)
 	svc.routes(srv.mux, logger)
 	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
 	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
@@ -314,6 +317,9 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 			Probes:       cfg.OrderTuning.BreakerProbes,
 			Logger:       logger,
 		})
+		if err := reg.Register(ordersByStatus{pool: pool}); err != nil {
+			return service{}, err
+		}
 		err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "pizza_breaker_state",
 			Help:        "State of the order service's breaker on the store availability check: 0 closed, 1 half-open, 2 open.",
@@ -359,7 +365,7 @@ type opsServer struct {
 	logger     *slog.Logger
 }
 
-func newOpsServer(addr string, ready func(context.Context) error, reg *prometheus.Registry, logger *slog.Logger) *opsServer {
+func newOpsServer(component, addr string, ready func(context.Context) error, reg *prometheus.Registry, logger *slog.Logger) *opsServer {
 	o := &opsServer{mux: http.NewServeMux(), logger: logger}
 	o.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -385,7 +391,7 @@ func newOpsServer(addr string, ready func(context.Context) error, reg *prometheu
 	o.http = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return base },
 		Addr:              addr,
-		Handler:           o.mux,
+		Handler:           instrument(component, o.mux, httpDuration(reg)),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -408,4 +414,84 @@ func (o *opsServer) shutdown(ctx context.Context) {
 		o.logger.WarnContext(ctx, "http drain incomplete", "err", err)
 	}
 	o.cancelBase()
+}
+
+// httpDuration is the process's request-latency histogram, registered once per registry.
+func httpDuration(reg *prometheus.Registry) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pizza_http_request_duration_seconds",
+		Help:    "HTTP requests by component, route pattern and status code.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"component", "route", "code"})
+	if err := reg.Register(h); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector.(*prometheus.HistogramVec)
+		}
+		panic(err)
+	}
+	return h
+}
+
+// instrument times every request by the route pattern the mux matched (bounded cardinality,
+// unlike raw paths). Websocket upgrades are timed until the connection ends.
+func instrument(component string, next http.Handler, h *prometheus.HistogramVec) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		h.WithLabelValues(component, route, strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusWriter remembers the status code; Unwrap lets http.ResponseController (and websocket
+// upgrades through it) reach the real writer.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	s.code = http.StatusSwitchingProtocols
+	return http.NewResponseController(s.ResponseWriter).Hijack()
+}
+
+func (s *statusWriter) Flush() { _ = http.NewResponseController(s.ResponseWriter).Flush() }
+
+// ordersByStatus counts the order service's orders by status at scrape time.
+type ordersByStatus struct{ pool *pgxpool.Pool }
+
+var ordersDesc = prometheus.NewDesc("pizza_orders", "Orders the order service holds, by status.", []string{"status"}, nil)
+
+func (ordersByStatus) Describe(ch chan<- *prometheus.Desc) { ch <- ordersDesc }
+
+func (o ordersByStatus) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rows, err := o.pool.Query(ctx, `SELECT status, count(*) FROM orders GROUP BY status`)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(ordersDesc, err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status string
+		var n int64
+		if err := rows.Scan(&status, &n); err != nil {
+			ch <- prometheus.NewInvalidMetric(ordersDesc, err)
+			return
+		}
+		ch <- prometheus.MustNewConstMetric(ordersDesc, prometheus.GaugeValue, float64(n), status)
+	}
 }
