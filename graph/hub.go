@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Hub hands each myPage update this BFF replica hears to the subscribers of its customer. It
@@ -132,6 +134,8 @@ func (h *Hub) Publish(body []byte) {
 		return
 	}
 	r := toMyPage(row)
+	_, span := outbox.StartSpan(context.Background(), "push", ev, trace.SpanKindConsumer)
+	defer span.End()
 
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -13,6 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler applies one event inside tx, the transaction that also records the event in the inbox.
@@ -384,18 +387,34 @@ func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err err
 	return duplicate, err
 }
 
+// traced runs fn in a consumer span continuing the event's trace.
+func (c *Consumer) traced(ctx context.Context, ev Event, fn func(ctx context.Context) error) error {
+	ctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
+	defer span.End()
+	span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
+	err := fn(ctx)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
+}
+
 // applyIn records ev in the inbox and, unless it was there already, runs the handler, in tx.
 func (c *Consumer) applyIn(ctx context.Context, tx pgx.Tx, ev Event) (duplicate bool, err error) {
-	tag, err := tx.Exec(ctx,
-		`INSERT INTO outbox_inbox (event_id, event_type, order_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		ev.ID, ev.Type, ev.OrderID)
-	if err != nil {
-		return false, fmt.Errorf("record in inbox: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return true, nil
-	}
-	return false, c.handler(ctx, tx, ev)
+	err = c.traced(ctx, ev, func(ctx context.Context) error {
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO outbox_inbox (event_id, event_type, order_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			ev.ID, ev.Type, ev.OrderID)
+		if err != nil {
+			return fmt.Errorf("record in inbox: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			duplicate = true
+			return nil
+		}
+		return c.handler(ctx, tx, ev)
+	})
+	return duplicate, err
 }
 
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that

@@ -18,6 +18,8 @@ type Event struct {
 	OccurredAt time.Time       `json:"occurredAt"`
 	Producer   string          `json:"producer"`
 	Payload    json.RawMessage `json:"payload"`
+	// TraceParent is the W3C trace context of whatever caused the event (see trace.go).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // NewEvent builds an event with a fresh time-ordered ID, stamped now, with payload encoded as JSON.

@@ -14,6 +14,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultQueue is the River queue the relay jobs live in.
@@ -160,10 +162,11 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 		return nil
 	}
 	opts := &river.InsertOpts{Queue: o.cfg.Queue, MaxAttempts: math.MaxInt16}
-	for _, e := range events {
-		if err := e.Validate(); err != nil {
-			return fmt.Errorf("outbox: %s: %w", e.Type, err)
+	for i := range events {
+		if err := events[i].Validate(); err != nil {
+			return fmt.Errorf("outbox: %s: %w", events[i].Type, err)
 		}
+		stamp(ctx, &events[i])
 	}
 	if len(events) == 1 {
 		_, err := o.writer.InsertTx(ctx, tx, relayArgs{events[0]}, opts)
@@ -213,7 +216,9 @@ type relayWorker struct {
 func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error {
 	o := w.o
 	ev := job.Args.Event
-	err := o.cfg.Publisher.Publish(ctx, ev.Type, ev.ID.String(), job.EncodedArgs, nil)
+	ctx, span := StartSpan(ctx, "publish", ev, trace.SpanKindProducer)
+	defer span.End()
+	err := o.cfg.Publisher.Publish(ctx, ev.Type, ev.ID.String(), job.EncodedArgs, traceHeaders(ctx))
 	if errors.Is(err, ErrUnroutable) {
 		o.cfg.Metrics.incUnroutable(o.cfg.Service, ev.Type)
 		if o.cfg.Optional(ev.Type) {
@@ -223,6 +228,7 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 			"event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID, "attempt", job.Attempt)
 	}
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
 	o.cfg.Metrics.incPublished(o.cfg.Service, ev.Type)

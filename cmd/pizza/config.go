@@ -31,6 +31,9 @@ type commonConfig struct {
 	QueueSuffix string `env:"PIZZA_QUEUE_SUFFIX"`
 	// DBMaxConns bounds each service's connection pool (the relay gets half as many more).
 	DBMaxConns int `env:"PIZZA_DB_MAX_CONNS" envDefault:"10"`
+	// TraceEndpoint, when set, exports OpenTelemetry traces there (OTLP over HTTP).
+	TraceEndpoint string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	TraceService  string `env:"OTEL_SERVICE_NAME" envDefault:"pizza"`
 }
 
 // orderConfig is the order service's synchronous availability check and its breaker.

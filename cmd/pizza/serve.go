@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph"
@@ -46,6 +47,11 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 			return fmt.Errorf("PIZZA_AUTH_SECRET: %w", err)
 		}
 	}
+	shutdownTracing, err := startTracing(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := outbox.NewMetrics(reg)
@@ -391,7 +397,7 @@ func newOpsServer(component, addr string, ready func(context.Context) error, reg
 	o.http = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return base },
 		Addr:              addr,
-		Handler:           instrument(component, o.mux, httpDuration(reg)),
+		Handler:           otelhttp.NewHandler(instrument(component, o.mux, httpDuration(reg)), component),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

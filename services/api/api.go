@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // Code is a stable error code, the same the GraphQL API shows in extensions.code.
@@ -158,7 +160,8 @@ func NewClient(base string) *Client {
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	c := &Client{http: &http.Client{Transport: tr}}
+	// otelhttp carries the caller's trace to the service (a no-op without a tracer provider).
+	c := &Client{http: &http.Client{Transport: otelhttp.NewTransport(tr)}}
 	for _, b := range strings.Split(base, ",") {
 		if b = strings.TrimRight(strings.TrimSpace(b), "/"); b != "" {
 			c.bases = append(c.bases, b)

@@ -1,0 +1,61 @@
+package outbox
+
+import (
+	"context"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Trace context travels with each event, so that one order is one trace from placeOrder to the
+// subscription push: Write stamps the writer's context into the event (and so into its outbox
+// row), the relay sends it as the AMQP traceparent header, and the consumer continues it in the
+// handler's context, which stamps the events the handler writes. With no tracer provider
+// installed (the default), spans are not recorded and this costs next to nothing.
+
+var (
+	tracer     = otel.Tracer("github.com/1588-pizza/pizza/outbox")
+	propagator = propagation.TraceContext{}
+)
+
+// HeaderTraceParent carries an event's W3C trace context on an AMQP message.
+const HeaderTraceParent = "traceparent"
+
+func stamp(ctx context.Context, ev *Event) {
+	if ev.TraceParent != "" {
+		return
+	}
+	c := propagation.MapCarrier{}
+	propagator.Inject(ctx, c)
+	ev.TraceParent = c[HeaderTraceParent]
+}
+
+// ContextOf returns ctx carrying the event's trace context, if it has one.
+func ContextOf(ctx context.Context, ev Event) context.Context {
+	if ev.TraceParent == "" {
+		return ctx
+	}
+	return propagator.Extract(ctx, propagation.MapCarrier{HeaderTraceParent: ev.TraceParent})
+}
+
+// StartSpan starts a span named for what happens to ev, in ev's trace.
+func StartSpan(ctx context.Context, what string, ev Event, kind trace.SpanKind) (context.Context, trace.Span) {
+	return tracer.Start(ContextOf(ctx, ev), what+" "+ev.Type, trace.WithSpanKind(kind),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "rabbitmq"),
+			attribute.String("messaging.message.id", ev.ID.String()),
+			attribute.String("pizza.order_id", ev.OrderID),
+		))
+}
+
+func traceHeaders(ctx context.Context) amqp.Table {
+	c := propagation.MapCarrier{}
+	propagator.Inject(ctx, c)
+	if c[HeaderTraceParent] == "" {
+		return nil
+	}
+	return amqp.Table{HeaderTraceParent: c[HeaderTraceParent]}
+}
