@@ -290,3 +290,25 @@ ORDER BY 1`
 	require.NoError(t, err)
 	return strings.Join(lines, "\n")
 }
+
+// Interleave runs first in a transaction left open, then second in its own transaction, waits
+// until second is blocked on a lock first holds, commits first, and returns second's outcome
+// (after its commit). It makes a race between two transactions happen the same way every time.
+func Interleave(t testing.TB, pool *pgxpool.Pool, first, second func(pgx.Tx) error) error {
+	t.Helper()
+	ctx := context.Background()
+	tx1, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx1.Rollback(ctx) //nolint:errcheck
+	require.NoError(t, first(tx1))
+	done := make(chan error, 1)
+	go func() { done <- pgx.BeginFunc(ctx, pool, second) }()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND datname = current_database())`).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, time.Millisecond, "the second transaction never waited on the first")
+	require.NoError(t, tx1.Commit(ctx))
+	return <-done
+}

@@ -3,8 +3,8 @@ package delivery
 import (
 	"context"
 	"testing"
-	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
@@ -27,28 +27,10 @@ func TestCancelRacingCookedIsNotLost(t *testing.T) {
 	cancelled, err := outbox.NewEvent(lifecycle.OrderCancelled, "7", "order", nil)
 	require.NoError(t, err)
 
-	tx1, err := pool.Begin(ctx)
+	err = dbtest.Interleave(t, pool,
+		func(tx pgx.Tx) error { return s.Handle(ctx, tx, cooked) },    // inserts the row, not yet committed
+		func(tx pgx.Tx) error { return s.Handle(ctx, tx, cancelled) }) // blocks on that row until then
 	require.NoError(t, err)
-	require.NoError(t, s.Handle(ctx, tx1, cooked)) // inserted STARTED, not yet committed
-
-	done := make(chan error, 1)
-	go func() {
-		tx2, err := pool.Begin(ctx)
-		if err == nil {
-			if err = s.Handle(ctx, tx2, cancelled); err == nil {
-				err = tx2.Commit(ctx)
-			}
-		}
-		done <- err
-	}()
-	// The cancellation blocks on the uncommitted row until tx1 commits.
-	require.Eventually(t, func() bool {
-		var waiting bool
-		require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database())`).Scan(&waiting))
-		return waiting
-	}, 10*time.Second, time.Millisecond)
-	require.NoError(t, tx1.Commit(ctx))
-	require.NoError(t, <-done)
 
 	d, err := s.Get(ctx, "7")
 	require.NoError(t, err)

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -35,27 +34,10 @@ func TestCancelRacingAssignmentIsNotLost(t *testing.T) {
 	cancelled, err := outbox.NewEvent(lifecycle.OrderCancelled, "7", "order", nil)
 	require.NoError(t, err)
 
-	tx1, err := pool.Begin(ctx)
+	err = dbtest.Interleave(t, pool,
+		func(tx pgx.Tx) error { return s.Handle(ctx, tx, placed) },    // inserts the row, not yet committed
+		func(tx pgx.Tx) error { return s.Handle(ctx, tx, cancelled) }) // blocks on that row until then
 	require.NoError(t, err)
-	require.NoError(t, s.Handle(ctx, tx1, placed))
-
-	done := make(chan error, 1)
-	go func() {
-		tx2, err := pool.Begin(ctx)
-		if err == nil {
-			if err = s.Handle(ctx, tx2, cancelled); err == nil {
-				err = tx2.Commit(ctx)
-			}
-		}
-		done <- err
-	}()
-	require.Eventually(t, func() bool {
-		var waiting bool
-		require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database())`).Scan(&waiting))
-		return waiting
-	}, 10*time.Second, time.Millisecond)
-	require.NoError(t, tx1.Commit(ctx))
-	require.NoError(t, <-done)
 
 	var status string
 	var unfinished int
