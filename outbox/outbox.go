@@ -48,6 +48,10 @@ type Config struct {
 	// so every notifying writer, in every database of the server, queues behind the others' WAL
 	// flush; under load polling every few milliseconds is far faster (BENCHMARKS.md).
 	PollOnly bool
+	// InboxRetention is how long the inbox remembers applied events (default 7 days): the window
+	// in which a redelivered or replayed event is recognised. The relay's leader prunes older
+	// entries every ten minutes.
+	InboxRetention time.Duration
 	// Retention keeps relayed events this long (default 1h) for inspection.
 	Retention time.Duration
 	// Optional reports routing keys for which no bound queue is fine (a live fan-out nobody
@@ -107,6 +111,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	if cfg.Retention <= 0 {
 		cfg.Retention = time.Hour
 	}
+	if cfg.InboxRetention <= 0 {
+		cfg.InboxRetention = 7 * 24 * time.Hour
+	}
 	if cfg.Optional == nil {
 		cfg.Optional = func(string) bool { return false }
 	}
@@ -129,7 +136,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	if cfg.Publisher != nil {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &relayWorker{o: o})
+		river.AddWorker(workers, &pruneWorker{o: o})
 		rc.Workers = workers
+		rc.PeriodicJobs = []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, &river.InsertOpts{Queue: cfg.Queue} },
+			&river.PeriodicJobOpts{ID: "outbox_prune_inbox", RunOnStart: true})}
 		rc.Queues = map[string]river.QueueConfig{cfg.Queue: {
 			MaxWorkers:        cfg.MaxWorkers,
 			FetchCooldown:     cfg.FetchCooldown,
@@ -246,3 +257,26 @@ func (w *relayWorker) NextRetry(job *river.Job[relayArgs]) time.Time {
 }
 
 var _ rivertype.JobArgs = relayArgs{}
+
+// pruneArgs is the periodic job that forgets inbox entries older than InboxRetention.
+type pruneArgs struct{}
+
+func (pruneArgs) Kind() string { return "outbox_prune_inbox" }
+
+type pruneWorker struct {
+	river.WorkerDefaults[pruneArgs]
+	o *Outbox
+}
+
+func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
+	// In slices, so one run never holds a long transaction over a large inbox.
+	for {
+		tag, err := w.o.pool.Exec(ctx, `
+DELETE FROM outbox_inbox WHERE event_id IN (
+	SELECT event_id FROM outbox_inbox WHERE consumed_at < now() - make_interval(secs => $1) LIMIT 10000)`,
+			w.o.cfg.InboxRetention.Seconds())
+		if err != nil || tag.RowsAffected() < 10000 {
+			return err
+		}
+	}
+}

@@ -291,3 +291,22 @@ func TestPublishAfterCloseFails(t *testing.T) {
 	require.ErrorIs(t, err, ErrPublisherClosed)
 	require.ErrorContains(t, p.Publish(context.Background(), testKey, "", nil, nil), "message-id is required")
 }
+
+// The relay's leader forgets inbox entries older than the retention, and keeps the rest.
+func TestInboxIsPrunedAfterRetention(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, `INSERT INTO outbox_inbox (event_id, event_type, consumed_at) VALUES
+		(gen_random_uuid(), 'old', now() - interval '8 days'), (gen_random_uuid(), 'recent', now() - interval '6 days')`)
+	require.NoError(t, err)
+	b.outbox(t, outboxtest.URL(), func(c *Config) { c.InboxRetention = 7 * 24 * time.Hour })
+	require.Eventually(t, func() bool {
+		var types []string
+		rows, err := b.pool.Query(ctx, `SELECT event_type FROM outbox_inbox ORDER BY event_type`)
+		require.NoError(t, err)
+		types, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return len(types) == 1 && types[0] == "recent"
+	}, 30*time.Second, 20*time.Millisecond)
+}

@@ -50,6 +50,7 @@ type relayConfig struct {
 	FetchCooldown     time.Duration `env:"OUTBOX_FETCH_COOLDOWN" envDefault:"2ms"`
 	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"5ms"`
 	Retention         time.Duration `env:"OUTBOX_RETENTION" envDefault:"1h"`
+	InboxRetention    time.Duration `env:"OUTBOX_INBOX_RETENTION" envDefault:"168h"`
 	AsyncCommit       bool          `env:"OUTBOX_ASYNC_COMMIT" envDefault:"true"`
 	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"true"`
 	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"64"`

@@ -198,6 +198,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		FetchCooldown:     cfg.Relay.FetchCooldown,
 		FetchPollInterval: cfg.Relay.FetchPollInterval,
 		Retention:         cfg.Relay.Retention,
+		InboxRetention:    cfg.Relay.InboxRetention,
 		PollOnly:          cfg.Relay.PollOnly,
 		Optional:          optionalKey,
 		Metrics:           metrics,
