@@ -155,7 +155,7 @@ func pendingBacklog(ctx context.Context, pool *pgxpool.Pool, queue string) (int6
 	const q = `
 SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
 FROM river_job
-WHERE queue = $1 AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled')`
+WHERE queue = $1 AND kind = 'outbox_relay' AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled')`
 	var (
 		n   int64
 		age float64
