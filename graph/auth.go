@@ -135,7 +135,8 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 
 func authenticated(ctx context.Context) (*Claims, error) {
 	c := viewer(ctx)
-	if c == nil {
+	// A websocket authenticates once, at connection_init: its token can expire while it is open.
+	if c == nil || c.ExpiresAt == nil || time.Now().After(c.ExpiresAt.Time) {
 		return nil, errUnauthenticated
 	}
 	return c, nil

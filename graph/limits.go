@@ -10,12 +10,16 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
-// shapeLimits refuses operations that are too deep or use too many aliases, and mutations or
-// subscriptions sent over GET, after validation and before any resolver runs.
+// shapeLimits refuses operations that are too deep, too large once fragments are expanded, or
+// use too many aliases; mutations over GET; subscriptions anywhere but a websocket. It runs after
+// validation and before the complexity limit (whose walk expands fragments) and any resolver.
 type shapeLimits struct {
-	maxDepth, maxAliases int
-	noIntrospection      bool
+	maxDepth, maxAliases, maxFields int
+	noIntrospection                 bool
 }
+
+// methodWebsocket marks operations arriving on a websocket (its upgrade request is a GET).
+const methodWebsocket = "WEBSOCKET"
 
 var _ interface {
 	graphql.HandlerExtension
@@ -29,51 +33,73 @@ func (l shapeLimits) MutateOperationContext(ctx context.Context, oc *graphql.Ope
 	if op == nil {
 		return nil
 	}
-	if op.Operation != ast.Query && httpMethod(ctx) == http.MethodGet {
+	method := httpMethod(ctx)
+	if op.Operation == ast.Subscription && method != methodWebsocket {
+		return coded(codeBadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
+	}
+	if op.Operation != ast.Query && method == http.MethodGet {
 		return coded(codeBadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
 	}
 	if l.noIntrospection && introspects(op.SelectionSet) {
 		return coded(codeBadUserInput, "introspection is disabled")
 	}
-	aliases := 0
-	depth := measure(op.SelectionSet, 1, &aliases, map[string]bool{})
-	if depth > l.maxDepth {
-		return coded(codeBadUserInput, "operation is %d levels deep; at most %d are allowed", depth, l.maxDepth)
-	}
-	if aliases > l.maxAliases {
-		return coded(codeBadUserInput, "operation uses %d aliases; at most %d are allowed", aliases, l.maxAliases)
+	m := measurer{memo: map[string]shape{}, visiting: map[string]bool{}}
+	sh := m.set(op.SelectionSet)
+	switch {
+	case sh.fields > l.maxFields:
+		return coded(codeBadUserInput, "operation selects %d fields once fragments are expanded; at most %d are allowed", sh.fields, l.maxFields)
+	case sh.depth > l.maxDepth:
+		return coded(codeBadUserInput, "operation is %d levels deep; at most %d are allowed", sh.depth, l.maxDepth)
+	case sh.aliases > l.maxAliases:
+		return coded(codeBadUserInput, "operation uses %d aliases; at most %d are allowed", sh.aliases, l.maxAliases)
 	}
 	return nil
 }
 
-// measure returns the depth of a selection set and counts its aliases, following fragments.
-func measure(set ast.SelectionSet, level int, aliases *int, inFragment map[string]bool) int {
-	deepest := level - 1
+// shape is what a selection set expands to: its depth, aliases and fields.
+type shape struct{ depth, aliases, fields int }
+
+// measurer sizes a selection set in time linear in the document: each fragment is measured once
+// and its shape reused wherever it is spread, so fragments spreading fragments twice over (an
+// exponential expansion) cost nothing to measure. Counts saturate instead of overflowing.
+type measurer struct {
+	memo     map[string]shape
+	visiting map[string]bool
+}
+
+func (m *measurer) set(set ast.SelectionSet) shape {
+	var out shape
 	for _, sel := range set {
-		var d int
-		switch s := sel.(type) {
+		var s shape
+		switch x := sel.(type) {
 		case *ast.Field:
-			if s.Alias != "" && s.Alias != s.Name {
-				*aliases++
-			}
-			d = level
-			if len(s.SelectionSet) > 0 {
-				d = measure(s.SelectionSet, level+1, aliases, inFragment)
+			child := m.set(x.SelectionSet)
+			s = shape{depth: 1 + child.depth, aliases: child.aliases, fields: saturate(1 + child.fields)}
+			if x.Alias != "" && x.Alias != x.Name {
+				s.aliases = saturate(s.aliases + 1)
 			}
 		case *ast.InlineFragment:
-			d = measure(s.SelectionSet, level, aliases, inFragment)
+			s = m.set(x.SelectionSet)
 		case *ast.FragmentSpread:
-			if s.Definition == nil || inFragment[s.Name] {
+			if x.Definition == nil || m.visiting[x.Name] {
 				continue
 			}
-			inFragment[s.Name] = true
-			d = measure(s.Definition.SelectionSet, level, aliases, inFragment)
-			delete(inFragment, s.Name)
+			var ok bool
+			if s, ok = m.memo[x.Name]; !ok {
+				m.visiting[x.Name] = true
+				s = m.set(x.Definition.SelectionSet)
+				delete(m.visiting, x.Name)
+				m.memo[x.Name] = s
+			}
 		}
-		deepest = max(deepest, d)
+		out.depth = max(out.depth, s.depth)
+		out.aliases = saturate(out.aliases + s.aliases)
+		out.fields = saturate(out.fields + s.fields)
 	}
-	return deepest
+	return out
 }
+
+func saturate(n int) int { return min(n, 1<<30) }
 
 // introspects reports whether a root selection asks for __schema or __type.
 func introspects(set ast.SelectionSet) bool {
@@ -112,7 +138,7 @@ func httpMethod(ctx context.Context) string {
 // requireViewer refuses every root field but introspection to an anonymous caller, before its
 // resolver runs.
 func requireViewer(ctx context.Context, next graphql.RootResolver) graphql.Marshaler {
-	if viewer(ctx) == nil {
+	if _, err := authenticated(ctx); err != nil {
 		if fc := graphql.GetRootFieldContext(ctx); fc == nil || !strings.HasPrefix(fc.Field.Name, "__") {
 			graphql.AddError(ctx, errUnauthenticated)
 			return graphql.Null

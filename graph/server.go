@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -88,8 +89,10 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 			OriginPatterns: cfg.AllowedOrigins,
 			Subprotocols:   []string{"graphql-transport-ws"},
 		}},
-		InitFunc:              wsInit(auth),
-		InitTimeout:           cfg.InitTimeout,
+		InitFunc:    wsInit(auth),
+		InitTimeout: cfg.InitTimeout,
+		// graphql-transport-ws pings (gqlgen's KeepAlivePingInterval is for the older protocol).
+		PingPongInterval:      cfg.KeepAlive,
 		KeepAlivePingInterval: cfg.KeepAlive,
 		PayloadReadLimit:      &cfg.MaxBodyBytes,
 	})
@@ -107,8 +110,9 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	} else {
 		srv.Use(extension.Introspection{})
 	}
+	srv.Use(shapeLimits{maxDepth: cfg.MaxDepth, maxAliases: cfg.MaxAliases, maxFields: 2 * cfg.MaxComplexity,
+		noIntrospection: cfg.Production})
 	srv.Use(extension.FixedComplexityLimit(cfg.MaxComplexity))
-	srv.Use(shapeLimits{maxDepth: cfg.MaxDepth, maxAliases: cfg.MaxAliases, noIntrospection: cfg.Production})
 	srv.AroundRootFields(requireViewer)
 	if cfg.Metrics != nil {
 		srv.AroundRootFields(timeRootFields(cfg.Metrics))
@@ -142,16 +146,19 @@ func timeRootFields(reg prometheus.Registerer) graphql.RootFieldMiddleware {
 // websocket upgrades offering graphql-transport-ws. It also notes the method for shapeLimits.
 func guard(maxBody int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upgrade := r.Header.Get("Upgrade")
 		switch {
-		case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
-			if !strings.Contains(r.Header.Get("Sec-WebSocket-Protocol"), "graphql-transport-ws") {
+		case upgrade != "" && !strings.EqualFold(upgrade, "websocket"):
+			writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "the only upgrade offered is websocket")
+			return
+		case upgrade != "":
+			if !offersProtocol(r.Header.Values("Sec-WebSocket-Protocol"), "graphql-transport-ws") {
 				writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "websockets must use the graphql-transport-ws sub-protocol")
 				return
 			}
 		case r.Method == http.MethodGet:
 		case r.Method == http.MethodPost:
-			ct := r.Header.Get("Content-Type")
-			if !strings.HasPrefix(ct, "application/json") {
+			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 				writeGraphQLError(w, http.StatusUnsupportedMediaType, codeBadUserInput, "POST bodies must be application/json")
 				return
 			}
@@ -166,11 +173,23 @@ func guard(maxBody int64, next http.Handler) http.Handler {
 			return
 		}
 		method := r.Method
-		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			method = "WEBSOCKET"
+		if upgrade != "" {
+			method = methodWebsocket
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), methodKey{}, method)))
 	})
+}
+
+// offersProtocol reports whether the comma-separated sub-protocol lists name want exactly.
+func offersProtocol(headers []string, want string) bool {
+	for _, h := range headers {
+		for _, p := range strings.Split(h, ",") {
+			if strings.TrimSpace(p) == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // wsInit authenticates a websocket from its connection_init payload; a missing or bad token

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/services/customercenter"
@@ -70,7 +69,8 @@ func (r *Resolver) watchMyPage(ctx context.Context, customerID string, seen []*m
 			case <-sub.resync:
 				rows, err := r.myPageRows(ctx, customerID, customercenter.MaxLimit)
 				if err != nil {
-					transport.AddSubscriptionError(ctx, gqlerror.Errorf("resync failed: %v", err))
+					r.logger.WarnContext(ctx, "myPage resync failed", "customer_id", customerID, "err", err)
+					transport.AddSubscriptionError(ctx, coded("UNAVAILABLE", "updates may have been missed and could not be re-read; resubscribe with seen"))
 					return
 				}
 				for i := len(rows) - 1; i >= 0; i-- {

@@ -326,6 +326,11 @@ func TestAbuseIsRefusedBeforeResolvers(t *testing.T) {
 		{"bad JSON", post("application/json", "Bearer "+customer, `{"query": `), 400, ""},
 		{"unknown field", post("application/json", "Bearer "+customer, queryBody(`{ stores { id price } }`)), 422, "BAD_USER_INPUT"},
 		{"mutation via GET", getGQL(t, base, customer, placeQuery), 200, "BAD_USER_INPUT"},
+		{"subscription over POST", post("application/json", "Bearer "+customer, queryBody(`subscription { myPage(customerId: "1") { version } }`)), 200, "BAD_USER_INPUT"},
+		{"fragment bomb, no token", post("application/json", "", queryBody(fragmentBomb(24))), 200, "BAD_USER_INPUT"},
+		{"not quite JSON", post("application/jsonx", "Bearer "+customer, queryBody(placeQuery)), 415, "BAD_USER_INPUT"},
+		{"another upgrade", upgrade(t, base, "h2c", ""), 400, "BAD_USER_INPUT"},
+		{"the old sub-protocol", upgrade(t, base, "websocket", "graphql-ws, x-graphql-transport-ws"), 400, "BAD_USER_INPUT"},
 	}
 	for _, c := range cases {
 		require.Equal(t, c.status, c.resp.Status, "%s: %+v", c.name, c.resp.Errors)
@@ -353,6 +358,31 @@ func TestAbuseIsRefusedBeforeResolvers(t *testing.T) {
 	var orders int
 	require.NoError(t, sys.pools[db.Order].QueryRow(context.Background(), `SELECT count(*) FROM orders`).Scan(&orders))
 	require.Zero(t, orders, "no resolver ran")
+}
+
+// fragmentBomb spreads each of n fragments twice in the next: 2^n fields once expanded.
+func fragmentBomb(n int) string {
+	var b strings.Builder
+	b.WriteString("query { ...F0 }")
+	for i := range n {
+		fmt.Fprintf(&b, " fragment F%d on Query { ...F%d ...F%d }", i, i+1, i+1)
+	}
+	fmt.Fprintf(&b, " fragment F%d on Query { stores { id } }", n)
+	return b.String()
+}
+
+// upgrade sends a GET /graphql asking for a protocol upgrade.
+func upgrade(t *testing.T, base, protocol, subprotocols string) gqlResponse {
+	req, err := http.NewRequest(http.MethodGet, base+"/graphql", nil)
+	require.NoError(t, err)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", protocol)
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	if subprotocols != "" {
+		req.Header.Set("Sec-WebSocket-Protocol", subprotocols)
+	}
+	return doGQL(t, req)
 }
 
 func tokenWithSecret(t *testing.T, secret string, role model.Role) string {
@@ -503,6 +533,11 @@ func TestSubscriptionEndsWhenTheTokenExpires(t *testing.T) {
 	m := ws.next(t, 10*time.Second)
 	require.Contains(t, []string{"next", "error"}, m.Type)
 	require.Contains(t, string(m.Payload), `"code":"UNAUTHENTICATED"`)
+	// The socket outlived its token: nothing else passes on it either.
+	ws.subscribe(t, "m", `mutation { placeOrder(input: {customerId: "1", pizza: "p", qty: 1, region: "r"}) { id } }`, nil)
+	for m = ws.next(t, 10*time.Second); m.Type == "complete"; m = ws.next(t, 10*time.Second) {
+	}
+	require.Contains(t, string(m.Payload), `"code":"UNAUTHENTICATED"`, "payload: %s", m.Payload)
 
 	req, err := http.NewRequest(http.MethodPost, base+"/graphql", strings.NewReader(`{"query": "{ stores { id } }"}`))
 	require.NoError(t, err)

@@ -100,6 +100,8 @@ func parseComponents(args []string) (withBFF bool, services []db.Service, err er
 
 // runBFF runs the GraphQL BFF: the public API, and the listener feeding live myPage subscriptions.
 func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.Registry, logger *slog.Logger) error {
+	ctx, stop := context.WithCancel(ctx) // also ends the listener when the HTTP server fails
+	defer stop()
 	hub := graph.NewHub(cfg.BFF.SubscriberBuffer, 300*time.Millisecond, logger)
 	defer hub.Close()
 	listener := outbox.NewListener(outbox.ListenConfig{
@@ -164,6 +166,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	if result == nil {
 		<-httpDone
 	}
+	stop()
 	<-listenerDone
 	return result
 }
@@ -171,6 +174,8 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 // runService runs one service: its pool, its outbox relay, its consumer, and its internal HTTP
 // API with the operational endpoints.
 func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.Registry, metrics *outbox.Metrics, logger *slog.Logger) error {
+	ctx, stop := context.WithCancel(ctx) // also ends the consumer when the HTTP server fails
+	defer stop()
 	sc := cfg.service(s)
 	pool, err := openPool(ctx, sc.DatabaseURL, cfg.Common.DBMaxConns, false)
 	if err != nil {
@@ -276,7 +281,8 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	if result == nil {
 		<-httpDone
 	}
-	<-consumerDone // ctx is done: it stops taking deliveries and finishes the ones in flight
+	stop()
+	<-consumerDone // it stops taking deliveries and finishes the ones in flight
 	if err := ob.Stop(sctx); err != nil {
 		logger.WarnContext(sctx, "relay did not stop cleanly", "err", err)
 	}

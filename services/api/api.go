@@ -205,7 +205,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s %s: service unreachable", method, path)}
+		return &Error{Code: Unavailable, Message: "a backing service is unreachable; retry shortly"}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -213,7 +213,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			Error *Error `json:"error"`
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error == nil {
-			return &Error{Code: Unavailable, Message: fmt.Sprintf("%s %s: answered %s", method, path, resp.Status)}
+			return &Error{Code: Unavailable, Message: "a backing service failed; retry shortly"}
 		}
 		return e.Error
 	}
