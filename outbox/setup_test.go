@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -204,7 +205,9 @@ func runChild(role string) int {
 		}, recordEffect)
 		go func() { _ = c.Run(ctx) }()
 	}
-	time.Sleep(time.Minute) // the crash hook ends the process long before; this bounds a stray child
+	// The crash hook ends the process; until then it lives as long as its parent holds stdin
+	// open, so a child can never outlive the test that started it.
+	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 3
 }
 
@@ -215,7 +218,10 @@ func (b *bundle) startChild(t *testing.T, role string) <-chan int {
 	cmd.Env = append(os.Environ(), childEnv+"="+role, "CHILD_DB="+b.dbURL,
 		"CHILD_EXCHANGE="+b.names.Exchange, "CHILD_QUEUE="+b.queue.Name)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	stdin, err := cmd.StdinPipe() // closed when the test ends: the child's signal to go
+	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = stdin.Close() })
 	done := make(chan int, 1)
 	go func() {
 		_ = cmd.Wait()
