@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -21,6 +22,11 @@ import (
 // Handler applies one event inside tx, the transaction that also records the event in the inbox.
 // Returning an error rolls both back; the delivery is retried, then dead-lettered.
 type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
+
+// BatchHandler applies several events, in their order, inside tx: a service that can apply a batch
+// set-based (a few statements for all of them) offers one instead of a Handler. The events a
+// batch handler writes should be written with EventContext, so each continues its cause's trace.
+type BatchHandler func(ctx context.Context, tx pgx.Tx, events []Event) error
 
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
@@ -52,7 +58,7 @@ type ConsumerConfig struct {
 type Consumer struct {
 	cfg     ConsumerConfig
 	pool    *pgxpool.Pool
-	handler Handler
+	handler BatchHandler
 
 	mu        sync.Mutex
 	connected bool
@@ -72,8 +78,22 @@ const (
 	ReasonFailed    = "handler_failed"
 )
 
-// NewConsumer builds a consumer; Run consumes.
+// NewConsumer builds a consumer that applies events one handler call each; Run consumes.
 func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
+	c := NewBatchConsumer(pool, cfg, nil)
+	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
+		for _, ev := range events {
+			if err := c.traced(ctx, ev, func(ctx context.Context) error { return h(ctx, tx, ev) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return c
+}
+
+// NewBatchConsumer builds a consumer that hands each transaction's events to h at once.
+func NewBatchConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h BatchHandler) *Consumer {
 	if cfg.Exchange == "" {
 		cfg.Exchange = DefaultExchange
 	}
@@ -95,7 +115,11 @@ func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Consumer{cfg: cfg, pool: pool, handler: h}
+	c := &Consumer{cfg: cfg, pool: pool}
+	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
+		return c.tracedAll(ctx, events, func(ctx context.Context) error { return h(ctx, tx, events) })
+	}
+	return c
 }
 
 // Connected reports whether the consumer holds a live subscription now.
@@ -187,37 +211,20 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	defer cancelHandlers()
 	stopping := make(chan struct{})
 	var wg sync.WaitGroup
+	// One goroutine moves deliveries off the library's channel as they arrive; each worker takes
+	// everything waiting (up to BatchSize) into one transaction. While the workers are busy a
+	// backlog gathers, so batches grow with the load and cost no wait when it is light.
+	w := newWaiting()
+	wg.Go(func() { w.fill(deliveries, stopping) })
 	for range c.cfg.Concurrency {
 		wg.Go(func() {
 			for {
-				select { // stopping first: a shutdown begins no new delivery
-				case <-stopping:
+				batch := w.take(c.cfg.BatchSize, stopping)
+				if batch == nil {
 					return
-				default:
 				}
-				select {
-				case <-stopping:
-					return
-				case d, ok := <-deliveries:
-					if !ok {
-						return
-					}
-					batch := []amqp.Delivery{d}
-				more: // take what else is waiting, without waiting for it
-					for len(batch) < c.cfg.BatchSize {
-						select {
-						case d, ok := <-deliveries:
-							if !ok {
-								break more
-							}
-							batch = append(batch, d)
-						default:
-							break more
-						}
-					}
-					for _, d := range c.applyBatch(hctx, dlq, batch) {
-						c.handle(hctx, dlq, d, stopping)
-					}
+				for _, d := range c.applyBatch(hctx, dlq, batch) {
+					c.handle(hctx, dlq, d, stopping)
 				}
 			}
 		})
@@ -241,6 +248,79 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	close(stopping)
 	wg.Wait()
 	return result
+}
+
+// waiting holds deliveries received and not yet taken by a worker.
+type waiting struct {
+	mu    sync.Mutex
+	ds    []amqp.Delivery
+	done  bool          // no more deliveries will come
+	ready chan struct{} // holds a token while ds is not empty or done
+}
+
+func newWaiting() *waiting { return &waiting{ready: make(chan struct{}, 1)} }
+
+func (w *waiting) signal() {
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+// fill receives until the channel closes or stopping.
+func (w *waiting) fill(deliveries <-chan amqp.Delivery, stopping <-chan struct{}) {
+	defer func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+		w.signal()
+	}()
+	for {
+		select {
+		case <-stopping:
+			return
+		case d, ok := <-deliveries:
+			if !ok {
+				return
+			}
+			w.mu.Lock()
+			w.ds = append(w.ds, d)
+			w.mu.Unlock()
+			w.signal()
+		}
+	}
+}
+
+// take returns up to n waiting deliveries, blocking until there is one; nil once stopping (what
+// was received and not taken stays unacked, and the broker requeues it) or when no more come.
+func (w *waiting) take(n int, stopping <-chan struct{}) []amqp.Delivery {
+	for {
+		select { // stopping first: a shutdown begins no new delivery
+		case <-stopping:
+			return nil
+		default:
+		}
+		select {
+		case <-stopping:
+			return nil
+		case <-w.ready:
+		}
+		w.mu.Lock()
+		k := min(n, len(w.ds))
+		batch := slices.Clone(w.ds[:k])
+		w.ds = slices.Delete(w.ds, 0, k)
+		more, done := len(w.ds) > 0, w.done
+		w.mu.Unlock()
+		if more || done {
+			w.signal() // wake the next worker
+		}
+		if k > 0 {
+			return batch
+		}
+		if done {
+			return nil
+		}
+	}
 }
 
 // sampleDepth reports the queue's ready messages every few seconds, on a channel of its own (a
@@ -286,16 +366,14 @@ func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, ds []amqp.
 		items = append(items, item{d, ev})
 	}
 	slices.SortStableFunc(items, func(a, b item) int { return strings.Compare(a.ev.OrderID, b.ev.OrderID) })
-	duplicate := make([]bool, len(items))
-	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		for i, it := range items {
-			var err error
-			if duplicate[i], err = c.applyIn(ctx, tx, it.ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	if len(items) == 0 {
+		return rest
+	}
+	events := make([]Event, len(items))
+	for i, it := range items {
+		events[i] = it.ev
+	}
+	duplicate, err := c.applyAll(ctx, events)
 	if err != nil {
 		c.cfg.Logger.DebugContext(ctx, "batch failed, applying its deliveries one by one", "size", len(items), "err", err)
 		for _, it := range items {
@@ -380,9 +458,33 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Deliver
 // apply runs the handler in a transaction guarded by the inbox; duplicate reports an event that
 // was applied before (and so was skipped).
 func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err error) {
-	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		duplicate, err = c.applyIn(ctx, tx, ev)
-		return err
+	dup, err := c.applyAll(ctx, []Event{ev})
+	if err != nil {
+		return false, err
+	}
+	return dup[0], nil
+}
+
+// applyAll applies events, in their order, in one transaction: one statement records them all in
+// the inbox, the handler runs for each one that was not there before, and the work the handlers
+// deferred (the events they write, above all) is done once before the commit. duplicate[i]
+// reports that events[i] had been applied before, or appears earlier in events.
+func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bool, err error) {
+	err = inScope(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
+		duplicate, err = c.record(ctx, tx, events)
+		if err != nil {
+			return err
+		}
+		fresh := make([]Event, 0, len(events))
+		for i, ev := range events {
+			if !duplicate[i] {
+				fresh = append(fresh, ev)
+			}
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		return c.handler(ctx, tx, fresh)
 	})
 	return duplicate, err
 }
@@ -399,22 +501,73 @@ func (c *Consumer) traced(ctx context.Context, ev Event, fn func(ctx context.Con
 	return err
 }
 
-// applyIn records ev in the inbox and, unless it was there already, runs the handler, in tx.
-func (c *Consumer) applyIn(ctx context.Context, tx pgx.Tx, ev Event) (duplicate bool, err error) {
-	err = c.traced(ctx, ev, func(ctx context.Context) error {
-		tag, err := tx.Exec(ctx,
-			`INSERT INTO outbox_inbox (event_id, event_type, order_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-			ev.ID, ev.Type, ev.OrderID)
+type spansKey struct{}
+
+// tracedAll runs fn with a consumer span open for each event; EventContext finds them.
+func (c *Consumer) tracedAll(ctx context.Context, events []Event, fn func(ctx context.Context) error) error {
+	spans := make(map[uuid.UUID]context.Context, len(events))
+	ended := make([]trace.Span, 0, len(events))
+	for _, ev := range events {
+		sctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
+		span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
+		spans[ev.ID] = sctx
+		ended = append(ended, span)
+	}
+	err := fn(context.WithValue(ctx, spansKey{}, spans))
+	for _, span := range ended {
 		if err != nil {
-			return fmt.Errorf("record in inbox: %w", err)
+			span.SetStatus(codes.Error, err.Error())
 		}
-		if tag.RowsAffected() == 0 {
-			duplicate = true
-			return nil
+		span.End()
+	}
+	return err
+}
+
+// EventContext is ctx continuing ev's trace, for what a batch handler does on ev's account (the
+// events it writes for it, above all).
+func EventContext(ctx context.Context, ev Event) context.Context {
+	if spans, _ := ctx.Value(spansKey{}).(map[uuid.UUID]context.Context); spans != nil {
+		if sctx, ok := spans[ev.ID]; ok {
+			return context.WithValue(sctx, spansKey{}, spans)
 		}
-		return c.handler(ctx, tx, ev)
-	})
-	return duplicate, err
+	}
+	return ContextOf(ctx, ev)
+}
+
+// record inserts events into the inbox with one statement and reports which were there already.
+func (c *Consumer) record(ctx context.Context, tx pgx.Tx, events []Event) (duplicate []bool, err error) {
+	duplicate = make([]bool, len(events))
+	ids := make([]uuid.UUID, 0, len(events))
+	types := make([]string, 0, len(events))
+	orders := make([]string, 0, len(events))
+	first := make(map[uuid.UUID]int, len(events))
+	for i, ev := range events {
+		if _, seen := first[ev.ID]; seen {
+			duplicate[i] = true // the same event twice in one batch: apply it once
+			continue
+		}
+		first[ev.ID] = i
+		ids, types, orders = append(ids, ev.ID), append(types, ev.Type), append(orders, ev.OrderID)
+	}
+	rows, err := tx.Query(ctx, `
+INSERT INTO outbox_inbox (event_id, event_type, order_id)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders)
+	if err != nil {
+		return nil, fmt.Errorf("record in inbox: %w", err)
+	}
+	fresh, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("record in inbox: %w", err)
+	}
+	isFresh := make(map[uuid.UUID]bool, len(fresh))
+	for _, id := range fresh {
+		isFresh[id] = true
+	}
+	for id, i := range first {
+		duplicate[i] = !isFresh[id]
+	}
+	return duplicate, nil
 }
 
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that

@@ -166,19 +166,28 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	return o, nil
 }
 
-// Write records events in tx: they are relayed if and only if tx commits, and the relay is
-// woken by the same commit.
+// Write records events in tx: they are relayed if and only if tx commits. In a consumer
+// transaction the insert is deferred to its end, one for all the events its handlers write.
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	opts := &river.InsertOpts{Queue: o.cfg.Queue, MaxAttempts: math.MaxInt16}
 	for i := range events {
 		if err := events[i].Validate(); err != nil {
 			return fmt.Errorf("outbox: %s: %w", events[i].Type, err)
 		}
 		stamp(ctx, &events[i])
 	}
+	if s := scopeOf(ctx, tx); s != nil {
+		s.deferWrite(o, events) // inserted with the rest of the consumer transaction's events
+		return nil
+	}
+	return o.insert(ctx, tx, events)
+}
+
+// insert adds validated, stamped events to tx as relay jobs: one statement however many.
+func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event) error {
+	opts := &river.InsertOpts{Queue: o.cfg.Queue, MaxAttempts: math.MaxInt16}
 	if len(events) == 1 {
 		_, err := o.writer.InsertTx(ctx, tx, relayArgs{events[0]}, opts)
 		return err

@@ -24,6 +24,10 @@ var (
 // HeaderTraceParent carries an event's W3C trace context on an AMQP message.
 const HeaderTraceParent = "traceparent"
 
+// Stamp records ctx's trace context in ev, unless ev has one already; Write stamps the events it
+// is given with its own ctx.
+func Stamp(ctx context.Context, ev *Event) { stamp(ctx, ev) }
+
 func stamp(ctx context.Context, ev *Event) {
 	if ev.TraceParent != "" {
 		return

@@ -53,10 +53,10 @@ type relayConfig struct {
 	InboxRetention    time.Duration `env:"OUTBOX_INBOX_RETENTION" envDefault:"168h"`
 	AsyncCommit       bool          `env:"OUTBOX_ASYNC_COMMIT" envDefault:"true"`
 	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"true"`
-	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"64"`
-	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"8"`
+	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"256"`
+	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"4"`
 	MaxAttempts       int           `env:"CONSUMER_MAX_ATTEMPTS" envDefault:"5"`
-	BatchSize         int           `env:"CONSUMER_BATCH_SIZE" envDefault:"32"`
+	BatchSize         int           `env:"CONSUMER_BATCH_SIZE" envDefault:"64"`
 }
 
 // serviceConfig is one service's own settings: its internal HTTP address and, when it has its

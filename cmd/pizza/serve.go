@@ -221,7 +221,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	if err != nil {
 		return err
 	}
-	consumer := outbox.NewConsumer(pool, outbox.ConsumerConfig{
+	ccfg := outbox.ConsumerConfig{
 		URL:         cfg.Common.AMQPURL,
 		Exchange:    cfg.Common.Exchange,
 		Queue:       queueSpec(cfg, s),
@@ -231,7 +231,11 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		BatchSize:   cfg.Relay.BatchSize,
 		Metrics:     metrics,
 		Logger:      logger,
-	}, svc.handle)
+	}
+	consumer := outbox.NewConsumer(pool, ccfg, svc.handle)
+	if svc.batch != nil {
+		consumer = outbox.NewBatchConsumer(pool, ccfg, svc.batch)
+	}
 
 	ready := func(ctx context.Context) error {
 		if err := pool.Ping(ctx); err != nil {
@@ -318,6 +322,7 @@ func topology(cfg config) []outbox.QueueSpec {
 type service struct {
 	routes func(*http.ServeMux, *slog.Logger)
 	handle outbox.Handler
+	batch  outbox.BatchHandler // applies a transaction's events at once, when the service can
 }
 
 func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox, reg prometheus.Registerer, logger *slog.Logger) (service, error) {
@@ -338,16 +343,16 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 			Help:        "State of the order service's breaker on the store availability check: 0 closed, 1 half-open, 2 open.",
 			ConstLabels: prometheus.Labels{"breaker": "store-availability"},
 		}, func() float64 { return float64(svc.BreakerState()) }))
-		return service{svc.Routes, svc.Handle}, err
+		return service{routes: svc.Routes, handle: svc.Handle}, err
 	case db.Store:
 		svc := store.New(pool, ob)
-		return service{svc.Routes, svc.Handle}, nil
+		return service{routes: svc.Routes, handle: svc.Handle}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
-		return service{svc.Routes, svc.Handle}, nil
+		return service{routes: svc.Routes, handle: svc.Handle}, nil
 	default:
 		svc := customercenter.New(pool, ob)
-		return service{svc.Routes, svc.Handle}, nil
+		return service{svc.Routes, svc.Handle, svc.HandleBatch}, nil
 	}
 }
 

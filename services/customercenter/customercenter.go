@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,13 +49,16 @@ var Keys = []string{
 const columns = `order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id,
 	COALESCE(placed_at, 'epoch'), updated_at, version`
 
-func scanRow(r pgx.CollectableRow) (Row, error) {
+func scanRow(r pgx.CollectableRow) (Row, error) { return scanRowWith(r) }
+
+// scanRowWith scans a row of columns, and then whatever extra points to.
+func scanRowWith(r pgx.CollectableRow, extra ...any) (Row, error) {
 	var (
 		row            Row
 		status, reason string
 	)
-	err := r.Scan(&row.OrderID, &row.CustomerID, &row.Pizza, &row.Qty, &row.Region, &status, &reason,
-		&row.StoreID, &row.DeliveryID, &row.PlacedAt, &row.UpdatedAt, &row.Version)
+	err := r.Scan(append([]any{&row.OrderID, &row.CustomerID, &row.Pizza, &row.Qty, &row.Region, &status, &reason,
+		&row.StoreID, &row.DeliveryID, &row.PlacedAt, &row.UpdatedAt, &row.Version}, extra...)...)
 	row.Status, row.RejectReason = lifecycle.Status(status), lifecycle.RejectReason(reason)
 	if row.PlacedAt.Equal(time.Unix(0, 0)) {
 		row.PlacedAt = time.Time{}
@@ -65,46 +69,95 @@ func scanRow(r pgx.CollectableRow) (Row, error) {
 // Handle folds one lifecycle event into the order's row; when the row changed, its version goes
 // up by one and the whole row is announced.
 func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
-	if _, ok := lifecycle.StatusOf(ev.Type); !ok {
+	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
+}
+
+// HandleBatch folds a batch of events into their orders' rows set-based: one statement creates
+// the missing rows, one locks them all (in order-id order, so concurrent batches cannot
+// deadlock), the events are folded in Go in their order, and one statement writes the changed
+// rows back. Every change still goes up by one version and is announced on its own, exactly as
+// Handle would have done event by event.
+func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+	ids := make([]string, 0, len(events))
+	for _, ev := range events {
+		if _, ok := lifecycle.StatusOf(ev.Type); ok {
+			ids = append(ids, ev.OrderID)
+		}
+	}
+	if len(ids) == 0 {
 		return nil
 	}
-	// Make sure the row exists, then lock it: concurrent events of one order serialise here.
-	if _, err := tx.Exec(ctx, `INSERT INTO mypage (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING`, ev.OrderID); err != nil {
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if _, err := tx.Exec(ctx, `INSERT INTO mypage (order_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (order_id) DO NOTHING`, ids); err != nil {
 		return err
 	}
-	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM mypage WHERE order_id = $1 FOR UPDATE`, ev.OrderID)
+	rows, err := tx.Query(ctx, `SELECT `+columns+`, now() FROM mypage WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids)
 	if err != nil {
 		return err
 	}
-	row, err := pgx.CollectExactlyOneRow(rows, scanRow)
+	var now time.Time
+	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) {
+		return scanRowWith(r, &now)
+	})
 	if err != nil {
 		return err
 	}
-	next, changed, err := row.View.Apply(ev)
-	if err != nil {
-		return err
+	current := make(map[string]*Row, len(locked))
+	for i := range locked {
+		current[locked[i].OrderID] = &locked[i]
 	}
-	if !changed {
+	var changed []*Row
+	for _, ev := range events {
+		row := current[ev.OrderID]
+		if _, ok := lifecycle.StatusOf(ev.Type); !ok || row == nil {
+			continue
+		}
+		next, didChange, err := row.View.Apply(ev)
+		if err != nil {
+			return err
+		}
+		if !didChange {
+			continue
+		}
+		if !slices.Contains(changed, row) {
+			changed = append(changed, row)
+		}
+		row.View, row.UpdatedAt = next, now
+		row.Version++
+		out, err := outbox.NewEvent(lifecycle.MyPageUpdated, ev.OrderID, Producer, row.Shown())
+		if err != nil {
+			return err
+		}
+		if err := s.outbox.Write(outbox.EventContext(ctx, ev), tx, out); err != nil {
+			return err
+		}
+	}
+	if len(changed) == 0 {
 		return nil
 	}
-	rows, err = tx.Query(ctx, `
-UPDATE mypage SET customer_id = $2, pizza = $3, qty = $4, region = $5, status = $6, reject_reason = $7,
-	store_id = $8, delivery_id = $9, placed_at = NULLIF($10, 'epoch'::timestamptz), updated_at = now(), version = version + 1
-WHERE order_id = $1 RETURNING `+columns,
-		ev.OrderID, next.CustomerID, next.Pizza, next.Qty, next.Region, string(next.Status), string(next.RejectReason),
-		next.StoreID, next.DeliveryID, placedAt(next.PlacedAt))
-	if err != nil {
-		return err
+	var c struct {
+		id, customer, pizza, region, status, reason, store, delivery []string
+		qty                                                          []int32
+		placed                                                       []time.Time
+		version                                                      []int64
 	}
-	row, err = pgx.CollectExactlyOneRow(rows, scanRow)
-	if err != nil {
-		return err
+	for _, r := range changed {
+		c.id, c.customer, c.pizza, c.region = append(c.id, r.OrderID), append(c.customer, r.CustomerID), append(c.pizza, r.Pizza), append(c.region, r.Region)
+		c.status, c.reason = append(c.status, string(r.Status)), append(c.reason, string(r.RejectReason))
+		c.store, c.delivery = append(c.store, r.StoreID), append(c.delivery, r.DeliveryID)
+		c.qty, c.placed, c.version = append(c.qty, int32(r.Qty)), append(c.placed, placedAt(r.PlacedAt)), append(c.version, r.Version)
 	}
-	out, err := outbox.NewEvent(lifecycle.MyPageUpdated, ev.OrderID, Producer, row.Shown())
-	if err != nil {
-		return err
-	}
-	return s.outbox.Write(ctx, tx, out)
+	_, err = tx.Exec(ctx, `
+UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
+	reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
+	placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+	$10::timestamptz[], $11::bigint[])
+	AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
+WHERE m.order_id = u.order_id`,
+		c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version)
+	return err
 }
 
 func placedAt(t time.Time) time.Time {

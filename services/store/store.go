@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -170,7 +172,11 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 		if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'COOKED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE stores SET unfinished = unfinished - 1 WHERE id = $1`, o.StoreID); err != nil {
+		id, err := strconv.ParseInt(o.StoreID, 10, 64)
+		if err != nil {
+			return err
+		}
+		if err := addUnfinished(ctx, tx, id, -1); err != nil {
 			return err
 		}
 		o.Status = lifecycle.Cooked
@@ -211,12 +217,7 @@ func (s *Service) assign(ctx context.Context, tx pgx.Tx, ev outbox.Event) error 
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
-	// Locks are always taken store order first, stores row second (as cancel and MarkCooked do),
-	// so the store is chosen without locking it: "fewest unfinished" is a heuristic, and a choice
-	// a few milliseconds stale is as good.
-	var storeID int64
-	err = tx.QueryRow(ctx, `
-SELECT id FROM stores WHERE region = $1 AND open ORDER BY unfinished, id LIMIT 1`, p.Region).Scan(&storeID)
+	storeID, err := s.choose(ctx, tx, p.Region)
 	if errors.Is(err, pgx.ErrNoRows) {
 		tag, err := tx.Exec(ctx, `
 INSERT INTO store_orders (order_id, customer_id, pizza, qty, region, status) VALUES ($1, $2, $3, $4, $5, 'REJECTED')
@@ -235,7 +236,7 @@ ON CONFLICT (order_id) DO NOTHING`, ev.OrderID, storeID, p.CustomerID, p.Pizza, 
 	if err != nil || tag.RowsAffected() == 0 {
 		return err // a concurrent cancellation got there first
 	}
-	if _, err := tx.Exec(ctx, `UPDATE stores SET unfinished = unfinished + 1 WHERE id = $1`, storeID); err != nil {
+	if err := addUnfinished(ctx, tx, storeID, 1); err != nil {
 		return err
 	}
 	return s.emit(ctx, tx, lifecycle.StoreOrderReceived, ev.OrderID, lifecycle.Payload{StoreID: strconv.FormatInt(storeID, 10)})
@@ -264,7 +265,7 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
 		return err
 	}
 	if status == string(lifecycle.Received) {
-		if _, err := tx.Exec(ctx, `UPDATE stores SET unfinished = unfinished - 1 WHERE id = $1`, *storeID); err != nil {
+		if err := addUnfinished(ctx, tx, *storeID, -1); err != nil {
 			return err
 		}
 	}
@@ -272,6 +273,72 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
 		return nil // it was rejected: no store holds it, nothing to announce
 	}
 	return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: strconv.FormatInt(*storeID, 10)})
+}
+
+// choose picks the open store of region with the fewest unfinished orders, counting those this
+// transaction has assigned so far; pgx.ErrNoRows when none is open. Stores are read without a
+// lock (locks go store order first, stores row second, and the counters last of all): "fewest
+// unfinished" is a heuristic, and a choice a few milliseconds stale is as good.
+func (s *Service) choose(ctx context.Context, tx pgx.Tx, region string) (int64, error) {
+	rows, err := tx.Query(ctx, `SELECT id, unfinished FROM stores WHERE region = $1 AND open ORDER BY unfinished, id LIMIT 64`, region)
+	if err != nil {
+		return 0, err
+	}
+	type load struct{ ID, Unfinished int64 }
+	loads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[load])
+	if err != nil {
+		return 0, err
+	}
+	if len(loads) == 0 {
+		return 0, pgx.ErrNoRows
+	}
+	pending, _ := outbox.Deferred(ctx, tx, loadKey{}, newLoadDeltas)
+	best := loads[0]
+	for _, l := range loads[1:] {
+		if l.Unfinished+int64(pending[l.ID]) < best.Unfinished+int64(pending[best.ID]) {
+			best = l
+		}
+	}
+	return best.ID, nil
+}
+
+// loadDeltas are changes to stores' unfinished counts that a consumer transaction applies at its
+// end, once per store and in store-id order: a store's counter row is then locked only for the
+// commit, and concurrent batches that touch several stores queue instead of deadlocking.
+type loadDeltas map[int64]int
+
+type loadKey struct{}
+
+func newLoadDeltas() loadDeltas { return loadDeltas{} }
+
+func (d loadDeltas) Flush(ctx context.Context, tx pgx.Tx) error {
+	if len(d) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(d))
+	deltas := make([]int32, len(ids))
+	for i, id := range ids {
+		deltas[i] = int32(d[id])
+	}
+	if len(ids) > 1 {
+		if _, err := tx.Exec(ctx, `SELECT FROM stores WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids); err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, `
+UPDATE stores SET unfinished = unfinished + d.delta
+FROM unnest($1::bigint[], $2::int[]) AS d(id, delta) WHERE stores.id = d.id AND d.delta <> 0`, ids, deltas)
+	return err
+}
+
+// addUnfinished changes a store's unfinished count: at the end of a consumer transaction, or now.
+func addUnfinished(ctx context.Context, tx pgx.Tx, storeID int64, delta int) error {
+	if d, ok := outbox.Deferred(ctx, tx, loadKey{}, newLoadDeltas); ok {
+		d[storeID] += delta
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE stores SET unfinished = unfinished + $2 WHERE id = $1`, storeID, delta)
+	return err
 }
 
 func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p lifecycle.Payload) error {
