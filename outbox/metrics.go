@@ -154,8 +154,8 @@ func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 func pendingBacklog(ctx context.Context, pool *pgxpool.Pool, queue string) (int64, time.Duration, error) {
 	const q = `
 SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-FROM river_job
-WHERE queue = $1 AND kind = 'outbox_relay' AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled')`
+FROM outbox_events
+WHERE queue = $1 AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled')`
 	var (
 		n   int64
 		age float64

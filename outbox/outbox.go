@@ -2,10 +2,13 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,11 +77,17 @@ type Outbox struct {
 	writer *river.Client[pgx.Tx] // inserts the jobs
 }
 
-// relayArgs is the River job that carries one event. It embeds the Event, so the job's encoded
-// arguments are the event's JSON and are published as they are.
+// relayArgs is the River job that carries the events one transaction wrote: the job row is their
+// outbox row. Each event is kept as its JSON and published as it is. OrderIDs (distinct) is what
+// the order timeline's index finds jobs by. A job written before events were batched has no
+// Events: its arguments are the one event itself.
 type relayArgs struct {
-	Event
+	Events   []json.RawMessage `json:"events"`
+	OrderIDs []string          `json:"orderIds"`
 }
+
+// maxEventsPerJob bounds one relay job: a job is retried whole, and republishes all its events.
+const maxEventsPerJob = 256
 
 func (relayArgs) Kind() string { return "outbox_relay" }
 
@@ -188,13 +197,24 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 // insert adds validated, stamped events to tx as relay jobs: one statement however many.
 func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event) error {
 	opts := &river.InsertOpts{Queue: o.cfg.Queue, MaxAttempts: math.MaxInt16}
-	if len(events) == 1 {
-		_, err := o.writer.InsertTx(ctx, tx, relayArgs{events[0]}, opts)
-		return err
+	var params []river.InsertManyParams
+	for chunk := range slices.Chunk(events, maxEventsPerJob) {
+		args := relayArgs{Events: make([]json.RawMessage, len(chunk))}
+		for i, e := range chunk {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("outbox: encode %s: %w", e.Type, err)
+			}
+			args.Events[i] = b
+			if !slices.Contains(args.OrderIDs, e.OrderID) {
+				args.OrderIDs = append(args.OrderIDs, e.OrderID)
+			}
+		}
+		params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
 	}
-	params := make([]river.InsertManyParams, len(events))
-	for i, e := range events {
-		params[i] = river.InsertManyParams{Args: relayArgs{e}, InsertOpts: opts}
+	if len(params) == 1 {
+		_, err := o.writer.InsertTx(ctx, tx, params[0].Args, opts)
+		return err
 	}
 	_, err := o.writer.InsertManyTx(ctx, tx, params)
 	return err
@@ -233,19 +253,42 @@ type relayWorker struct {
 	o *Outbox
 }
 
+// Work publishes the job's events, all at once (their confirms pipelined), and succeeds when the
+// broker confirmed every one. A failure retries the whole job: the events already confirmed are
+// published again, and the consumers' inboxes skip them.
 func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error {
+	raws := job.Args.Events
+	if len(raws) == 0 {
+		raws = []json.RawMessage{job.EncodedArgs} // written before events were batched
+	}
+	if len(raws) == 1 {
+		return w.publish(ctx, job.Attempt, raws[0])
+	}
+	errs := make([]error, len(raws))
+	var wg sync.WaitGroup
+	for i, raw := range raws {
+		wg.Go(func() { errs[i] = w.publish(ctx, job.Attempt, raw) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (w *relayWorker) publish(ctx context.Context, attempt int, raw json.RawMessage) error {
 	o := w.o
-	ev := job.Args.Event
+	var ev Event
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return fmt.Errorf("outbox: undecodable event in relay job: %w", err)
+	}
 	ctx, span := StartSpan(ctx, "publish", ev, trace.SpanKindProducer)
 	defer span.End()
-	err := o.cfg.Publisher.Publish(ctx, ev.Type, ev.ID.String(), job.EncodedArgs, traceHeaders(ctx))
+	err := o.cfg.Publisher.Publish(ctx, ev.Type, ev.ID.String(), raw, traceHeaders(ctx))
 	if errors.Is(err, ErrUnroutable) {
 		o.cfg.Metrics.incUnroutable(o.cfg.Service, ev.Type)
 		if o.cfg.Optional(ev.Type) {
 			return nil
 		}
 		o.cfg.Logger.WarnContext(ctx, "event unroutable, will retry: no queue is bound for it yet",
-			"event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID, "attempt", job.Attempt)
+			"event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID, "attempt", attempt)
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())

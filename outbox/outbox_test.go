@@ -66,7 +66,7 @@ func TestRelayCrashAfterConfirmResendsAndEffectIsOnce(t *testing.T) {
 	}
 	var state string
 	require.NoError(t, b.pool.QueryRow(context.Background(),
-		`SELECT state FROM river_job WHERE args->>'eventId' = $1`, id.String()).Scan(&state))
+		`SELECT state FROM outbox_events WHERE event_id = $1`, id.String()).Scan(&state))
 	require.Equal(t, "running", state, "the crash left the event unmarked")
 	require.Equal(t, 1, queueDepth(t, b.queue.Name), "the broker has the first copy")
 

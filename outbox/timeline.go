@@ -39,9 +39,10 @@ type Consumed struct {
 func ReadTimeline(ctx context.Context, pool *pgxpool.Pool, orderID string) (Timeline, error) {
 	tl := Timeline{Written: []Written{}, Consumed: []Consumed{}}
 	rows, err := pool.Query(ctx, `
-SELECT args->>'eventId', args->>'type', args->>'producer', created_at,
-	CASE WHEN state = 'completed' THEN finalized_at END, state, attempt
-FROM river_job WHERE kind = 'outbox_relay' AND args->>'orderId' = $1 ORDER BY created_at, id`, orderID)
+SELECT event_id, type, event->>'producer', created_at, CASE WHEN state = 'completed' THEN finalized_at END, state, attempt
+FROM outbox_events
+WHERE order_id = $1 AND job_id IN (SELECT id FROM river_job WHERE kind = 'outbox_relay' AND args->'orderIds' ? $1)
+ORDER BY created_at, job_id, position`, orderID)
 	if err != nil {
 		return tl, err
 	}

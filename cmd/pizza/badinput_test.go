@@ -98,7 +98,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		}
 	}
 
-	const events = "river_job WHERE kind = 'outbox_relay'" // not River's own housekeeping jobs
+	const events = "outbox_events" // not River's own housekeeping jobs
 	for s, table := range map[db.Service][]string{
 		db.Order:          {"orders", events},
 		db.Store:          {"stores", "store_orders", events},

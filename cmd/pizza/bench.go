@@ -563,7 +563,7 @@ func backlogCounts(ctx context.Context, cfg config) []int64 {
 	for _, s := range db.Services {
 		var n int64
 		if conn, err := pgx.Connect(ctx, cfg.service(s).DatabaseURL); err == nil {
-			_ = conn.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'outbox_relay' AND state IN ('available','retryable','running','scheduled')`).Scan(&n)
+			_ = conn.QueryRow(ctx, `SELECT count(*) FROM outbox_events WHERE state IN ('available','retryable','running','scheduled')`).Scan(&n)
 			conn.Close(ctx)
 		}
 		out = append(out, n)

@@ -56,11 +56,11 @@ func TestSplitTopologyWithReplicas(t *testing.T) {
 		return c
 	}
 	require.Equal(t, n, count(db.Order, `SELECT count(*) FROM orders WHERE status = 'DELIVERY_STARTED'`))
-	require.Equal(t, n, count(db.Order, `SELECT count(*) FROM river_job WHERE args->>'type' = 'order.placed'`))
+	require.Equal(t, n, count(db.Order, `SELECT count(*) FROM outbox_events WHERE type = 'order.placed'`))
 	require.Equal(t, n, count(db.Store, `SELECT count(*) FROM store_orders WHERE status = 'COOKED'`))
-	require.Equal(t, n, count(db.Store, `SELECT count(*) FROM river_job WHERE args->>'type' = 'store.order_received'`))
+	require.Equal(t, n, count(db.Store, `SELECT count(*) FROM outbox_events WHERE type = 'store.order_received'`))
 	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM deliveries WHERE status = 'STARTED'`))
-	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM river_job WHERE args->>'type' = 'delivery.started'`))
+	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM outbox_events WHERE type = 'delivery.started'`))
 	require.Equal(t, n, count(db.CustomerCenter, `SELECT count(*) FROM mypage WHERE status = 'DELIVERY_STARTED'`))
 	require.Zero(t, count(db.Store, `SELECT sum(unfinished) FROM stores`))
 }

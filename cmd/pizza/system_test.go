@@ -455,7 +455,7 @@ func TestOrdersFlowWhileDeliveryAndCustomerCenterAreDown(t *testing.T) {
 	}
 	require.Equal(t, n, count(db.CustomerCenter, `SELECT count(*) FROM mypage`))
 	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM deliveries WHERE status = 'STARTED'`))
-	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM river_job WHERE args->>'type' = 'delivery.started'`),
+	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM outbox_events WHERE type = 'delivery.started'`),
 		"one delivery.started per order")
 	require.Equal(t, 0, count(db.Store, `SELECT sum(unfinished) FROM stores`), "every received order was cooked")
 }

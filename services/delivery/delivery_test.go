@@ -36,7 +36,7 @@ func TestCancelRacingCookedIsNotLost(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Cancelled, d.Status)
 	var types []string
-	rows, err := pool.Query(ctx, `SELECT args->>'type' FROM river_job ORDER BY id`)
+	rows, err := pool.Query(ctx, `SELECT type FROM outbox_events ORDER BY job_id, position`)
 	require.NoError(t, err)
 	for rows.Next() {
 		var typ string

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +81,8 @@ type Service struct {
 	cfg      Config
 	breaker  *gobreaker.CircuitBreaker[bool]
 	openedAt atomic.Pointer[time.Time] // the breaker's last opening (monotonic)
+	checks   flights                   // availability checks in flight, by region
+	groups   groups
 }
 
 // New returns the service.
@@ -140,41 +144,168 @@ func (s *Service) Place(ctx context.Context, in PlaceInput) (Order, error) {
 		return Order{}, err
 	}
 
-	var o Order
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.write(ctx, &placement{in: in, status: status, reason: reason, retryAfter: retryAfter})
+}
+
+// Group commit. Orders placed at the same time are written together: one transaction, their
+// inserts pipelined in one round trip, their events in one statement, one commit (one WAL flush)
+// for all. A placement joins the queue; at most maxCommitters placements at a time lead, each
+// committing what is queued (up to maxGroup) and handing the lead to the first still waiting.
+// Under light load a group is one order and nobody waits; under heavy load groups grow instead
+// of transactions queueing for connections and the disk.
+const (
+	maxCommitters = 2
+	maxGroup      = 64
+	// commitTimeout bounds a group's transaction. The group does not end with one caller's
+	// context: others share it, and an order its caller gave up on may still be written.
+	commitTimeout = 10 * time.Second
+)
+
+// placement is one order on its way into a group commit.
+type placement struct {
+	ctx        context.Context
+	in         PlaceInput
+	status     lifecycle.Status
+	reason     lifecycle.RejectReason
+	retryAfter int
+	lead       chan struct{} // receives the lead
+	done       chan struct{} // closed once o or err is set
+	o          Order
+	err        error
+}
+
+// groups is the group-commit queue.
+type groups struct {
+	mu      sync.Mutex
+	queue   []*placement
+	leaders int
+}
+
+// write queues p for the next group commit and returns its order.
+func (s *Service) write(ctx context.Context, p *placement) (Order, error) {
+	p.ctx, p.lead, p.done = ctx, make(chan struct{}, 1), make(chan struct{})
+	g := &s.groups
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	leads := g.leaders < maxCommitters
+	if leads {
+		g.leaders++
+	}
+	g.mu.Unlock()
+	if leads {
+		s.lead()
+	}
+	for {
+		select {
+		case <-p.done:
+			if errors.Is(p.err, pgx.ErrNoRows) { // a concurrent request with the same key won
+				return s.byKey(ctx, p.in.CustomerID, p.in.IdempotencyKey)
+			}
+			return p.o, p.err
+		case <-p.lead:
+			s.lead()
+		}
+	}
+}
+
+// lead commits one group, then passes the lead on, or gives it up when nobody waits.
+func (s *Service) lead() {
+	g := &s.groups
+	g.mu.Lock()
+	n := min(len(g.queue), maxGroup)
+	group := slices.Clone(g.queue[:n])
+	g.queue = slices.Delete(g.queue, 0, n)
+	g.mu.Unlock()
+
+	if len(group) > 0 {
+		s.commit(group)
+	}
+
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		g.queue[0].lead <- struct{}{} // buffered, and each placement is handed the lead at most once
+	} else {
+		g.leaders--
+	}
+	g.mu.Unlock()
+}
+
+// commit writes a group in one transaction. When it fails, each placement is tried alone, so one
+// order's failure is not the others'.
+func (s *Service) commit(group []*placement) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), commitTimeout)
+	defer cancel()
+	err := s.insert(ctx, group)
+	if err != nil && len(group) > 1 {
+		for _, p := range group {
+			s.commit([]*placement{p})
+		}
+		return
+	}
+	for _, p := range group {
+		if err != nil {
+			p.err = err
+		}
+		close(p.done)
+	}
+}
+
+func (s *Service) insert(ctx context.Context, group []*placement) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		const q = `
 INSERT INTO orders (customer_id, pizza, qty, region, status, reject_reason, retry_after_seconds, idempotency_key)
 VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, 0), NULLIF($8, ''))
 ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING ` + columns
-		rows, err := tx.Query(ctx, q, in.CustomerID, in.Pizza, in.Qty, in.Region, status, reason, retryAfter, in.IdempotencyKey)
-		if err != nil {
+		b := &pgx.Batch{}
+		for _, p := range group {
+			in := p.in
+			b.Queue(q, in.CustomerID, in.Pizza, in.Qty, in.Region, p.status, p.reason, p.retryAfter, in.IdempotencyKey)
+		}
+		br := tx.SendBatch(ctx, b)
+		events := make([]outbox.Event, 0, len(group))
+		for _, p := range group {
+			rows, err := br.Query()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			p.o, p.err = pgx.CollectExactlyOneRow(rows, scanOrder)
+			if errors.Is(p.err, pgx.ErrNoRows) {
+				continue // the key's first order is returned instead
+			}
+			if p.err != nil {
+				br.Close()
+				return p.err
+			}
+			ev, err := placedEvent(p.o)
+			if err != nil {
+				br.Close()
+				return err
+			}
+			outbox.Stamp(p.ctx, &ev) // each event continues its own request's trace
+			events = append(events, ev)
+		}
+		if err := br.Close(); err != nil {
 			return err
 		}
-		o, err = pgx.CollectExactlyOneRow(rows, scanOrder)
-		if err != nil {
-			return err // ErrNoRows: a concurrent request with the same key won
-		}
-		typ := lifecycle.OrderPlaced
-		if status == lifecycle.Rejected {
-			typ = lifecycle.OrderRejected
-		}
-		ev, err := outbox.NewEvent(typ, o.ID, Producer, lifecycle.Payload{
-			OrderDetails: lifecycle.OrderDetails{
-				CustomerID: o.CustomerID, Pizza: o.Pizza, Qty: o.Qty, Region: o.Region, PlacedAt: o.PlacedAt,
-			},
-			RejectReason:      o.RejectReason,
-			RetryAfterSeconds: o.RetryAfterSeconds,
-		})
-		if err != nil {
-			return err
-		}
-		return s.outbox.Write(ctx, tx, ev)
+		return s.outbox.Write(ctx, tx, events...)
 	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return s.byKey(ctx, in.CustomerID, in.IdempotencyKey)
+}
+
+// placedEvent announces a recorded order: order.placed, or order.rejected with its reason.
+func placedEvent(o Order) (outbox.Event, error) {
+	typ := lifecycle.OrderPlaced
+	if o.Status == lifecycle.Rejected {
+		typ = lifecycle.OrderRejected
 	}
-	return o, err
+	return outbox.NewEvent(typ, o.ID, Producer, lifecycle.Payload{
+		OrderDetails: lifecycle.OrderDetails{
+			CustomerID: o.CustomerID, Pizza: o.Pizza, Qty: o.Qty, Region: o.Region, PlacedAt: o.PlacedAt,
+		},
+		RejectReason:      o.RejectReason,
+		RetryAfterSeconds: o.RetryAfterSeconds,
+	})
 }
 
 func validate(in PlaceInput) (PlaceInput, error) {
@@ -200,15 +331,18 @@ func validate(in PlaceInput) (PlaceInput, error) {
 }
 
 // check asks the store service through the breaker whether the region has an open store.
+// Concurrent checks of one region share one call (see flights).
 func (s *Service) check(ctx context.Context, region string) (lifecycle.Status, lifecycle.RejectReason, int, error) {
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
-	defer cancel()
-	open, err := s.breaker.Execute(func() (bool, error) {
-		open, err := s.store.AnyOpen(cctx, region)
-		if err != nil && ctx.Err() != nil {
-			return false, errCallerGone // the caller's own cancel or deadline, not the store's fault
-		}
-		return open, err
+	open, err := s.checks.do(ctx, region, func(cctx context.Context) (bool, error) {
+		cctx, cancel := context.WithTimeout(cctx, s.cfg.CheckTimeout)
+		defer cancel()
+		return s.breaker.Execute(func() (bool, error) {
+			open, err := s.store.AnyOpen(cctx, region)
+			if err != nil && context.Cause(cctx) == errCallerGone {
+				return false, errCallerGone // its callers' own cancels or deadlines, not the store's fault
+			}
+			return open, err
+		})
 	})
 	switch {
 	case err == nil && open:
@@ -222,6 +356,64 @@ func (s *Service) check(ctx context.Context, region string) (lifecycle.Status, l
 		s.cfg.Logger.WarnContext(ctx, "store availability check failed", "region", region, "err", err)
 	}
 	return lifecycle.Rejected, lifecycle.StoreBusy, s.retryAfter(), nil
+}
+
+// flights coalesces availability checks: a check of a region that has one in flight waits for
+// that call's answer instead of making its own (the answer is at most one call old, and the store
+// re-checks when the order arrives anyway). A call ends early, cancelled with errCallerGone, only
+// when every caller waiting on it has gone.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	waiters int
+	cancel  context.CancelCauseFunc
+	done    chan struct{}
+	open    bool
+	err     error
+}
+
+func (f *flights) do(ctx context.Context, key string, call func(context.Context) (bool, error)) (bool, error) {
+	f.mu.Lock()
+	fl := f.m[key]
+	if fl == nil {
+		cctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		fl = &flight{cancel: cancel, done: make(chan struct{})}
+		if f.m == nil {
+			f.m = make(map[string]*flight)
+		}
+		f.m[key] = fl
+		go func() {
+			open, err := call(cctx)
+			f.mu.Lock()
+			if f.m[key] == fl {
+				delete(f.m, key)
+			}
+			f.mu.Unlock()
+			fl.open, fl.err = open, err
+			cancel(nil)
+			close(fl.done)
+		}()
+	}
+	fl.waiters++
+	f.mu.Unlock()
+
+	select {
+	case <-fl.done:
+		return fl.open, fl.err
+	case <-ctx.Done():
+		f.mu.Lock()
+		if fl.waiters--; fl.waiters == 0 {
+			if f.m[key] == fl {
+				delete(f.m, key) // whoever comes next asks afresh
+			}
+			fl.cancel(errCallerGone)
+		}
+		f.mu.Unlock()
+		return false, ctx.Err()
+	}
 }
 
 // errCallerGone marks a check abandoned by its caller; the breaker ignores it.
