@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +85,14 @@ type Outbox struct {
 type relayArgs struct {
 	Events   []json.RawMessage `json:"events"`
 	OrderIDs []string          `json:"orderIds"`
+}
+
+// eventHead is the part of an event's JSON the relay reads.
+type eventHead struct {
+	ID          uuid.UUID `json:"eventId"`
+	Type        string    `json:"type"`
+	OrderID     string    `json:"orderId"`
+	TraceParent string    `json:"traceparent"`
 }
 
 // maxEventsPerJob bounds one relay job: a job is retried whole, and republishes all its events.
@@ -276,9 +285,11 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 func (w *relayWorker) publish(ctx context.Context, attempt int, raw json.RawMessage) error {
 	o := w.o
 	var ev Event
-	if err := json.Unmarshal(raw, &ev); err != nil {
+	var head eventHead // what routing and tracing need, without copying the payload
+	if err := json.Unmarshal(raw, &head); err != nil {
 		return fmt.Errorf("outbox: undecodable event in relay job: %w", err)
 	}
+	ev.ID, ev.Type, ev.OrderID, ev.TraceParent = head.ID, head.Type, head.OrderID, head.TraceParent
 	ctx, span := StartSpan(ctx, "publish", ev, trace.SpanKindProducer)
 	defer span.End()
 	err := o.cfg.Publisher.Publish(ctx, ev.Type, ev.ID.String(), raw, traceHeaders(ctx))

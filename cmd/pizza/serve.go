@@ -343,10 +343,10 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 			Help:        "State of the order service's breaker on the store availability check: 0 closed, 1 half-open, 2 open.",
 			ConstLabels: prometheus.Labels{"breaker": "store-availability"},
 		}, func() float64 { return float64(svc.BreakerState()) }))
-		return service{routes: svc.Routes, handle: svc.Handle}, err
+		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch}, err
 	case db.Store:
 		svc := store.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle}, nil
+		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
 		return service{routes: svc.Routes, handle: svc.Handle}, nil

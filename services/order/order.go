@@ -524,38 +524,95 @@ var Keys = []string{lifecycle.StoreOrderReceived, lifecycle.StoreOrderRejected, 
 
 // Handle folds another service's event into the order's status with the lattice.
 func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
-	st, ok := lifecycle.StatusOf(ev.Type)
-	if !ok {
+	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
+}
+
+// HandleBatch folds a batch of events into their orders set-based: one statement locks the
+// orders (in id order, so concurrent batches cannot deadlock), the events are joined in Go in
+// their order, and one statement writes back the orders that changed.
+func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+	type fold struct {
+		status, storeID, reason string
+		changed                 bool
+	}
+	type step struct {
+		id      int64
+		status  lifecycle.Status
+		payload lifecycle.Payload
+		ev      outbox.Event
+	}
+	steps := make([]step, 0, len(events))
+	ids := make([]int64, 0, len(events))
+	for _, ev := range events {
+		st, ok := lifecycle.StatusOf(ev.Type)
+		if !ok {
+			continue
+		}
+		var p lifecycle.Payload
+		if err := ev.DecodePayload(&p); err != nil {
+			return err
+		}
+		n, err := api.ParseID(ev.OrderID)
+		if err != nil {
+			return fmt.Errorf("event for order %q: %w", ev.OrderID, err)
+		}
+		steps = append(steps, step{n, st, p, ev})
+		ids = append(ids, n)
+	}
+	if len(steps) == 0 {
 		return nil
 	}
-	var p lifecycle.Payload
-	if err := ev.DecodePayload(&p); err != nil {
+	rows, err := tx.Query(ctx, `
+SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
 		return err
 	}
-	n, err := api.ParseID(ev.OrderID)
-	if err != nil {
-		return fmt.Errorf("event for order %q: %w", ev.OrderID, err)
-	}
-	var status, storeID, reason string
-	err = tx.QueryRow(ctx, `SELECT status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orders WHERE id = $1 FOR UPDATE`, n).
-		Scan(&status, &storeID, &reason)
-	if errors.Is(err, pgx.ErrNoRows) {
-		s.cfg.Logger.WarnContext(ctx, "event for an unknown order ignored", "order_id", ev.OrderID, "event_id", ev.ID, "type", ev.Type)
+	orders := make(map[int64]*fold, len(ids))
+	var (
+		id int64
+		f  fold
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &f.status, &f.storeID, &f.reason}, func() error {
+		o := f
+		orders[id] = &o
 		return nil
-	}
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	next := lifecycle.Join(lifecycle.Status(status), st)
-	if storeID == "" {
-		storeID = p.StoreID
+	for _, st := range steps {
+		o := orders[st.id]
+		if o == nil {
+			s.cfg.Logger.WarnContext(ctx, "event for an unknown order ignored", "order_id", st.ev.OrderID, "event_id", st.ev.ID, "type", st.ev.Type)
+			continue
+		}
+		next := string(lifecycle.Join(lifecycle.Status(o.status), st.status))
+		storeID, reason := o.storeID, o.reason
+		if storeID == "" {
+			storeID = st.payload.StoreID
+		}
+		if next == string(lifecycle.Rejected) && reason == "" {
+			reason = string(st.payload.RejectReason)
+		}
+		if next != o.status || storeID != o.storeID || reason != o.reason {
+			o.status, o.storeID, o.reason, o.changed = next, storeID, reason, true
+		}
 	}
-	if next == lifecycle.Rejected && reason == "" {
-		reason = string(p.RejectReason)
+	var upd struct {
+		ids                     []int64
+		status, storeID, reason []string
+	}
+	for n, o := range orders {
+		if o.changed {
+			upd.ids, upd.status = append(upd.ids, n), append(upd.status, o.status)
+			upd.storeID, upd.reason = append(upd.storeID, o.storeID), append(upd.reason, o.reason)
+		}
+	}
+	if len(upd.ids) == 0 {
+		return nil
 	}
 	_, err = tx.Exec(ctx, `
-UPDATE orders SET status = $2, store_id = NULLIF($3, ''), reject_reason = NULLIF($4, ''), updated_at = now()
-WHERE id = $1 AND (status, COALESCE(store_id, ''), COALESCE(reject_reason, '')) IS DISTINCT FROM ($2, $3, $4)`,
-		n, string(next), storeID, reason)
+UPDATE orders SET status = u.status, store_id = NULLIF(u.store_id, ''), reject_reason = NULLIF(u.reject_reason, ''), updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, status, store_id, reject_reason)
+WHERE orders.id = u.id`, upd.ids, upd.status, upd.storeID, upd.reason)
 	return err
 }

@@ -197,6 +197,140 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error 
 	return nil
 }
 
+// HandleBatch applies a batch of events. A batch of order.placed only (the steady state) is
+// assigned set-based: one statement locks the orders already known, one reads the regions' open
+// stores, one inserts all the new store orders; anything else is applied event by event, in order.
+func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+	for _, ev := range events {
+		if ev.Type != lifecycle.OrderPlaced {
+			for _, ev := range events {
+				if err := s.Handle(outbox.EventContext(ctx, ev), tx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return s.assignAll(ctx, tx, events)
+}
+
+// assignAll is assign for many placed orders at once.
+func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+	type placed struct {
+		ev      outbox.Event
+		p       lifecycle.Payload
+		storeID int64 // 0: rejected, no open store
+	}
+	byOrder := make(map[string]*placed, len(events))
+	var ids, regions []string
+	for _, ev := range events {
+		if byOrder[ev.OrderID] != nil {
+			continue // the same order twice (a re-sent event): the first decides
+		}
+		pl := &placed{ev: ev}
+		if err := decode(ev, &pl.p); err != nil {
+			return err
+		}
+		byOrder[ev.OrderID] = pl
+		ids = append(ids, ev.OrderID)
+		if !slices.Contains(regions, pl.p.Region) {
+			regions = append(regions, pl.p.Region)
+		}
+	}
+	slices.Sort(ids)
+	// Lock the orders already here first (as assign does): they were assigned, rejected or
+	// cancelled before, and stay as they are.
+	rows, err := tx.Query(ctx, `SELECT order_id FROM store_orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids)
+	if err != nil {
+		return err
+	}
+	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	rows, err = tx.Query(ctx, `SELECT id, region, unfinished FROM stores WHERE region = ANY($1) AND open ORDER BY region, unfinished, id`, regions)
+	if err != nil {
+		return err
+	}
+	type load struct {
+		ID         int64
+		Region     string
+		Unfinished int64
+	}
+	loads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[load])
+	if err != nil {
+		return err
+	}
+	pending, _ := outbox.Deferred(ctx, tx, loadKey{}, newLoadDeltas)
+	chosen := make(map[int64]int64) // this batch's assignments so far, by store
+	var ins struct {
+		orderID, customer, pizza, region, status []string
+		storeID, qty                             []int64
+	}
+	for _, id := range ids {
+		if slices.Contains(known, id) {
+			continue
+		}
+		pl := byOrder[id]
+		var best *load
+		for i := range loads {
+			l := &loads[i]
+			if l.Region != pl.p.Region {
+				continue
+			}
+			if best == nil || l.Unfinished+int64(pending[l.ID])+chosen[l.ID] < best.Unfinished+int64(pending[best.ID])+chosen[best.ID] {
+				best = l
+			}
+		}
+		status := lifecycle.Rejected
+		if best != nil {
+			pl.storeID, status = best.ID, lifecycle.Received
+			chosen[best.ID]++
+		}
+		ins.orderID, ins.storeID, ins.status = append(ins.orderID, id), append(ins.storeID, pl.storeID), append(ins.status, string(status))
+		ins.customer, ins.pizza, ins.qty, ins.region = append(ins.customer, pl.p.CustomerID), append(ins.pizza, pl.p.Pizza), append(ins.qty, int64(pl.p.Qty)), append(ins.region, pl.p.Region)
+	}
+	if len(ins.orderID) == 0 {
+		return nil
+	}
+	rows, err = tx.Query(ctx, `
+INSERT INTO store_orders (order_id, store_id, customer_id, pizza, qty, region, status)
+SELECT order_id, NULLIF(store_id, 0), customer_id, pizza, qty, region, status
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+	AS i(order_id, store_id, customer_id, pizza, qty, region, status)
+ORDER BY order_id
+ON CONFLICT (order_id) DO NOTHING RETURNING order_id`,
+		ins.orderID, ins.storeID, ins.customer, ins.pizza, ins.qty, ins.region, ins.status)
+	if err != nil {
+		return err
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	slices.Sort(inserted)
+	for _, id := range ins.orderID {
+		if _, ok := slices.BinarySearch(inserted, id); !ok {
+			continue // a concurrent cancellation got there first
+		}
+		pl := byOrder[id]
+		ectx := outbox.EventContext(ctx, pl.ev)
+		if pl.storeID == 0 {
+			if err := s.emit(ectx, tx, lifecycle.StoreOrderRejected, id, lifecycle.Payload{RejectReason: lifecycle.NoOpenStore}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := addUnfinished(ctx, tx, pl.storeID, 1); err != nil {
+			return err
+		}
+		if err := s.emit(ectx, tx, lifecycle.StoreOrderReceived, id, lifecycle.Payload{StoreID: strconv.FormatInt(pl.storeID, 10)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Keys are the routing keys the store service consumes.
 var Keys = []string{lifecycle.OrderPlaced, lifecycle.OrderCancelled}
 
