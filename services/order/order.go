@@ -169,6 +169,7 @@ type placement struct {
 	reason     lifecycle.RejectReason
 	retryAfter int
 	lead       chan struct{} // receives the lead
+	led        bool          // it leads or was handed the lead (under groups.mu): never twice
 	done       chan struct{} // closed once o or err is set
 	o          Order
 	err        error
@@ -190,6 +191,7 @@ func (s *Service) write(ctx context.Context, p *placement) (Order, error) {
 	leads := g.leaders < maxCommitters
 	if leads {
 		g.leaders++
+		p.led = true
 	}
 	g.mu.Unlock()
 	if leads {
@@ -208,7 +210,8 @@ func (s *Service) write(ctx context.Context, p *placement) (Order, error) {
 	}
 }
 
-// lead commits one group, then passes the lead on, or gives it up when nobody waits.
+// lead commits one group, then passes the lead on to the first placement waiting that does not
+// lead yet, or gives it up.
 func (s *Service) lead() {
 	g := &s.groups
 	g.mu.Lock()
@@ -222,12 +225,15 @@ func (s *Service) lead() {
 	}
 
 	g.mu.Lock()
-	if len(g.queue) > 0 {
-		g.queue[0].lead <- struct{}{} // buffered, and each placement is handed the lead at most once
-	} else {
-		g.leaders--
+	defer g.mu.Unlock()
+	for _, next := range g.queue {
+		if !next.led { // one already leading, or handed the lead by another leader, will commit anyway
+			next.led = true
+			next.lead <- struct{}{} // buffered
+			return
+		}
 	}
-	g.mu.Unlock()
+	g.leaders--
 }
 
 // commit writes a group in one transaction. When it fails, each placement is tried alone, so one
