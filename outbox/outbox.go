@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 	"go.opentelemetry.io/otel/codes"
@@ -47,10 +49,12 @@ type Config struct {
 	RescueAfter time.Duration
 	// PublishTimeout bounds one publish attempt, reconnection waits included (default 20s).
 	PublishTimeout time.Duration
-	// PollOnly turns off LISTEN/NOTIFY wake-ups: writes send no NOTIFY and the relay polls every
-	// FetchPollInterval instead. A NOTIFY in a transaction takes a cluster-wide lock at commit,
-	// so every notifying writer, in every database of the server, queues behind the others' WAL
-	// flush; under load polling every few milliseconds is far faster (BENCHMARKS.md).
+	// PollOnly turns off LISTEN/NOTIFY: the relay only polls, every FetchPollInterval (for a
+	// connection pooler that cannot LISTEN). Otherwise Wake, called after a commit that wrote
+	// events, sends one NOTIFY on its own, and the relay fetches at once. Writes never NOTIFY
+	// inside their transaction: a NOTIFY takes a cluster-wide lock at commit, so every notifying
+	// writer, in every database of the server, would queue behind the others' WAL flush
+	// (BENCHMARKS.md).
 	PollOnly bool
 	// InboxRetention is how long the inbox remembers applied events (default 7 days): the window
 	// in which a redelivered or replayed event is recognised. The relay's leader prunes older
@@ -75,7 +79,12 @@ type Outbox struct {
 	cfg    Config
 	pool   *pgxpool.Pool
 	client *river.Client[pgx.Tx] // the relay (and, unless PollOnly, the writer)
-	writer *river.Client[pgx.Tx] // inserts the jobs
+	writer *river.Client[pgx.Tx] // inserts the jobs, never notifying inside the transaction
+
+	notify      riverdriver.Executor // sends Wake's NOTIFY
+	wakePayload string
+	wakePending atomic.Bool
+	waking      atomic.Bool
 }
 
 // relayArgs is the River job that carries the events one transaction wrote: the job row is their
@@ -138,7 +147,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	o := &Outbox{cfg: cfg, pool: pool}
+	o := &Outbox{cfg: cfg, pool: pool, wakePayload: fmt.Sprintf(`{"queue": %q}`, cfg.Queue)}
 
 	rc := &river.Config{
 		ID:     fmt.Sprintf("%s-%d", cfg.Service, time.Now().UnixNano()),
@@ -169,20 +178,59 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: river client: %w", err)
 	}
-	o.client, o.writer = client, client
-	if cfg.PollOnly {
-		// River sends an insert notification unless its limiter, which runs on the client's
-		// FetchCooldown, says one was sent recently: an insert-only client with an hour's
-		// cooldown notifies once an hour, and nobody listens.
-		o.writer, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
-			Logger: rc.Logger, FetchCooldown: time.Hour, FetchPollInterval: time.Hour,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("outbox: river writer: %w", err)
-		}
+	o.client = client
+	// River sends an insert notification inside the writing transaction unless its limiter,
+	// which runs on the client's FetchCooldown, says one was sent recently: an insert-only
+	// client with an hour's cooldown notifies once an hour. Wake notifies instead, after commit.
+	o.writer, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Logger: rc.Logger, FetchCooldown: time.Hour, FetchPollInterval: time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: river writer: %w", err)
 	}
+	o.notify = riverpgxv5.New(pool).GetExecutor()
 	return o, nil
 }
+
+// Wake tells the relays of this database, in this process or another, that a transaction which
+// wrote events has committed: one NOTIFY outside any transaction, after the commit, so the
+// relay fetches the events now instead of at its next poll. Calls while a NOTIFY is being sent
+// are folded into one more after it; none is lost, and a failed NOTIFY leaves the events to the
+// poll. It never blocks.
+func (o *Outbox) Wake() {
+	if o.cfg.PollOnly {
+		return
+	}
+	o.wakePending.Store(true)
+	if o.waking.CompareAndSwap(false, true) {
+		go o.wakeLoop()
+	}
+}
+
+func (o *Outbox) wakeLoop() {
+	for {
+		for o.wakePending.Swap(false) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := o.notify.NotifyMany(ctx, &riverdriver.NotifyManyParams{
+				Topic:   riverInsertTopic,
+				Payload: []string{o.wakePayload},
+			})
+			cancel()
+			if err != nil {
+				o.cfg.Logger.Debug("relay wake-up failed; the poll will find the events", "err", err)
+			}
+		}
+		o.waking.Store(false)
+		// A Wake between the last Swap and the Store saw waking set and started nobody.
+		if !o.wakePending.Load() || !o.waking.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// riverInsertTopic is the channel River's producers listen on for new jobs (River sends the same
+// notification itself from inside an inserting transaction, which is what Wake avoids).
+const riverInsertTopic = "river_insert"
 
 // Write records events in tx: they are relayed if and only if tx commits. In a consumer
 // transaction the insert is deferred to its end, one for all the events its handlers write.

@@ -310,3 +310,19 @@ func TestInboxIsPrunedAfterRetention(t *testing.T) {
 		return len(types) == 1 && types[0] == "recent"
 	}, 30*time.Second, 20*time.Millisecond)
 }
+
+// A commit followed by Wake is relayed at once, though the relay would not poll for ten minutes:
+// the NOTIFY, sent outside the writing transaction, wakes it.
+func TestWakeRelaysWithoutWaitingForThePoll(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	url := outboxtest.URL()
+	b.declare(t)
+	o := b.outbox(t, url, func(c *Config) { c.FetchPollInterval = 10 * time.Minute })
+	b.consume(t, url, recordEffect, nil)
+	for i := 1; i <= 3; i++ { // the first could be found by the relay's start-up fetch; the rest cannot
+		b.write(t, o, "test.woken", 1)
+		o.Wake()
+		b.waitEffects(t, i, 10*time.Second)
+	}
+}

@@ -95,11 +95,19 @@ func (s *txScope) flush(ctx context.Context) error {
 func inScope(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		sctx, s := withScope(ctx, tx)
+	var s *txScope
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var sctx context.Context
+		sctx, s = withScope(ctx, tx)
 		if err := fn(sctx, tx); err != nil {
 			return err
 		}
 		return s.flush(sctx)
 	})
+	if err == nil {
+		for _, o := range s.writers {
+			o.Wake()
+		}
+	}
+	return err
 }

@@ -48,11 +48,11 @@ type orderConfig struct {
 type relayConfig struct {
 	Workers           int           `env:"OUTBOX_WORKERS" envDefault:"256"`
 	FetchCooldown     time.Duration `env:"OUTBOX_FETCH_COOLDOWN" envDefault:"2ms"`
-	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"5ms"`
+	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"50ms"`
 	Retention         time.Duration `env:"OUTBOX_RETENTION" envDefault:"1h"`
 	InboxRetention    time.Duration `env:"OUTBOX_INBOX_RETENTION" envDefault:"168h"`
 	AsyncCommit       bool          `env:"OUTBOX_ASYNC_COMMIT" envDefault:"true"`
-	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"true"`
+	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"false"`
 	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"256"`
 	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"4"`
 	MaxAttempts       int           `env:"CONSUMER_MAX_ATTEMPTS" envDefault:"5"`

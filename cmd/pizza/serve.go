@@ -364,6 +364,14 @@ func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (
 		return nil, fmt.Errorf("database url: %w", err)
 	}
 	pc.MaxConns = int32(maxConns)
+	// pgx prepares every statement, and after five runs PostgreSQL may settle on a generic plan,
+	// costed against the table as it was then. A service starts on empty tables, so its batch
+	// lookups (id = ANY($1)) were planned as sequential scans and stayed so while the tables
+	// grew: the bench found a third of PostgreSQL's CPU in them. Planning each run with its
+	// real arguments costs little next to that. A URL that sets plan_cache_mode keeps its own.
+	if _, set := pc.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		pc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	if asyncCommit {
 		pc.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}

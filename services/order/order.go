@@ -242,6 +242,9 @@ func (s *Service) commit(group []*placement) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), commitTimeout)
 	defer cancel()
 	err := s.insert(ctx, group)
+	if err == nil {
+		s.outbox.Wake()
+	}
 	if err != nil && len(group) > 1 {
 		for _, p := range group {
 			s.commit([]*placement{p})
@@ -522,6 +525,9 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 		}
 		return s.outbox.Write(ctx, tx, ev)
 	})
+	if err == nil {
+		s.outbox.Wake()
+	}
 	return o, err
 }
 

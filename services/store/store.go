@@ -183,6 +183,9 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 		out = o
 		return s.emit(ctx, tx, lifecycle.StoreOrderCooked, orderID, lifecycle.Payload{StoreID: o.StoreID})
 	})
+	if err == nil {
+		s.outbox.Wake() // a cook that changed nothing wrote nothing, and the wake costs one NOTIFY
+	}
 	return out, err
 }
 
