@@ -28,7 +28,7 @@ import (
 // clients' own memory is not counted), n clients each subscribe to their own myPage, and the
 // BFF's heap and goroutines are read from its /metrics before and after. Then one update per
 // client is published straight to the exchange, and the time from publish to each push is timed.
-func benchSubscribers(ctx context.Context, cfg config, n int, stdout io.Writer) (string, error) {
+func benchSubscribers(ctx context.Context, cfg config, n int, memprofile string, stdout io.Writer) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
@@ -40,7 +40,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, stdout io.Writer) 
 	exchange := "pizza.events.bench-subscribers"
 	child := exec.CommandContext(ctx, exe, "serve", "bff")
 	child.Env = append(os.Environ(), "PIZZA_HTTP_ADDR="+addr, "PIZZA_EXCHANGE="+exchange,
-		"PIZZA_LOG_LEVEL=error", "AMQP_URL="+cfg.Common.AMQPURL)
+		"PIZZA_LOG_LEVEL=error", "PIZZA_PPROF=true", "AMQP_URL="+cfg.Common.AMQPURL)
 	child.Stderr = os.Stderr
 	if err := child.Start(); err != nil {
 		return "", err
@@ -59,11 +59,34 @@ func benchSubscribers(ctx context.Context, cfg config, n int, stdout io.Writer) 
 		return "", err
 	}
 
-	settle := func() map[string]float64 {
-		time.Sleep(3 * time.Second) // let the child's GC run on an idle heap before reading it
-		return scrape(base + "/metrics")
+	settle := func(profile string) (map[string]float64, error) {
+		// The heap profile with gc=1 collects first: the heap read next is live objects only,
+		// not the garbage the handshakes left.
+		resp, err := http.Get(base + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			return nil, err
+		}
+		out := io.Discard
+		if profile != "" {
+			f, err := os.Create(profile)
+			if err != nil {
+				resp.Body.Close()
+				return nil, err
+			}
+			defer f.Close()
+			out = f
+		}
+		_, err = io.Copy(out, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		return scrape(base + "/metrics"), nil
 	}
-	before := settle()
+	before, err := settle("")
+	if err != nil {
+		return "", err
+	}
 
 	type client struct {
 		conn *websocket.Conn
@@ -103,7 +126,10 @@ func benchSubscribers(ctx context.Context, cfg config, n int, stdout io.Writer) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	after := settle()
+	after, err := settle(memprofile)
+	if err != nil {
+		return "", err
+	}
 
 	conn, err := amqp.Dial(cfg.Common.AMQPURL)
 	if err != nil {
@@ -143,13 +169,12 @@ func benchSubscribers(ctx context.Context, cfg config, n int, stdout io.Writer) 
 	wg.Wait()
 	_ = ch.ExchangeDelete(exchange, false, false)
 
-	heap := after["go_memstats_heap_inuse_bytes"] - before["go_memstats_heap_inuse_bytes"]
-	rss := after["process_resident_memory_bytes"] - before["process_resident_memory_bytes"]
-	gor := after["go_goroutines"] - before["go_goroutines"]
+	per := func(metric string) float64 { return (after[metric] - before[metric]) / float64(n) / 1024 }
 	report := fmt.Sprintf("%d idle subscribers on one BFF (its own process):\n"+
-		"  heap in use +%.1f KiB per subscriber, resident memory +%.1f KiB per subscriber, %.1f goroutines per subscriber\n"+
+		"  per subscriber: live heap +%.1f KiB, goroutine stacks +%.1f KiB (%.1f goroutines), resident memory +%.1f KiB\n"+
 		"  a push to each (one update per customer, published back to back): p50 %s  p99 %s  max %s  (%d not received in 10s)\n",
-		n, heap/float64(n)/1024, rss/float64(n)/1024, gor/float64(n),
+		n, per("go_memstats_heap_alloc_bytes"), per("go_memstats_stack_inuse_bytes"),
+		(after["go_goroutines"]-before["go_goroutines"])/float64(n), per("process_resident_memory_bytes"),
 		percentile(lat, 50), percentile(lat, 99), percentile(lat, 100), missed)
 	fmt.Fprint(stdout, report)
 	return report, nil

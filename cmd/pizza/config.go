@@ -24,6 +24,7 @@ type commonConfig struct {
 	QueueType       string        `env:"PIZZA_QUEUE_TYPE" envDefault:"classic"`
 	DeliveryLimit   int           `env:"PIZZA_DELIVERY_LIMIT" envDefault:"20"`
 	LogLevel        slog.Level    `env:"PIZZA_LOG_LEVEL" envDefault:"info"`
+	PProf           bool          `env:"PIZZA_PPROF" envDefault:"false"`
 	LogFormat       string        `env:"PIZZA_LOG_FORMAT" envDefault:"text"`
 	ShutdownTimeout time.Duration `env:"PIZZA_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// QueueSuffix is appended to every service's queue name: several systems (or tests) can

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -142,7 +143,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer("bff", cfg.BFF.HTTPAddr, ready, reg, logger)
+	srv := newOpsServer("bff", cfg.BFF.HTTPAddr, ready, reg, cfg.Common.PProf, logger)
 	srv.mux.Handle("/", gql)
 	ln, err := net.Listen("tcp", cfg.BFF.HTTPAddr)
 	if err != nil {
@@ -246,7 +247,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer(string(s), sc.Addr, ready, reg, logger)
+	srv := newOpsServer(string(s), sc.Addr, ready, reg, cfg.Common.PProf, logger)
 	svc.routes(srv.mux, logger)
 	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
 	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
@@ -391,8 +392,15 @@ type opsServer struct {
 	logger     *slog.Logger
 }
 
-func newOpsServer(component, addr string, ready func(context.Context) error, reg *prometheus.Registry, logger *slog.Logger) *opsServer {
+func newOpsServer(component, addr string, ready func(context.Context) error, reg *prometheus.Registry, profiling bool, logger *slog.Logger) *opsServer {
 	o := &opsServer{mux: http.NewServeMux(), logger: logger}
+	if profiling { // PIZZA_PPROF: the same port as the API, so never on by default
+		o.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		o.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		o.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		o.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		o.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	o.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
