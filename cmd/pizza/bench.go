@@ -55,7 +55,7 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 	fs.IntVar(&s.regions, "regions", 8, "regions, with two open stores each")
 	fs.IntVar(&s.rate, "rate", 0, "open loop: orders per second to offer (0: closed loop)")
 	fs.StringVar(&s.record, "record", "", "append the result to this markdown file (BENCHMARKS.md)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the system phase to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the system phase (with --subscribers: of the BFF while it pushes) to this file")
 	memprofile := fs.String("memprofile", "", "with --subscribers: write the BFF's heap profile, subscribers connected, to this file")
 	subscribers := fs.Int("subscribers", 0, "instead: measure this many idle myPage subscribers on one BFF")
 	if err := fs.Parse(args); err != nil {
@@ -69,7 +69,7 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	if *subscribers > 0 {
-		report, err := benchSubscribers(ctx, cfg, *subscribers, *memprofile, stdout)
+		report, err := benchSubscribers(ctx, cfg, *subscribers, *cpuprofile, *memprofile, stdout)
 		if err == nil && s.record != "" {
 			err = appendRecord(s.record, report, s)
 		}

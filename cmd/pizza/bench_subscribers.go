@@ -28,7 +28,7 @@ import (
 // clients' own memory is not counted), n clients each subscribe to their own myPage, and the
 // BFF's heap and goroutines are read from its /metrics before and after. Then one update per
 // client is published straight to the exchange, and the time from publish to each push is timed.
-func benchSubscribers(ctx context.Context, cfg config, n int, memprofile string, stdout io.Writer) (string, error) {
+func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, memprofile string, stdout io.Writer) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
@@ -140,6 +140,13 @@ func benchSubscribers(ctx context.Context, cfg config, n int, memprofile string,
 	if err != nil {
 		return "", err
 	}
+	profiled := make(chan error, 1)
+	if cpuprofile != "" { // the BFF's CPU while it pushes
+		go func() { profiled <- fetchTo(base+"/debug/pprof/profile?seconds=3", cpuprofile) }()
+		time.Sleep(100 * time.Millisecond) // the profile starts when its request arrives; give it that
+	} else {
+		profiled <- nil
+	}
 	sent := make([]time.Time, n)
 	for i := range n {
 		row := customercenter.Row{Version: 1}
@@ -169,6 +176,9 @@ func benchSubscribers(ctx context.Context, cfg config, n int, memprofile string,
 	wg.Wait()
 	_ = ch.ExchangeDelete(exchange, false, false)
 
+	if err := <-profiled; err != nil {
+		return "", fmt.Errorf("cpu profile: %w", err)
+	}
 	per := func(metric string) float64 { return (after[metric] - before[metric]) / float64(n) / 1024 }
 	report := fmt.Sprintf("%d idle subscribers on one BFF (its own process):\n"+
 		"  per subscriber: live heap +%.1f KiB, goroutine stacks +%.1f KiB (%.1f goroutines), resident memory +%.1f KiB\n"+
@@ -178,6 +188,22 @@ func benchSubscribers(ctx context.Context, cfg config, n int, memprofile string,
 		percentile(lat, 50), percentile(lat, 99), percentile(lat, 100), missed)
 	fmt.Fprint(stdout, report)
 	return report, nil
+}
+
+// fetchTo saves what url answers to file.
+func fetchTo(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 func waitURL(url string, within time.Duration) error {
