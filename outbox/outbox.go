@@ -232,8 +232,9 @@ func (o *Outbox) wakeLoop() {
 // notification itself from inside an inserting transaction, which is what Wake avoids).
 const riverInsertTopic = "river_insert"
 
-// Write records events in tx: they are relayed if and only if tx commits. In a consumer
-// transaction the insert is deferred to its end, one for all the events its handlers write.
+// Write records events in tx: they are relayed if and only if tx commits. Call Wake once tx has
+// committed, or the relay finds the events only at its next poll (a consumer transaction does
+// both for its handlers: its events are inserted once at its end, and it wakes the relay).
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil
