@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -311,54 +310,53 @@ type relayWorker struct {
 	o *Outbox
 }
 
-// Work publishes the job's events, all at once (their confirms pipelined), and succeeds when the
-// broker confirmed every one. A failure retries the whole job: the events already confirmed are
-// published again, and the consumers' inboxes skip them.
+// Work publishes the job's events in their order, their confirms pipelined, and succeeds when
+// the broker confirmed every one. A failure retries the whole job: the events already confirmed
+// are published again, and the consumers' inboxes skip them.
 func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error {
+	o := w.o
 	raws := job.Args.Events
 	if len(raws) == 0 {
 		raws = []json.RawMessage{job.EncodedArgs} // written before events were batched
 	}
-	if len(raws) == 1 {
-		return w.publish(ctx, job.Attempt, raws[0])
-	}
-	errs := make([]error, len(raws))
-	var wg sync.WaitGroup
+	heads := make([]eventHead, len(raws))
+	msgs := make([]Message, len(raws))
+	spans := make([]trace.Span, len(raws))
 	for i, raw := range raws {
-		wg.Go(func() { errs[i] = w.publish(ctx, job.Attempt, raw) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func (w *relayWorker) publish(ctx context.Context, attempt int, raw json.RawMessage) error {
-	o := w.o
-	var ev Event
-	var head eventHead // what routing and tracing need, without copying the payload
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return fmt.Errorf("outbox: undecodable event in relay job: %w", err)
-	}
-	ev.ID, ev.Type, ev.OrderID, ev.TraceParent = head.ID, head.Type, head.OrderID, head.TraceParent
-	ctx, span := StartSpan(ctx, "publish", ev, trace.SpanKindProducer)
-	defer span.End()
-	err := o.cfg.Publisher.Publish(ctx, ev.Type, ev.ID.String(), raw, traceHeaders(ctx))
-	if errors.Is(err, ErrUnroutable) {
-		o.cfg.Metrics.incUnroutable(o.cfg.Service, ev.Type)
-		if o.cfg.Optional(ev.Type) {
-			return nil
+		// Only what routing and tracing need, without copying the payload.
+		if err := json.Unmarshal(raw, &heads[i]); err != nil {
+			return fmt.Errorf("outbox: undecodable event in relay job: %w", err)
 		}
-		o.cfg.Logger.WarnContext(ctx, "event unroutable, will retry: no queue is bound for it yet",
-			"event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID, "attempt", attempt)
+		h := heads[i]
+		ev := Event{ID: h.ID, Type: h.Type, OrderID: h.OrderID, TraceParent: h.TraceParent}
+		var sctx context.Context
+		sctx, spans[i] = StartSpan(ctx, "publish", ev, trace.SpanKindProducer)
+		msgs[i] = Message{Key: h.Type, MsgID: h.ID.String(), Body: raw, Headers: traceHeaders(sctx)}
 	}
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		return err
+	var failed []error
+	for i, err := range o.cfg.Publisher.PublishAll(ctx, msgs) {
+		h := heads[i]
+		if errors.Is(err, ErrUnroutable) {
+			o.cfg.Metrics.incUnroutable(o.cfg.Service, h.Type)
+			if o.cfg.Optional(h.Type) {
+				err = nil
+			} else {
+				o.cfg.Logger.WarnContext(ctx, "event unroutable, will retry: no queue is bound for it yet",
+					"event_id", h.ID, "type", h.Type, "order_id", h.OrderID, "attempt", job.Attempt)
+			}
+		} else if err == nil {
+			o.cfg.Metrics.incPublished(o.cfg.Service, h.Type)
+			if o.cfg.afterConfirm != nil {
+				o.cfg.afterConfirm(Event{ID: h.ID, Type: h.Type, OrderID: h.OrderID, TraceParent: h.TraceParent})
+			}
+		}
+		if err != nil {
+			spans[i].SetStatus(codes.Error, err.Error())
+			failed = append(failed, fmt.Errorf("%s %s: %w", h.Type, h.ID, err))
+		}
+		spans[i].End()
 	}
-	o.cfg.Metrics.incPublished(o.cfg.Service, ev.Type)
-	if o.cfg.afterConfirm != nil {
-		o.cfg.afterConfirm(ev)
-	}
-	return nil
+	return errors.Join(failed...)
 }
 
 // NextRetry retries a failed relay soon and then at most every ten seconds: the broker is

@@ -30,6 +30,8 @@ type Publisher struct {
 	topology []QueueSpec
 	logger   *slog.Logger
 	inflight chan struct{} // a semaphore bounding unconfirmed messages
+	// acquireMu lets one PublishAll at a time take its slots
+	acquireMu sync.Mutex
 
 	mu      sync.Mutex
 	cur     *pubChannel   // nil while disconnected
@@ -129,6 +131,97 @@ func (p *Publisher) Publish(ctx context.Context, key, msgID string, body []byte,
 			return errors.Join(ctx.Err(), err)
 		}
 	}
+}
+
+// Message is one message for PublishAll.
+type Message struct {
+	Key, MsgID string
+	Body       []byte
+	Headers    amqp.Table
+}
+
+// PublishAll publishes msgs in their order on one channel, sending each without waiting for
+// the confirms of those before it, and returns each one's outcome as Publish would: nil once
+// confirmed, ErrUnroutable, or the error that ended ctx. Messages that are nacked or lose their
+// connection are sent again, in order, until ctx ends.
+func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	todo := make([]int, 0, len(msgs))
+	for i, m := range msgs {
+		if m.MsgID == "" {
+			errs[i] = errors.New("publish: a message-id is required (returns are matched by it)")
+			continue
+		}
+		todo = append(todo, i)
+	}
+	b := backoff{min: 20 * time.Millisecond, max: time.Second}
+	for len(todo) > 0 {
+		pc, err := p.channel(ctx)
+		if err != nil {
+			for _, i := range todo {
+				errs[i] = err
+			}
+			return errs
+		}
+		// A round takes its in-flight slots all at once, one round at a time: rounds holding some
+		// slots while waiting for more would wait on each other.
+		round := todo[:min(len(todo), cap(p.inflight))]
+		if err := p.acquire(ctx, len(round)); err != nil {
+			for _, i := range todo {
+				errs[i] = err
+			}
+			return errs
+		}
+		sent := make([]*pendingPub, len(round))
+		for k, i := range round {
+			m := msgs[i]
+			sent[k], errs[i] = pc.send(ctx, p.exchange, m.Key, amqp.Publishing{
+				ContentType: "application/json", DeliveryMode: amqp.Persistent,
+				MessageId: m.MsgID, Timestamp: time.Now(), Headers: m.Headers, Body: m.Body,
+			})
+			if errs[i] != nil {
+				<-p.inflight
+			}
+		}
+		var again []int
+		for k, i := range round {
+			if sent[k] != nil {
+				errs[i] = sent[k].wait(ctx)
+				<-p.inflight
+			}
+			if errs[i] != nil && !errors.Is(errs[i], ErrUnroutable) && ctx.Err() == nil {
+				again = append(again, i)
+			}
+		}
+		if todo = append(again, todo[len(round):]...); len(again) > 0 {
+			p.logger.DebugContext(ctx, "publishes not confirmed, retrying", "count", len(todo), "err", errs[todo[0]])
+			if !sleep(ctx, b.next()) {
+				for _, i := range todo {
+					errs[i] = errors.Join(ctx.Err(), errs[i])
+				}
+				return errs
+			}
+		}
+	}
+	return errs
+}
+
+// acquire takes n in-flight slots, holding acquireMu so that only one caller at a time waits
+// while holding some.
+func (p *Publisher) acquire(ctx context.Context, n int) error {
+	p.acquireMu.Lock()
+	defer p.acquireMu.Unlock()
+	for k := range n {
+		select {
+		case p.inflight <- struct{}{}:
+		case <-ctx.Done():
+			for range k {
+				<-p.inflight
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // channel returns the live channel, waiting for a connection until ctx ends.
@@ -350,16 +443,25 @@ func (pc *pubChannel) resolve(c amqp.Confirmation) {
 }
 
 func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	if err := pc.waitUnblocked(ctx); err != nil {
+	p, err := pc.send(ctx, exchange, key, msg)
+	if err != nil {
 		return err
+	}
+	return p.wait(ctx)
+}
+
+// send publishes msg and returns what its confirm will resolve, without waiting for it.
+func (pc *pubChannel) send(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pendingPub, error) {
+	if err := pc.waitUnblocked(ctx); err != nil {
+		return nil, err
 	}
 	p := &pendingPub{msgID: msg.MessageId, done: make(chan error, 1)}
 	select {
 	case pc.pubLock <- struct{}{}:
 	case <-pc.closed:
-		return pc.closeErr
+		return nil, pc.closeErr
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	seq := pc.ch.GetNextPublishSeqNo()
 	pc.mu.Lock()
@@ -367,7 +469,7 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amq
 	case <-pc.closed:
 		pc.mu.Unlock()
 		<-pc.pubLock
-		return pc.closeErr
+		return nil, pc.closeErr
 	default:
 	}
 	pc.pending[seq] = p
@@ -382,8 +484,13 @@ func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amq
 			delete(pc.byMsgID, p.msgID)
 		}
 		pc.mu.Unlock()
-		return err
+		return nil, err
 	}
+	return p, nil
+}
+
+// wait returns the message's confirm: nil, ErrUnroutable, a nack or a lost connection.
+func (p *pendingPub) wait(ctx context.Context) error {
 	select {
 	case err := <-p.done:
 		return err
