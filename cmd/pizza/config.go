@@ -55,7 +55,7 @@ type relayConfig struct {
 	AsyncCommit       bool          `env:"OUTBOX_ASYNC_COMMIT" envDefault:"true"`
 	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"false"`
 	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"256"`
-	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"4"`
+	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"2"`
 	MaxAttempts       int           `env:"CONSUMER_MAX_ATTEMPTS" envDefault:"5"`
 	BatchSize         int           `env:"CONSUMER_BATCH_SIZE" envDefault:"64"`
 }
