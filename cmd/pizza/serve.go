@@ -53,6 +53,7 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 		return err
 	}
 	defer shutdownTracing()
+	api.TraceCalls(tracing())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := outbox.NewMetrics(reg)
@@ -143,7 +144,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer("bff", cfg.BFF.HTTPAddr, ready, reg, cfg.Common.PProf, logger)
+	srv := newOpsServer("bff", cfg.BFF.HTTPAddr, ready, reg, cfg.Common.PProf, tracing(), logger)
 	srv.mux.Handle("/", gql)
 	ln, err := net.Listen("tcp", cfg.BFF.HTTPAddr)
 	if err != nil {
@@ -247,7 +248,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer(string(s), sc.Addr, ready, reg, cfg.Common.PProf, logger)
+	srv := newOpsServer(string(s), sc.Addr, ready, reg, cfg.Common.PProf, tracing(), logger)
 	svc.routes(srv.mux, logger)
 	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
 	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
@@ -392,7 +393,7 @@ type opsServer struct {
 	logger     *slog.Logger
 }
 
-func newOpsServer(component, addr string, ready func(context.Context) error, reg *prometheus.Registry, profiling bool, logger *slog.Logger) *opsServer {
+func newOpsServer(component, addr string, ready func(context.Context) error, reg *prometheus.Registry, profiling, traced bool, logger *slog.Logger) *opsServer {
 	o := &opsServer{mux: http.NewServeMux(), logger: logger}
 	if profiling { // PIZZA_PPROF: the same port as the API, so never on by default
 		o.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -422,10 +423,14 @@ func newOpsServer(component, addr string, ready func(context.Context) error, reg
 	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	base, cancel := context.WithCancel(context.Background())
 	o.cancelBase = cancel
+	handler := instrument(component, o.mux, httpDuration(reg))
+	if traced {
+		handler = otelhttp.NewHandler(handler, component)
+	}
 	o.http = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return base },
 		Addr:              addr,
-		Handler:           otelhttp.NewHandler(instrument(component, o.mux, httpDuration(reg)), component),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

@@ -35,3 +35,11 @@ func startTracing(ctx context.Context, cfg config) (shutdown func(), err error) 
 		_ = tp.Shutdown(sctx)
 	}, nil
 }
+
+// tracing reports whether spans are recorded: a tracer provider is installed (by startTracing,
+// or by a test). Without one, the HTTP layers' tracing is left out: it would cost a few percent
+// of the CPU to propagate nothing.
+func tracing() bool {
+	_, ok := otel.GetTracerProvider().(*sdktrace.TracerProvider)
+	return ok
+}

@@ -151,6 +151,12 @@ type Client struct {
 	http  *http.Client
 }
 
+var tracing atomic.Bool
+
+// TraceCalls makes the clients made from now on carry the caller's trace context to the
+// service. Without a tracer provider that costs a few percent of the CPU for nothing.
+func TraceCalls(on bool) { tracing.Store(on) }
+
 // NewClient returns a client for the service at base (http://host:port), or at any of several
 // comma-separated bases.
 func NewClient(base string) *Client {
@@ -160,8 +166,11 @@ func NewClient(base string) *Client {
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	// otelhttp carries the caller's trace to the service (a no-op without a tracer provider).
-	c := &Client{http: &http.Client{Transport: otelhttp.NewTransport(tr)}}
+	var rt http.RoundTripper = tr
+	if tracing.Load() { // otelhttp carries the caller's trace to the service
+		rt = otelhttp.NewTransport(tr)
+	}
+	c := &Client{http: &http.Client{Transport: rt}}
 	for _, b := range strings.Split(base, ",") {
 		if b = strings.TrimRight(strings.TrimSpace(b), "/"); b != "" {
 			c.bases = append(c.bases, b)
