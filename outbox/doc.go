@@ -4,14 +4,18 @@
 //
 // # Writing
 //
-// Outbox.Write inserts one River job per event with InsertTx, in the caller's transaction: the job
-// row is the outbox row. It commits or rolls back with the business change. Two ways wake the
-// relay: River's insert notification, sent by the same commit (the relay fetches within
-// FetchCooldown), or, with Config.PollOnly, no notification at all and a relay polling every
-// FetchPollInterval (5ms in `pizza serve`). pizza bench chose polling: a NOTIFY takes a
-// server-wide lock at commit, so under load every notifying transaction of every database waited
-// for the others' WAL flushes ("Lock:object" on commit in pg_stat_activity); polling removed
-// those waits and halved freshness at 100 orders/s (BENCHMARKS.md).
+// Outbox.Write inserts the events of a transaction as one River job with InsertTx, in the
+// caller's transaction: the job row is their outbox row (args.events, in the order written, with
+// args.orderIds for the order timeline; the outbox_events view shows one row per event). It
+// commits or rolls back with the business change. In a consumer transaction the insert waits for
+// the transaction's end, so one job carries every event a batch of handlers wrote.
+//
+// The relay is woken after the commit: Outbox.Wake sends one NOTIFY on River's insert channel, on
+// its own, outside any transaction, and River fetches within FetchCooldown; FetchPollInterval is
+// the fallback. The write itself never notifies (its River client has an hour's notify cooldown):
+// a NOTIFY inside a transaction takes a server-wide lock at commit, so under load every notifying
+// transaction of every database waited for the others' WAL flushes ("Lock:object" on commit in
+// pg_stat_activity; BENCHMARKS.md). With Config.PollOnly nothing notifies and the relay polls.
 //
 // Why the job is the row, rather than an outbox table relayed by a River job: measured with
 // BenchmarkWrite (16 writers, one business row per transaction, 2-core machine; BENCHMARKS.md),
@@ -26,23 +30,28 @@
 //
 // # Relaying
 //
-// The relay worker publishes the job's encoded arguments (the event's JSON, unchanged) to the
-// topic exchange with routing key = event type, persistent, message-id = eventId, mandatory. One
-// Publisher keeps a confirm-mode channel with many messages in flight (pipelined: each worker
-// waits only for its own confirm) and reconnects with backoff when the connection drops; what was
-// in flight fails and is published again on the next connection. A job completes only after its
-// confirm, so a relay that dies after the confirm re-sends the event (at least once); consumers
-// make that harmless. A message the broker returns as unroutable is retried until a queue is
-// bound for it, except for keys Config.Optional names (live fan-outs nobody may be listening to).
+// The relay worker publishes each event of its job (its JSON, unchanged) to the topic exchange
+// with routing key = event type, persistent, message-id = eventId, mandatory, in the order they
+// were written. One Publisher keeps a confirm-mode channel with many messages in flight
+// (PublishAll sends a job's events and then waits for their confirms) and reconnects with backoff
+// when the connection drops; what was in flight fails and is published again on the next
+// connection. A job completes only after every confirm, so a relay that dies after a confirm
+// re-sends the job's events (at least once); consumers make that harmless. A message the broker
+// returns as unroutable is retried until a queue is bound for it, except for keys
+// Config.Optional names (live fan-outs nobody may be listening to).
 //
 // # Consuming
 //
 // A Consumer owns one durable queue (classic or quorum) bound to the keys a service needs, with
-// a dead-letter queue <queue>.dlq. Each delivery runs in one transaction that first inserts its
-// eventId into outbox_inbox (already there: a duplicate, skipped), then the handler; only after the
-// commit is the delivery acked. A failing handler is retried with doubling backoff MaxAttempts
-// times, then the message is published to the DLQ with its reason, error and attempt count in
-// headers and acked; a message that does not parse goes there at once. If that publish cannot be
+// a dead-letter queue <queue>.dlq. Deliveries are applied in batches: what is waiting when a
+// worker is free (up to BatchSize) goes into one transaction, which first records every eventId
+// in outbox_inbox with one statement (already there: a duplicate, skipped), then hands the rest to
+// the handler (a BatchHandler gets them all at once), then does what the handlers deferred
+// (Deferred; the events they wrote), commits, wakes the relay and acks. Batches grow with the
+// backlog and never wait to fill. A batch that fails is applied again delivery by delivery. A
+// failing handler is retried with doubling backoff MaxAttempts times, then the message is
+// published to the DLQ with its reason, error and attempt count in headers and acked; a message
+// that does not parse goes there at once. If that publish cannot be
 // confirmed, the delivery is rejected (Reject, requeue=false), and the queue's own dead-letter
 // arguments put it in the same DLQ. On quorum queues a delivery limit also dead-letters a message
 // that kills its consumer before any ack.
