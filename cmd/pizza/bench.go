@@ -56,7 +56,7 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 	fs.IntVar(&s.rate, "rate", 0, "open loop: orders per second to offer (0: closed loop)")
 	fs.StringVar(&s.record, "record", "", "append the result to this markdown file (BENCHMARKS.md)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the system phase (with --subscribers: of the BFF while it pushes) to this file")
-	memprofile := fs.String("memprofile", "", "with --subscribers: write the BFF's heap profile, subscribers connected, to this file")
+	memprofile := fs.String("memprofile", "", "write the allocation profile of the run (with --subscribers: the BFF's heap, subscribers connected) to this file")
 	subscribers := fs.Int("subscribers", 0, "instead: measure this many idle myPage subscribers on one BFF")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -106,6 +106,17 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 	pprof.StopCPUProfile()
 	if err != nil {
 		return err
+	}
+	if *memprofile != "" { // allocations since the process began: mostly the system phase's
+		f, err := os.Create(*memprofile)
+		if err != nil {
+			return err
+		}
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
+		if err != nil {
+			return err
+		}
 	}
 	ratio := ours.perSecond / base.perSecond
 	report := ours.format(base, ratio, s)
