@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -139,8 +140,22 @@ func MigratePool(ctx context.Context, pool *pgxpool.Pool, s Service, logger *slo
 	}
 	defer lockConn.Release()
 	key := advisoryKey("pizza-migrate")
-	if _, err := lockConn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
-		return fmt.Errorf("take migration lock: %w", err)
+	// Wait by polling, not in pg_advisory_lock: a session blocked in that statement holds a
+	// snapshot, and the holder's CREATE INDEX CONCURRENTLY waits for every older snapshot of the
+	// database, so the two would wait for each other for ever.
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var got bool
+		if err := lockConn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&got); err != nil {
+			return fmt.Errorf("take migration lock: %w", err)
+		}
+		if got {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("take migration lock: %w", ctx.Err())
+		case <-time.After(wait):
+		}
 	}
 	defer func() {
 		// Unlock on a context that survives cancellation; if it still fails the session ends

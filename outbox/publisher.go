@@ -143,7 +143,7 @@ type Message struct {
 // PublishAll publishes msgs in their order on one channel, sending each without waiting for
 // the confirms of those before it, and returns each one's outcome as Publish would: nil once
 // confirmed, ErrUnroutable, or the error that ended ctx. Messages that are nacked or lose their
-// connection are sent again, in order, until ctx ends.
+// connection are sent again (in their order, but after the others of their round) until ctx ends.
 func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) []error {
 	errs := make([]error, len(msgs))
 	todo := make([]int, 0, len(msgs))

@@ -41,7 +41,10 @@ func ReadTimeline(ctx context.Context, pool *pgxpool.Pool, orderID string) (Time
 	rows, err := pool.Query(ctx, `
 SELECT event_id, type, event->>'producer', created_at, CASE WHEN state = 'completed' THEN finalized_at END, state, attempt
 FROM outbox_events
-WHERE order_id = $1 AND job_id IN (SELECT id FROM river_job WHERE kind = 'outbox_relay' AND args->'orderIds' ? $1)
+WHERE order_id = $1 AND job_id IN (
+	SELECT id FROM river_job WHERE kind = 'outbox_relay' AND args->'orderIds' ? $1
+	UNION ALL -- jobs written before events were batched (migration 00004)
+	SELECT id FROM river_job WHERE kind = 'outbox_relay' AND args ? 'orderId' AND args->>'orderId' = $1)
 ORDER BY created_at, job_id, position`, orderID)
 	if err != nil {
 		return tl, err

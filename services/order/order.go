@@ -197,9 +197,21 @@ func (s *Service) write(ctx context.Context, p *placement) (Order, error) {
 	if leads {
 		s.lead()
 	}
+	return s.await(ctx, p)
+}
+
+// await waits for p's group to commit, leading a group whenever p is handed the lead.
+func (s *Service) await(ctx context.Context, p *placement) (Order, error) {
 	for {
 		select {
 		case <-p.done:
+			// Another leader may have committed p after p was handed the lead: pass it on, or
+			// the slot it stands for is lost.
+			select {
+			case <-p.lead:
+				s.lead()
+			default:
+			}
 			if errors.Is(p.err, pgx.ErrNoRows) { // a concurrent request with the same key won
 				return s.byKey(ctx, p.in.CustomerID, p.in.IdempotencyKey)
 			}
@@ -236,18 +248,25 @@ func (s *Service) lead() {
 	g.leaders--
 }
 
-// commit writes a group in one transaction. When it fails, each placement is tried alone, so one
-// order's failure is not the others'.
+// commit writes a group in one transaction. When it fails before its COMMIT was sent (nothing
+// was written), each placement is tried alone, so one order's failure is not the others'. A
+// failed COMMIT may have committed anyway (the answer was lost): then every placement gets the
+// error, as a lone caller would, since writing them again could record each order twice. The
+// whole attempt, retries included, is bounded by commitTimeout.
 func (s *Service) commit(group []*placement) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), commitTimeout)
 	defer cancel()
-	err := s.insert(ctx, group)
+	s.commitIn(ctx, group)
+}
+
+func (s *Service) commitIn(ctx context.Context, group []*placement) {
+	committing, err := s.insert(ctx, group)
 	if err == nil {
 		s.outbox.Wake()
 	}
-	if err != nil && len(group) > 1 {
+	if err != nil && !committing && len(group) > 1 {
 		for _, p := range group {
-			s.commit([]*placement{p})
+			s.commitIn(ctx, []*placement{p})
 		}
 		return
 	}
@@ -259,47 +278,59 @@ func (s *Service) commit(group []*placement) {
 	}
 }
 
-func (s *Service) insert(ctx context.Context, group []*placement) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		const q = `
+// insert writes a group's orders and events in one transaction; committing reports that the
+// error, if any, came from the COMMIT itself, whose outcome is then unknown.
+func (s *Service) insert(ctx context.Context, group []*placement) (committing bool, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if err := s.writeGroup(ctx, tx, group); err != nil {
+		return false, err
+	}
+	return true, tx.Commit(ctx)
+}
+
+func (s *Service) writeGroup(ctx context.Context, tx pgx.Tx, group []*placement) error {
+	const q = `
 INSERT INTO orders (customer_id, pizza, qty, region, status, reject_reason, retry_after_seconds, idempotency_key)
 VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, 0), NULLIF($8, ''))
 ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING ` + columns
-		b := &pgx.Batch{}
-		for _, p := range group {
-			in := p.in
-			b.Queue(q, in.CustomerID, in.Pizza, in.Qty, in.Region, p.status, p.reason, p.retryAfter, in.IdempotencyKey)
-		}
-		br := tx.SendBatch(ctx, b)
-		events := make([]outbox.Event, 0, len(group))
-		for _, p := range group {
-			rows, err := br.Query()
-			if err != nil {
-				br.Close()
-				return err
-			}
-			p.o, p.err = pgx.CollectExactlyOneRow(rows, scanOrder)
-			if errors.Is(p.err, pgx.ErrNoRows) {
-				continue // the key's first order is returned instead
-			}
-			if p.err != nil {
-				br.Close()
-				return p.err
-			}
-			ev, err := placedEvent(p.o)
-			if err != nil {
-				br.Close()
-				return err
-			}
-			outbox.Stamp(p.ctx, &ev) // each event continues its own request's trace
-			events = append(events, ev)
-		}
-		if err := br.Close(); err != nil {
+	b := &pgx.Batch{}
+	for _, p := range group {
+		in := p.in
+		b.Queue(q, in.CustomerID, in.Pizza, in.Qty, in.Region, p.status, p.reason, p.retryAfter, in.IdempotencyKey)
+	}
+	br := tx.SendBatch(ctx, b)
+	events := make([]outbox.Event, 0, len(group))
+	for _, p := range group {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
 			return err
 		}
-		return s.outbox.Write(ctx, tx, events...)
-	})
+		p.o, p.err = pgx.CollectExactlyOneRow(rows, scanOrder)
+		if errors.Is(p.err, pgx.ErrNoRows) {
+			continue // the key's first order is returned instead
+		}
+		if p.err != nil {
+			br.Close()
+			return p.err
+		}
+		ev, err := placedEvent(p.o)
+		if err != nil {
+			br.Close()
+			return err
+		}
+		outbox.Stamp(p.ctx, &ev) // each event continues its own request's trace
+		events = append(events, ev)
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	return s.outbox.Write(ctx, tx, events...)
 }
 
 // placedEvent announces a recorded order: order.placed, or order.rejected with its reason.

@@ -1,10 +1,18 @@
--- +goose Up
+-- +goose NO TRANSACTION
 -- A relay job now carries every event its transaction wrote (args.events, with the distinct
 -- args.orderIds), so a busy transaction costs one job row, not one per event. outbox_events shows
 -- them one event per row, as jobs written before this migration (one event each, as args) too.
-DROP INDEX river_job_order_id;
-CREATE INDEX river_job_order_ids ON river_job USING gin ((args->'orderIds')) WHERE kind = 'outbox_relay';
-CREATE VIEW outbox_events AS
+-- The indexes are built concurrently: river_job takes every write, an order's included, and a
+-- plain CREATE INDEX would hold them all for as long as it scans the table.
+
+-- +goose Up
+CREATE INDEX CONCURRENTLY IF NOT EXISTS river_job_order_ids ON river_job USING gin ((args->'orderIds'))
+    WHERE kind = 'outbox_relay';
+-- Jobs written before this migration keep their own, smaller index; new jobs are not in it.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS river_job_legacy_order_id ON river_job ((args->>'orderId'))
+    WHERE kind = 'outbox_relay' AND args ? 'orderId';
+DROP INDEX CONCURRENTLY IF EXISTS river_job_order_id;
+CREATE OR REPLACE VIEW outbox_events AS
 SELECT j.id AS job_id, e.position, e.event,
        e.event->>'eventId' AS event_id, e.event->>'type' AS type, e.event->>'orderId' AS order_id,
        j.queue, j.state, j.attempt, j.created_at, j.finalized_at
@@ -14,6 +22,7 @@ CROSS JOIN LATERAL jsonb_array_elements(COALESCE(j.args->'events', jsonb_build_a
 WHERE j.kind = 'outbox_relay';
 
 -- +goose Down
-DROP VIEW outbox_events;
-DROP INDEX river_job_order_ids;
-CREATE INDEX river_job_order_id ON river_job ((args->>'orderId')) WHERE kind = 'outbox_relay';
+DROP VIEW IF EXISTS outbox_events;
+CREATE INDEX CONCURRENTLY IF NOT EXISTS river_job_order_id ON river_job ((args->>'orderId')) WHERE kind = 'outbox_relay';
+DROP INDEX CONCURRENTLY IF EXISTS river_job_legacy_order_id;
+DROP INDEX CONCURRENTLY IF EXISTS river_job_order_ids;
