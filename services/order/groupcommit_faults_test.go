@@ -53,26 +53,8 @@ func TestAmbiguousGroupCommitIsNotWrittenTwice(t *testing.T) {
 	open := storeFunc(func(context.Context, string) (bool, error) { return true, nil })
 	s := New(pool, ob, open, Config{})
 
-	state := func() (queued, leaders int) {
-		s.groups.mu.Lock()
-		defer s.groups.mu.Unlock()
-		return len(s.groups.queue), s.groups.leaders
-	}
-	waitState := func(queued, leaders int) {
-		t.Helper()
-		require.Eventually(t, func() bool {
-			q, l := state()
-			return q == queued && l == leaders
-		}, 10*time.Second, time.Millisecond, "want queued=%d leaders=%d", queued, leaders)
-	}
-	block := func(key string) pgx.Tx {
-		tx, err := direct.Begin(ctx)
-		require.NoError(t, err)
-		_, err = tx.Exec(ctx, `INSERT INTO orders (customer_id, pizza, qty, region, status, idempotency_key)
-VALUES ('c-block', '불고기', 1, '강남구', 'ORDERED', $1)`, key)
-		require.NoError(t, err)
-		return tx
-	}
+	waitState := func(queued, leaders int) { t.Helper(); waitGroupState(t, s, queued, leaders) }
+	block := func(key string) pgx.Tx { return holdKey(t, direct, key) }
 	type result struct {
 		o   Order
 		err error

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/services/lifecycle"
@@ -25,28 +26,8 @@ func TestHandedLeadIsNotLostWhenAnotherLeaderCommitsThePlacement(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newGroupService(t)
 
-	state := func() (queued, leaders int) {
-		s.groups.mu.Lock()
-		defer s.groups.mu.Unlock()
-		return len(s.groups.queue), s.groups.leaders
-	}
-	waitState := func(queued, leaders int) {
-		t.Helper()
-		require.Eventually(t, func() bool {
-			q, l := state()
-			return q == queued && l == leaders
-		}, 10*time.Second, time.Millisecond, "want queued=%d leaders=%d", queued, leaders)
-	}
-	// block holds an uncommitted order with (c-block, key): a Place with that key waits in its
-	// group's INSERT until the transaction ends.
-	block := func(key string) pgx.Tx {
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		_, err = tx.Exec(ctx, `INSERT INTO orders (customer_id, pizza, qty, region, status, idempotency_key)
-VALUES ('c-block', '불고기', 1, '강남구', 'ORDERED', $1)`, key)
-		require.NoError(t, err)
-		return tx
-	}
+	waitState := func(queued, leaders int) { t.Helper(); waitGroupState(t, s, queued, leaders) }
+	block := func(key string) pgx.Tx { return holdKey(t, pool, key) }
 	place := func(in PlaceInput) <-chan error {
 		out := make(chan error, 1)
 		go func() { _, err := s.Place(ctx, in); out <- err }()
@@ -93,7 +74,35 @@ VALUES ('c-block', '불고기', 1, '강남구', 'ORDERED', $1)`, key)
 	require.NoError(t, err)
 	require.Equal(t, b.o.ID, o.ID)
 
-	q, leaders := state()
+	q, leaders := groupState(s)
 	require.Zero(t, q)
 	require.Zero(t, leaders, "every Place has returned, yet a leader slot is still counted: it was lost with b's token")
+}
+
+// groupState is the group-commit queue's length and leader count.
+func groupState(s *Service) (queued, leaders int) {
+	s.groups.mu.Lock()
+	defer s.groups.mu.Unlock()
+	return len(s.groups.queue), s.groups.leaders
+}
+
+// waitGroupState waits until the group-commit queue holds queued placements and leaders lead.
+func waitGroupState(t *testing.T, s *Service, queued, leaders int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		q, l := groupState(s)
+		return q == queued && l == leaders
+	}, 10*time.Second, time.Millisecond, "want queued=%d leaders=%d", queued, leaders)
+}
+
+// holdKey holds an uncommitted order with (c-block, key): a Place with that key waits in its
+// group's INSERT until the returned transaction ends.
+func holdKey(t *testing.T, pool *pgxpool.Pool, key string) pgx.Tx {
+	t.Helper()
+	tx, err := pool.Begin(context.Background())
+	require.NoError(t, err)
+	_, err = tx.Exec(context.Background(), `INSERT INTO orders (customer_id, pizza, qty, region, status, idempotency_key)
+VALUES ('c-block', '불고기', 1, '강남구', 'ORDERED', $1)`, key)
+	require.NoError(t, err)
+	return tx
 }
