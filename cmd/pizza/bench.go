@@ -222,6 +222,8 @@ type phase struct {
 	backlog   []string
 	grew      bool
 	heapMiB   float64
+	// subscriptionsLost counts watching subscriptions that ended before the run did.
+	subscriptionsLost int64
 }
 
 func (p *phase) p(q int) time.Duration { return percentile(p.latencies, q) }
@@ -392,7 +394,10 @@ func runOurs(ctx context.Context, cfg config, s benchSettings) (*phase, error) {
 	tokens := make([]string, s.clients)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	var watchers sync.WaitGroup
+	var (
+		watchers          sync.WaitGroup
+		subscriptionsLost atomic.Int64
+	)
 	for c := range s.clients {
 		tokens[c], _ = auth.Mint(model.RoleCustomer, fmt.Sprint("bench-", c), 2*time.Hour)
 		conn, err := benchSubscribe(wctx, base, tokens[c], fmt.Sprint("bench-", c))
@@ -402,8 +407,11 @@ func runOurs(ctx context.Context, cfg config, s benchSettings) (*phase, error) {
 		watchers.Go(func() {
 			defer conn.CloseNow()
 			for {
-				_, data, err := conn.Read(wctx)
+				data, err := benchRead(wctx, conn)
 				if err != nil {
+					if wctx.Err() == nil {
+						subscriptionsLost.Add(1)
+					}
 					return
 				}
 				var m struct {
@@ -475,13 +483,22 @@ func runOurs(ctx context.Context, cfg config, s benchSettings) (*phase, error) {
 	for i, n := range end {
 		p.backlog = append(p.backlog, fmt.Sprintf("%s=%d", names[i], n))
 	}
-	// Let the last RECEIVED pushes arrive before stopping the watchers.
-	time.Sleep(time.Second)
+	// Wait for the last RECEIVED pushes (all of them, or ten seconds) before stopping the watchers.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		freshMu.Lock()
+		seen := int64(len(fresh))
+		freshMu.Unlock()
+		if seen >= p.n {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	stopWatch()
 	watchers.Wait()
 	freshMu.Lock()
 	p.fresh = fresh
 	freshMu.Unlock()
+	p.subscriptionsLost = subscriptionsLost.Load()
 	return p, nil
 }
 
@@ -558,6 +575,23 @@ func benchSubscribe(ctx context.Context, base, tok, customer string) (*websocket
 	}})
 }
 
+// benchRead returns the next message of a graphql-transport-ws subscription, answering the
+// server's keep-alive pings on the way (unanswered, the BFF closes the socket).
+func benchRead(ctx context.Context, conn *websocket.Conn) ([]byte, error) {
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !strings.Contains(string(data), `"type":"ping"`) {
+			return data, nil
+		}
+		if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"pong"}`)); err != nil {
+			return nil, err
+		}
+	}
+}
+
 func backlogNames(cfg config) []string {
 	var names []string
 	for _, s := range db.Services {
@@ -602,8 +636,8 @@ func (p *phase) format(base *phase, ratio float64, s benchSettings) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ours (GraphQL placeOrder, whole system in one process): %.0f orders/s, %d errors\n", p.perSecond, p.errors)
 	fmt.Fprintf(&b, "  placeOrder latency: p50 %s  p95 %s  p99 %s\n", p.p(50), p.p(95), p.p(99))
-	fmt.Fprintf(&b, "  freshness (ack -> RECEIVED pushed): p50 %s  p99 %s  (%d of %d orders seen)\n",
-		percentile(p.fresh, 50), percentile(p.fresh, 99), len(p.fresh), p.n)
+	fmt.Fprintf(&b, "  freshness (ack -> RECEIVED pushed): p50 %s  p99 %s  (%d of %d orders seen; %d subscriptions lost)\n",
+		percentile(p.fresh, 50), percentile(p.fresh, 99), len(p.fresh), p.n, p.subscriptionsLost)
 	fmt.Fprintf(&b, "  backlog at end: %s (grew: %v)\n", strings.Join(p.backlog, " "), p.grew)
 	if p.n > 0 {
 		fmt.Fprintf(&b, "  CPU per order (whole process, both cores): %s; heap in use %.0f MiB\n", p.cpu/time.Duration(p.n), p.heapMiB)

@@ -106,7 +106,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 		wg.Go(func() {
 			defer conn.CloseNow()
 			for {
-				_, data, err := conn.Read(cctx)
+				data, err := benchRead(cctx, conn)
 				if err != nil {
 					return
 				}
