@@ -48,7 +48,7 @@ type orderConfig struct {
 // relayConfig tunes a service's outbox relay and consumer; every service reads the same names.
 type relayConfig struct {
 	Workers           int           `env:"OUTBOX_WORKERS" envDefault:"256"`
-	FetchCooldown     time.Duration `env:"OUTBOX_FETCH_COOLDOWN" envDefault:"2ms"`
+	FetchCooldown     time.Duration `env:"OUTBOX_FETCH_COOLDOWN" envDefault:"1ms"`
 	FetchPollInterval time.Duration `env:"OUTBOX_FETCH_POLL_INTERVAL" envDefault:"50ms"`
 	Retention         time.Duration `env:"OUTBOX_RETENTION" envDefault:"1h"`
 	InboxRetention    time.Duration `env:"OUTBOX_INBOX_RETENTION" envDefault:"168h"`
