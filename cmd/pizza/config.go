@@ -152,6 +152,13 @@ func loadConfig(environ map[string]string) (config, error) {
 	default:
 		return c, fmt.Errorf("configuration: PIZZA_QUEUE_TYPE must be classic or quorum, not %q", c.Common.QueueType)
 	}
+	if c.Relay.FetchCooldown < time.Millisecond {
+		return c, fmt.Errorf("configuration: OUTBOX_FETCH_COOLDOWN must be at least 1ms, not %s", c.Relay.FetchCooldown)
+	}
+	if c.Relay.FetchPollInterval < c.Relay.FetchCooldown {
+		return c, fmt.Errorf("configuration: OUTBOX_FETCH_POLL_INTERVAL (%s) must not be shorter than OUTBOX_FETCH_COOLDOWN (%s)",
+			c.Relay.FetchPollInterval, c.Relay.FetchCooldown)
+	}
 	switch c.Common.LogFormat {
 	case "text", "json":
 	default:

@@ -81,6 +81,11 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 	env["PIZZA_QUEUE_TYPE"] = "stream"
 	err := run(context.Background(), []string{"serve"}, env, io.Discard, io.Discard)
 	require.ErrorContains(t, err, "PIZZA_QUEUE_TYPE must be classic or quorum")
+
+	env = testEnv(t)
+	env["OUTBOX_FETCH_COOLDOWN"] = "500us"
+	err = run(context.Background(), []string{"serve"}, env, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "OUTBOX_FETCH_COOLDOWN must be at least 1ms")
 }
 
 func freeAddr(t *testing.T) string {
