@@ -505,6 +505,9 @@ type spansKey struct{}
 
 // tracedAll runs fn with a consumer span open for each event; EventContext finds them.
 func (c *Consumer) tracedAll(ctx context.Context, events []Event, fn func(ctx context.Context) error) error {
+	if !tracing.Load() {
+		return fn(ctx)
+	}
 	spans := make(map[uuid.UUID]context.Context, len(events))
 	ended := make([]trace.Span, 0, len(events))
 	for _, ev := range events {

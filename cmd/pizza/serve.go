@@ -54,6 +54,7 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 	}
 	defer shutdownTracing()
 	api.TraceCalls(tracing())
+	outbox.Trace(tracing())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := outbox.NewMetrics(reg)
