@@ -100,7 +100,7 @@ func (b *bundle) backlogBehind(t *testing.T, p *Publisher, g *gate, evs ...Event
 		t.Fatal("the consumer never reached the gate event")
 	}
 	b.publish(t, p, evs...)
-	require.Eventually(t, func() bool { return queueDepth(t, b.queue.Name) == 0 }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, b.queue.Name) == 0 }, 10*time.Second, time.Millisecond,
 		"the broker should push the whole backlog to the gated consumer")
 	close(g.release)
 }
@@ -241,7 +241,7 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 		require.Equal(t, 1.0, b.consumed("duplicate"))
 		require.Equal(t, 2.0, b.consumed("applied"))
 		require.NoError(t, ch.Close()) // anything unacked would go back to the queue
-		require.Zero(t, queueDepth(t, b.queue.Name), "every copy acked")
+		require.Zero(t, outboxtest.QueueDepth(t, b.queue.Name), "every copy acked")
 	})
 
 	t.Run("consumer", func(t *testing.T) {
@@ -269,8 +269,8 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 		var n int
 		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM effects WHERE event_id = $1`, twice.ID).Scan(&n))
 		require.Equal(t, 1, n, "the event delivered twice applied once")
-		require.Zero(t, queueDepth(t, b.queue.Name))
-		require.Zero(t, queueDepth(t, b.queue.DLQ()))
+		require.Zero(t, outboxtest.QueueDepth(t, b.queue.Name))
+		require.Zero(t, outboxtest.QueueDepth(t, b.queue.DLQ()))
 	})
 }
 
@@ -399,7 +399,7 @@ func TestBatchHandlerFallsBackOneByOneAroundPoison(t *testing.T) {
 	backlog := slices.Concat(good[:40], []Event{poison}, good[40:])
 	b.backlogBehind(t, p, g, backlog...)
 
-	require.Eventually(t, func() bool { return queueDepth(t, b.queue.DLQ()) == 1 }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, b.queue.DLQ()) == 1 }, 10*time.Second, time.Millisecond,
 		"the poison event should be dead-lettered")
 	got := b.waitEffects(t, len(good), 10*time.Second)
 	require.Equal(t, effectCount{rows: len(good), distinct: len(good)}, got, "every good event applied once")

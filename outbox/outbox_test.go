@@ -34,7 +34,7 @@ func TestRolledBackEventIsNeverPublished(t *testing.T) {
 	b.waitEffects(t, 1, 10*time.Second)
 	// With the relay's backlog empty and the queue drained, nothing can still arrive.
 	b.waitBacklogEmpty(t, o, 30*time.Second)
-	require.Zero(t, queueDepth(t, b.queue.Name))
+	require.Zero(t, outboxtest.QueueDepth(t, b.queue.Name))
 
 	var ids []string
 	rows, err := b.pool.Query(ctx, `SELECT event_id::text FROM effects`)
@@ -68,7 +68,7 @@ func TestRelayCrashAfterConfirmResendsAndEffectIsOnce(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(context.Background(),
 		`SELECT state FROM outbox_events WHERE event_id = $1`, id.String()).Scan(&state))
 	require.Equal(t, "running", state, "the crash left the event unmarked")
-	require.Equal(t, 1, queueDepth(t, b.queue.Name), "the broker has the first copy")
+	require.Equal(t, 1, outboxtest.QueueDepth(t, b.queue.Name), "the broker has the first copy")
 
 	// A new relay takes over once the dead one's leadership lapses, rescues the stuck job and
 	// publishes it again; the consumer applies the first copy and skips the second.
@@ -109,7 +109,7 @@ func TestConsumerCrashAfterCommitBeforeAck(t *testing.T) {
 		"the unacked delivery should come back and be skipped")
 	require.Equal(t, 1.0, testutil.ToFloat64(b.metrics.redelivered.WithLabelValues(b.queue.Name)))
 	require.Equal(t, effectCount{rows: 1, distinct: 1}, b.effects(t))
-	require.Zero(t, queueDepth(t, b.queue.Name))
+	require.Zero(t, outboxtest.QueueDepth(t, b.queue.Name))
 }
 
 // 4. The RabbitMQ connections of both the relay and the consumer are cut, twice, while 1,000
@@ -184,7 +184,7 @@ func TestPoisonMessagesAreDeadLetteredAndDoNotBlock(t *testing.T) {
 
 	got := b.waitEffects(t, 100, 20*time.Second)
 	require.Equal(t, effectCount{rows: 100, distinct: 100}, got, "the failing handler's effect is rolled back")
-	require.Eventually(t, func() bool { return queueDepth(t, b.queue.DLQ()) == 2 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, b.queue.DLQ()) == 2 }, 10*time.Second, 10*time.Millisecond)
 
 	reasons := map[string]amqp.Delivery{}
 	for range 2 {
@@ -232,7 +232,7 @@ func TestTwoRelaysTwoConsumers(t *testing.T) {
 	wg.Wait()
 	got := b.waitEffects(t, 500, 30*time.Second)
 	b.waitBacklogEmpty(t, o1, 30*time.Second)
-	require.Zero(t, queueDepth(t, b.queue.Name))
+	require.Zero(t, outboxtest.QueueDepth(t, b.queue.Name))
 	require.Equal(t, effectCount{rows: 500, distinct: 500}, got)
 	require.Equal(t, effectCount{rows: 500, distinct: 500}, b.effects(t))
 }

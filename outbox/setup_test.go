@@ -153,19 +153,6 @@ func (b *bundle) consumed(outcome string) float64 {
 	return testutil.ToFloat64(b.metrics.consumed.WithLabelValues(b.queue.Name, testKey, outcome))
 }
 
-// queueDepth is the number of ready messages in queue.
-func queueDepth(t *testing.T, queue string) int {
-	t.Helper()
-	conn, err := amqp.Dial(outboxtest.URL())
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	require.NoError(t, err)
-	return q.Messages
-}
-
 // The crash tests run a relay or a consumer in a child process (this test binary, re-executed)
 // that dies with os.Exit at the injected point, as a killed pod would: no deferred cleanup, no
 // ack, no River completion.

@@ -19,6 +19,19 @@ import (
 // DefaultURL is where tests find RabbitMQ unless AMQP_URL says otherwise.
 const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
+// QueueDepth is the number of ready messages in queue.
+func QueueDepth(t testing.TB, queue string) int {
+	t.Helper()
+	conn, err := amqp.Dial(URL())
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	require.NoError(t, err)
+	return q.Messages
+}
+
 // URL is the broker the tests use.
 func URL() string {
 	if u := os.Getenv("AMQP_URL"); u != "" {

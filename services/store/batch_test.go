@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
@@ -79,18 +78,6 @@ func (w *consumerWorld) publish(t *testing.T, evs ...outbox.Event) {
 		require.NoError(t, err)
 		require.NoError(t, w.pub.Publish(context.Background(), ev.Type, ev.ID.String(), body, nil))
 	}
-}
-
-func (w *consumerWorld) depth(t *testing.T, queue string) int {
-	t.Helper()
-	conn, err := amqp.Dial(outboxtest.URL())
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	require.NoError(t, err)
-	return q.Messages
 }
 
 // waitInbox waits until the consumers have applied n events.
@@ -214,8 +201,8 @@ func TestConcurrentBatchesKeepCountersWithoutDeadlock(t *testing.T) {
 		})
 	}
 	w.waitInbox(t, len(evs), 30*time.Second)
-	require.Eventually(t, func() bool { return w.depth(t, w.queue.Name) == 0 }, 10*time.Second, 5*time.Millisecond)
-	require.Zero(t, w.depth(t, w.queue.DLQ()), "nothing dead-lettered")
+	require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, w.queue.Name) == 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Zero(t, outboxtest.QueueDepth(t, w.queue.DLQ()), "nothing dead-lettered")
 	require.Empty(t, w.failures.all(), "no batch or handler failed (a deadlock would show here)")
 
 	requireCountersMatch(t, w.pool)
@@ -304,7 +291,7 @@ func TestOneBatchSpreadsARegionsOrders(t *testing.T) {
 	for i := range n {
 		w.publish(t, placed(t, fmt.Sprintf("%02d", i), "강남구"))
 	}
-	require.Eventually(t, func() bool { return w.depth(t, w.queue.Name) == 0 }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, w.queue.Name) == 0 }, 10*time.Second, time.Millisecond,
 		"the broker should push the orders to the gated consumer")
 	close(gateOpen)
 	w.waitInbox(t, n+1, 10*time.Second)
