@@ -99,38 +99,7 @@ func (p *Publisher) Connected() bool {
 // returns once the broker has confirmed it. A nack or a lost connection is retried (on the next
 // connection) until ctx ends; ErrUnroutable is returned at once.
 func (p *Publisher) Publish(ctx context.Context, key, msgID string, body []byte, headers amqp.Table) error {
-	if msgID == "" {
-		return errors.New("publish: a message-id is required (returns are matched by it)")
-	}
-	select {
-	case p.inflight <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-p.inflight }()
-
-	b := backoff{min: 20 * time.Millisecond, max: time.Second}
-	for {
-		pc, err := p.channel(ctx)
-		if err != nil {
-			return err
-		}
-		err = pc.publish(ctx, p.exchange, key, amqp.Publishing{
-			ContentType:  "application/json",
-			DeliveryMode: amqp.Persistent,
-			MessageId:    msgID,
-			Timestamp:    time.Now(),
-			Headers:      headers,
-			Body:         body,
-		})
-		if err == nil || errors.Is(err, ErrUnroutable) || ctx.Err() != nil {
-			return err
-		}
-		p.logger.DebugContext(ctx, "publish not confirmed, retrying", "routing_key", key, "message_id", msgID, "err", err)
-		if !sleep(ctx, b.next()) {
-			return errors.Join(ctx.Err(), err)
-		}
-	}
+	return p.PublishAll(ctx, []Message{{Key: key, MsgID: msgID, Body: body, Headers: headers}})[0]
 }
 
 // Message is one message for PublishAll.
@@ -440,14 +409,6 @@ func (pc *pubChannel) resolve(c amqp.Confirmation) {
 	default:
 		p.done <- nil
 	}
-}
-
-func (pc *pubChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	p, err := pc.send(ctx, exchange, key, msg)
-	if err != nil {
-		return err
-	}
-	return p.wait(ctx)
 }
 
 // send publishes msg and returns what its confirm will resolve, without waiting for it.
