@@ -193,7 +193,7 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
 	switch ev.Type {
 	case lifecycle.OrderPlaced:
-		return s.assign(ctx, tx, ev)
+		return s.assignAll(ctx, tx, []outbox.Event{ev})
 	case lifecycle.OrderCancelled:
 		return s.cancel(ctx, tx, ev.OrderID)
 	}
@@ -217,7 +217,11 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 	return s.assignAll(ctx, tx, events)
 }
 
-// assignAll is assign for many placed orders at once.
+// assignAll gives each placed order to the open store of its region with the fewest unfinished
+// orders (counting this transaction's own assignments), or rejects it when none is open now. An
+// order already known (assigned, rejected, or cancelled before it arrived) is left as it is.
+// Stores are read without a lock (locks go store orders first and the counters last of all):
+// "fewest unfinished" is a heuristic, and a choice a few milliseconds stale is as good.
 func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
 	type placed struct {
 		ev      outbox.Event
@@ -337,48 +341,6 @@ ON CONFLICT (order_id) DO NOTHING RETURNING order_id`,
 // Keys are the routing keys the store service consumes.
 var Keys = []string{lifecycle.OrderPlaced, lifecycle.OrderCancelled}
 
-// assign gives a placed order to the open store of its region with the fewest unfinished orders,
-// or rejects it when none is open now. An order cancelled before it arrived is left cancelled.
-func (s *Service) assign(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
-	var p lifecycle.Payload
-	if err := decode(ev, &p); err != nil {
-		return err
-	}
-	// Lock the order's row (or its absence, through the insert below) first: a cancellation
-	// that arrived earlier left a CANCELLED row, and the order must stay cancelled.
-	var existing string
-	err := tx.QueryRow(ctx, `SELECT status FROM store_orders WHERE order_id = $1 FOR UPDATE`, ev.OrderID).Scan(&existing)
-	if err == nil {
-		return nil // already assigned, rejected, or cancelled
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return err
-	}
-	storeID, err := s.choose(ctx, tx, p.Region)
-	if errors.Is(err, pgx.ErrNoRows) {
-		tag, err := tx.Exec(ctx, `
-INSERT INTO store_orders (order_id, customer_id, pizza, qty, region, status) VALUES ($1, $2, $3, $4, $5, 'REJECTED')
-ON CONFLICT (order_id) DO NOTHING`, ev.OrderID, p.CustomerID, p.Pizza, p.Qty, p.Region)
-		if err != nil || tag.RowsAffected() == 0 {
-			return err
-		}
-		return s.emit(ctx, tx, lifecycle.StoreOrderRejected, ev.OrderID, lifecycle.Payload{RejectReason: lifecycle.NoOpenStore})
-	}
-	if err != nil {
-		return err
-	}
-	tag, err := tx.Exec(ctx, `
-INSERT INTO store_orders (order_id, store_id, customer_id, pizza, qty, region, status) VALUES ($1, $2, $3, $4, $5, $6, 'RECEIVED')
-ON CONFLICT (order_id) DO NOTHING`, ev.OrderID, storeID, p.CustomerID, p.Pizza, p.Qty, p.Region)
-	if err != nil || tag.RowsAffected() == 0 {
-		return err // a concurrent cancellation got there first
-	}
-	if err := addUnfinished(ctx, tx, storeID, 1); err != nil {
-		return err
-	}
-	return s.emit(ctx, tx, lifecycle.StoreOrderReceived, ev.OrderID, lifecycle.Payload{StoreID: strconv.FormatInt(storeID, 10)})
-}
-
 // cancel cancels the store's order: cancel wins even over a cooked order, whose pizza then never
 // leaves for delivery. A cancellation that arrives before the order is remembered.
 func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
@@ -410,33 +372,6 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
 		return nil // it was rejected: no store holds it, nothing to announce
 	}
 	return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: strconv.FormatInt(*storeID, 10)})
-}
-
-// choose picks the open store of region with the fewest unfinished orders, counting those this
-// transaction has assigned so far; pgx.ErrNoRows when none is open. Stores are read without a
-// lock (locks go store order first, stores row second, and the counters last of all): "fewest
-// unfinished" is a heuristic, and a choice a few milliseconds stale is as good.
-func (s *Service) choose(ctx context.Context, tx pgx.Tx, region string) (int64, error) {
-	rows, err := tx.Query(ctx, `SELECT id, unfinished FROM stores WHERE region = $1 AND open ORDER BY unfinished, id LIMIT 64`, region)
-	if err != nil {
-		return 0, err
-	}
-	type load struct{ ID, Unfinished int64 }
-	loads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[load])
-	if err != nil {
-		return 0, err
-	}
-	if len(loads) == 0 {
-		return 0, pgx.ErrNoRows
-	}
-	pending, _ := outbox.Deferred(ctx, tx, loadKey{}, newLoadDeltas)
-	best := loads[0]
-	for _, l := range loads[1:] {
-		if l.Unfinished+int64(pending[l.ID]) < best.Unfinished+int64(pending[best.ID]) {
-			best = l
-		}
-	}
-	return best.ID, nil
 }
 
 // loadDeltas are changes to stores' unfinished counts that a consumer transaction applies at its
