@@ -33,10 +33,6 @@ var (
 	errForbidden       = &codedError{codeForbidden, "not allowed for this token"}
 )
 
-func badInput(field, message string) error {
-	return &api.Error{Code: api.BadUserInput, Field: field, Message: message}
-}
-
 // presentError turns any error into a GraphQL error with extensions.code from the contract.
 // Errors the services answered with keep their code and safe message; gqlgen's own parse and
 // validation errors become BAD_USER_INPUT; anything else is INTERNAL, logged, never shown.
