@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -49,6 +50,9 @@ func TestSplitTopologyWithReplicas(t *testing.T) {
 		watcher.close()
 		ids = append(ids, o.ID)
 	}
+
+	slices.Sort(ids)
+	require.Len(t, slices.Compact(ids), n, "each placement is its own order")
 
 	count := func(s db.Service, q string) int {
 		var c int
