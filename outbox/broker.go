@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -114,22 +116,30 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// dialLoop dials url until it succeeds or ctx ends, logging each failure once per attempt.
-func dialLoop(ctx context.Context, url, name string, logger *slog.Logger) (*amqp.Connection, error) {
+// dialLoop dials url until it succeeds or ctx ends, logging each failure once per attempt. It
+// returns the connection and its socket, which the caller may cork.
+func dialLoop(ctx context.Context, url, name string, logger *slog.Logger) (*amqp.Connection, *corkConn, error) {
 	b := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
 	for {
+		var sock *corkConn
 		conn, err := amqp.DialConfig(url, amqp.Config{
 			Heartbeat:  10 * time.Second,
 			Properties: amqp.Table{"connection_name": name},
-			Dial:       dialWithWriteDeadline,
+			Dial: func(network, addr string) (net.Conn, error) {
+				c, err := dial(network, addr)
+				if err == nil {
+					sock = c.(*corkConn)
+				}
+				return c, err
+			},
 		})
 		if err == nil {
-			return conn, nil
+			return conn, sock, nil
 		}
 		wait := b.next()
 		logger.WarnContext(ctx, "rabbitmq unreachable, retrying", "connection", name, "err", err, "retry_in", wait)
 		if !sleep(ctx, wait) {
-			return nil, errors.Join(ctx.Err(), err)
+			return nil, nil, errors.Join(ctx.Err(), err)
 		}
 	}
 }
@@ -138,19 +148,76 @@ func dialLoop(ctx context.Context, url, name string, logger *slog.Logger) (*amqp
 // flight on it) instead of hanging every publisher behind the write.
 const writeTimeout = 10 * time.Second
 
-func dialWithWriteDeadline(network, addr string) (net.Conn, error) {
+// corkConn is a broker connection's socket. Each write has a deadline (writeTimeout). While
+// corked, writes are gathered and sent as one when uncorked: amqp091 flushes every message
+// on its own, so a batch of publishes would otherwise cost a system call (and a packet for the
+// broker to read) each.
+type corkConn struct {
+	net.Conn
+
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+	err    error // a failed uncorked write: the connection is broken
+
+	writes atomic.Int64 // system calls made, for tests
+}
+
+// dial is amqp.Config.Dial: a corkable socket (a *corkConn) whose writes time out.
+func dial(network, addr string) (net.Conn, error) {
 	c, err := net.DialTimeout(network, addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return deadlineConn{c}, nil
+	return &corkConn{Conn: c}, nil
 }
 
-type deadlineConn struct{ net.Conn }
+func (c *corkConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.corked {
+		c.buf = append(c.buf, b...)
+		return len(b), nil
+	}
+	return c.write(b)
+}
 
-func (c deadlineConn) Write(b []byte) (int, error) {
+func (c *corkConn) write(b []byte) (int, error) {
 	if err := c.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 		return 0, err
 	}
+	c.writes.Add(1)
 	return c.Conn.Write(b)
+}
+
+// Cork holds writes until Uncork. Between the two the caller must not wait on anything the broker
+// sends: what it wrote has not left yet.
+func (c *corkConn) Cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// Uncork sends what was held. A failed write closes the socket, so the library sees the
+// connection end and fails what was in flight on it (the publisher then retries elsewhere).
+func (c *corkConn) Uncork() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if len(c.buf) == 0 || c.err != nil {
+		c.buf = c.buf[:0]
+		return
+	}
+	if _, err := c.write(c.buf); err != nil {
+		c.err = err
+		_ = c.Conn.Close()
+	}
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil // do not keep a burst's buffer for ever
+	} else {
+		c.buf = c.buf[:0]
+	}
 }

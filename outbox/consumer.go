@@ -141,7 +141,7 @@ func (c *Consumer) setConnected(v bool) {
 func (c *Consumer) Run(ctx context.Context) error {
 	b := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
 	for {
-		conn, err := dialLoop(ctx, c.cfg.URL, "pizza-consumer-"+c.cfg.Queue.Name, c.cfg.Logger)
+		conn, _, err := dialLoop(ctx, c.cfg.URL, "pizza-consumer-"+c.cfg.Queue.Name, c.cfg.Logger)
 		if err != nil {
 			return nil // ctx ended while connecting
 		}
@@ -180,7 +180,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	dlqConn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Properties: amqp.Table{"connection_name": "pizza-dlq-" + c.cfg.Queue.Name},
-		Dial:       dialWithWriteDeadline,
+		Dial:       dial,
 	})
 	if err != nil {
 		return fmt.Errorf("dead-letter connection: %w", err)

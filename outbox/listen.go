@@ -53,7 +53,7 @@ func (l *Listener) Connected() bool { return l.connected.Load() }
 func (l *Listener) Run(ctx context.Context) error {
 	b := backoff{min: 50 * time.Millisecond, max: 5 * time.Second}
 	for first := true; ; first = false {
-		conn, err := dialLoop(ctx, l.cfg.URL, l.cfg.Name, l.cfg.Logger)
+		conn, _, err := dialLoop(ctx, l.cfg.URL, l.cfg.Name, l.cfg.Logger)
 		if err != nil {
 			return nil
 		}

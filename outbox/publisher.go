@@ -141,14 +141,9 @@ func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) []error {
 			}
 			return errs
 		}
-		sent := make([]*pendingPub, len(round))
-		for k, i := range round {
-			m := msgs[i]
-			sent[k], errs[i] = pc.send(ctx, p.exchange, m.Key, amqp.Publishing{
-				ContentType: "application/json", DeliveryMode: amqp.Persistent,
-				MessageId: m.MsgID, Timestamp: time.Now(), Headers: m.Headers, Body: m.Body,
-			})
-			if errs[i] != nil {
+		sent := pc.sendAll(ctx, p.exchange, msgs, round, errs)
+		for _, pp := range sent {
+			if pp == nil {
 				<-p.inflight
 			}
 		}
@@ -224,11 +219,11 @@ func (p *Publisher) setCurrent(pc *pubChannel) {
 func (p *Publisher) run(ctx context.Context) {
 	defer close(p.done)
 	for ctx.Err() == nil {
-		conn, err := dialLoop(ctx, p.url, p.name, p.logger)
+		conn, sock, err := dialLoop(ctx, p.url, p.name, p.logger)
 		if err != nil {
 			return
 		}
-		pc, err := openPubChannel(conn, p.exchange, p.topology)
+		pc, err := openPubChannel(conn, sock, p.exchange, p.topology)
 		if err != nil {
 			p.logger.WarnContext(ctx, "open publishing channel", "err", err)
 			_ = conn.Close()
@@ -250,7 +245,8 @@ func (p *Publisher) run(ctx context.Context) {
 
 // pubChannel is one confirm-mode channel and the bookkeeping of what awaits its confirm.
 type pubChannel struct {
-	ch *amqp.Channel
+	ch   *amqp.Channel
+	sock *corkConn // the connection's socket, corked while a round is sent
 
 	// pubLock serialises sequence-number reads with publishes; a channel so waiting honours ctx.
 	pubLock chan struct{}
@@ -272,7 +268,7 @@ type pendingPub struct {
 	done     chan error // buffered(1), resolved exactly once
 }
 
-func openPubChannel(conn *amqp.Connection, exchange string, topology []QueueSpec) (*pubChannel, error) {
+func openPubChannel(conn *amqp.Connection, sock *corkConn, exchange string, topology []QueueSpec) (*pubChannel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
@@ -290,6 +286,7 @@ func openPubChannel(conn *amqp.Connection, exchange string, topology []QueueSpec
 	}
 	pc := &pubChannel{
 		ch:        ch,
+		sock:      sock,
 		pubLock:   make(chan struct{}, 1),
 		unblocked: closedChan(),
 		pending:   make(map[uint64]*pendingPub),
@@ -411,34 +408,60 @@ func (pc *pubChannel) resolve(c amqp.Confirmation) {
 	}
 }
 
-// send publishes msg and returns what its confirm will resolve, without waiting for it.
-func (pc *pubChannel) send(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pendingPub, error) {
-	if err := pc.waitUnblocked(ctx); err != nil {
-		return nil, err
+// sendAll publishes msgs[i] for each i of round, in order, and returns what each one's confirm
+// will resolve, without waiting for them; a message not sent has a nil entry and its error in
+// errs[i]. The round is sent under one hold of pubLock with the socket corked: one write for the
+// lot instead of one per message.
+func (pc *pubChannel) sendAll(ctx context.Context, exchange string, msgs []Message, round []int, errs []error) []*pendingPub {
+	sent := make([]*pendingPub, len(round))
+	fail := func(err error) []*pendingPub {
+		for _, i := range round {
+			errs[i] = err
+		}
+		return sent
 	}
-	p := &pendingPub{msgID: msg.MessageId, done: make(chan error, 1)}
+	if err := pc.waitUnblocked(ctx); err != nil {
+		return fail(err)
+	}
 	select {
 	case pc.pubLock <- struct{}{}:
 	case <-pc.closed:
-		return nil, pc.closeErr
+		return fail(pc.closeErr)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return fail(ctx.Err())
 	}
+	defer func() { <-pc.pubLock }()
+	if pc.sock != nil {
+		pc.sock.Cork()
+		defer pc.sock.Uncork()
+	}
+	now := time.Now()
+	for k, i := range round {
+		m := msgs[i]
+		sent[k], errs[i] = pc.send(ctx, exchange, m.Key, amqp.Publishing{
+			ContentType: "application/json", DeliveryMode: amqp.Persistent,
+			MessageId: m.MsgID, Timestamp: now, Headers: m.Headers, Body: m.Body,
+		})
+	}
+	return sent
+}
+
+// send publishes msg and returns what its confirm will resolve, without waiting for it. The
+// caller holds pubLock, so sequence numbers and publishes go together.
+func (pc *pubChannel) send(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pendingPub, error) {
+	p := &pendingPub{msgID: msg.MessageId, done: make(chan error, 1)}
 	seq := pc.ch.GetNextPublishSeqNo()
 	pc.mu.Lock()
 	select {
 	case <-pc.closed:
 		pc.mu.Unlock()
-		<-pc.pubLock
 		return nil, pc.closeErr
 	default:
 	}
 	pc.pending[seq] = p
 	pc.byMsgID[p.msgID] = p
 	pc.mu.Unlock()
-	err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg)
-	<-pc.pubLock
-	if err != nil {
+	if err := pc.ch.PublishWithContext(ctx, exchange, key, true, false, msg); err != nil {
 		pc.mu.Lock()
 		if pc.pending[seq] == p {
 			delete(pc.pending, seq)
