@@ -236,7 +236,7 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 			ds = append(ds, d)
 		}
 		c := NewConsumer(b.pool, b.consumerConfig(nil), recordEffect)
-		require.Empty(t, c.applyBatch(ctx, dlq, ds), "the batch settles every delivery")
+		require.Empty(t, c.applyBatch(ctx, dlq, newAcker(ch, 64), ds), "the batch settles every delivery")
 		require.Equal(t, effectCount{rows: 2, distinct: 2}, b.effects(t))
 		require.Equal(t, 1.0, b.consumed("duplicate"))
 		require.Equal(t, 2.0, b.consumed("applied"))

@@ -215,6 +215,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	// everything waiting (up to BatchSize) into one transaction. While the workers are busy a
 	// backlog gathers, so batches grow with the load and cost no wait when it is light.
 	w := newWaiting()
+	acks := newAcker(ch, c.cfg.Prefetch)
 	wg.Go(func() { w.fill(deliveries, stopping) })
 	for range c.cfg.Concurrency {
 		wg.Go(func() {
@@ -223,8 +224,8 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 				if batch == nil {
 					return
 				}
-				for _, d := range c.applyBatch(hctx, dlq, batch) {
-					c.handle(hctx, dlq, d, stopping)
+				for _, d := range c.applyBatch(hctx, dlq, acks, batch) {
+					c.handle(hctx, dlq, acks, d, stopping)
 				}
 			}
 		})
@@ -348,7 +349,7 @@ func (c *Consumer) sampleDepth(conn *amqp.Connection, stopping <-chan struct{}) 
 // batch rolls back and every delivery goes through handle, alone, with its retries. Malformed
 // messages are dead-lettered at once. Events are applied in order-id order, so concurrent
 // batches take their row locks in one order.
-func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, ds []amqp.Delivery) (rest []amqp.Delivery) {
+func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, acks *acker, ds []amqp.Delivery) (rest []amqp.Delivery) {
 	if len(ds) == 1 {
 		return ds
 	}
@@ -381,15 +382,19 @@ func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, ds []amqp.
 		}
 		return rest
 	}
+	tags := make([]uint64, len(items))
+	for i, it := range items {
+		tags[i] = it.d.DeliveryTag
+	}
+	if err := acks.ack(tags...); err != nil {
+		return rest // the connection is gone: redelivered, and skipped by the inbox
+	}
 	for i, it := range items {
 		if c.cfg.afterCommit != nil {
 			c.cfg.afterCommit(it.ev)
 		}
 		if it.d.Redelivered {
 			c.cfg.Metrics.incRedelivered(c.cfg.Queue.Name)
-		}
-		if err := it.d.Ack(false); err != nil {
-			continue // the connection is gone: redelivered, and skipped by the inbox
 		}
 		outcome := "applied"
 		if duplicate[i] {
@@ -404,7 +409,7 @@ func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, ds []amqp.
 
 // handle processes one delivery to its end: acked, dead-lettered, or left unacked for the
 // broker to redeliver when the consumer is stopping or has lost its connection.
-func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Delivery, stopping <-chan struct{}) {
+func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d amqp.Delivery, stopping <-chan struct{}) {
 	q := c.cfg.Queue.Name
 	log := c.cfg.Logger.With("queue", q, "message_id", d.MessageId, "routing_key", d.RoutingKey)
 	if d.Redelivered {
@@ -413,7 +418,7 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Deliver
 	ev, err := ParseEvent(d.Body)
 	if err != nil {
 		log.WarnContext(ctx, "dead-lettering malformed message", "err", err)
-		c.deadLetter(ctx, dlq, d, ReasonMalformed, err, 0, log)
+		c.deadLetter(ctx, dlq, acks, d, ReasonMalformed, err, 0, log)
 		return
 	}
 	log = log.With("event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID)
@@ -425,7 +430,7 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Deliver
 			if c.cfg.afterCommit != nil {
 				c.cfg.afterCommit(ev)
 			}
-			if err := d.Ack(false); err != nil {
+			if err := acks.ack(d.DeliveryTag); err != nil {
 				// The connection is gone: the broker redelivers and the inbox skips it.
 				log.WarnContext(ctx, "ack failed after commit", "err", err)
 				return
@@ -441,10 +446,13 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, d amqp.Deliver
 		}
 		if attempt >= c.cfg.MaxAttempts {
 			log.ErrorContext(ctx, "dead-lettering event: handler keeps failing", "attempts", attempt, "err", err)
-			c.deadLetter(ctx, dlq, d, ReasonFailed, err, attempt, log)
+			c.deadLetter(ctx, dlq, acks, d, ReasonFailed, err, attempt, log)
 			return
 		}
 		c.cfg.Metrics.incRetried(q)
+		if attempt == 1 {
+			_ = acks.retrying(d.DeliveryTag) // what it holds back is acked now, not after the backoff
+		}
 		log.WarnContext(ctx, "handler failed, retrying", "attempt", attempt, "err", err, "retry_in", wait)
 		select {
 		case <-time.After(wait):
@@ -576,7 +584,7 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders)
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that
 // publish is not confirmed, d is rejected without requeue, which the queue's own dead-letter
 // arguments route to the same DLQ (with the broker's x-death reason instead of ours).
-func (c *Consumer) deadLetter(ctx context.Context, dlq *amqp.Channel, d amqp.Delivery, reason string, cause error, attempts int, log *slog.Logger) {
+func (c *Consumer) deadLetter(ctx context.Context, dlq *amqp.Channel, acks *acker, d amqp.Delivery, reason string, cause error, attempts int, log *slog.Logger) {
 	headers := amqp.Table{}
 	for k, v := range d.Headers {
 		headers[k] = v
@@ -604,10 +612,10 @@ func (c *Consumer) deadLetter(ctx context.Context, dlq *amqp.Channel, d amqp.Del
 	}
 	if err != nil {
 		log.WarnContext(ctx, "publish to DLQ failed; rejecting so the broker dead-letters it", "err", err)
-		if err := d.Reject(false); err != nil {
+		if err := acks.reject(d.DeliveryTag); err != nil {
 			return // connection gone: redelivered later, and dead-lettered then
 		}
-	} else if err := d.Ack(false); err != nil {
+	} else if err := acks.ack(d.DeliveryTag); err != nil {
 		return // the DLQ holds a copy and the original comes back; the copy is harmless
 	}
 	c.cfg.Metrics.incDeadLettered(c.cfg.Queue.Name, reason)
