@@ -35,6 +35,17 @@ const (
 	CustomerCenter Service = "customercenter"
 )
 
+// CustomPlan, passed as a statement's first argument, has PostgreSQL plan each run of it with its
+// real arguments: pgx sends it as the unnamed statement (its description cached), which is never
+// planned generically. A prepared statement may instead settle, after five runs, on a generic
+// plan costed against its tables as they were then, and a service starts on empty tables: its
+// batch lookups (id = ANY($1), joins with unnest) were planned as sequential scans and stayed so
+// while the tables grew, a third of PostgreSQL's CPU in the bench. Statements whose plan depends
+// on how big a table is take CustomPlan; the rest (River's, single-row inserts, upserts) keep
+// prepared generic plans: planning every statement (plan_cache_mode=force_custom_plan, as before)
+// cost a quarter of PostgreSQL's statement time, most of it in River's queries.
+const CustomPlan = pgx.QueryExecModeCacheDescribe
+
 // Services lists every service with a database, in a stable order.
 var Services = []Service{Order, Store, Delivery, CustomerCenter}
 

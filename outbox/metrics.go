@@ -160,7 +160,7 @@ WHERE queue = $1 AND state IN ('available', 'pending', 'retryable', 'running', '
 		n   int64
 		age float64
 	)
-	if err := pool.QueryRow(ctx, q, queue).Scan(&n, &age); err != nil {
+	if err := pool.QueryRow(ctx, q, customPlan, queue).Scan(&n, &age); err != nil {
 		return 0, 0, err
 	}
 	return n, time.Duration(age * float64(time.Second)), nil

@@ -34,6 +34,10 @@ type Consumed struct {
 	ConsumedAt time.Time `json:"consumedAt"`
 }
 
+// customPlan plans a statement with its arguments on every run, as db.CustomPlan does for the
+// services: these read river_job and the inbox, which start empty and grow.
+const customPlan = pgx.QueryExecModeCacheDescribe
+
 // ReadTimeline reads one order's timeline from a service's database (published events are kept
 // for the outbox's Retention; consumed ones for as long as the inbox keeps them).
 func ReadTimeline(ctx context.Context, pool *pgxpool.Pool, orderID string) (Timeline, error) {
@@ -45,7 +49,7 @@ WHERE order_id = $1 AND job_id IN (
 	SELECT id FROM river_job WHERE kind = 'outbox_relay' AND args->'orderIds' ? $1
 	UNION ALL -- jobs written before events were batched (migration 00004)
 	SELECT id FROM river_job WHERE kind = 'outbox_relay' AND args ? 'orderId' AND args->>'orderId' = $1)
-ORDER BY created_at, job_id, position`, orderID)
+ORDER BY created_at, job_id, position`, customPlan, orderID)
 	if err != nil {
 		return tl, err
 	}
@@ -61,7 +65,7 @@ ORDER BY created_at, job_id, position`, orderID)
 	}
 	tl.Written = append(tl.Written, written...)
 	rows, err = pool.Query(ctx, `
-SELECT event_id::text, event_type, consumed_at FROM outbox_inbox WHERE order_id = $1 ORDER BY consumed_at`, orderID)
+SELECT event_id::text, event_type, consumed_at FROM outbox_inbox WHERE order_id = $1 ORDER BY consumed_at`, customPlan, orderID)
 	if err != nil {
 		return tl, err
 	}

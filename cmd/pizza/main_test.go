@@ -164,3 +164,32 @@ func TestReadyzReportsUnreachableBroker(t *testing.T) {
 	stop()
 	require.NoError(t, <-done)
 }
+
+// Pools plan for data in memory (random_page_cost 1.1) and the relay's commits do not wait for
+// the disk; a URL that sets either keeps its own.
+func TestPoolSessionSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, _ := dbtest.NewDatabase(t, db.Order)
+	show := func(pool *pgxpool.Pool, name string) string {
+		t.Helper()
+		var v string
+		require.NoError(t, pool.QueryRow(ctx, "SHOW "+name).Scan(&v))
+		return v
+	}
+	for _, tc := range []struct {
+		url                  string
+		async                bool
+		pageCost, syncCommit string
+	}{
+		{url, false, "1.1", "on"},
+		{url, true, "1.1", "off"},
+		{url + "&random_page_cost=2", false, "2", "on"},
+	} {
+		pool, err := openPool(ctx, tc.url, 1, tc.async)
+		require.NoError(t, err)
+		require.Equal(t, tc.pageCost, show(pool, "random_page_cost"), tc.url)
+		require.Equal(t, tc.syncCommit, show(pool, "synchronous_commit"), tc.url)
+		pool.Close()
+	}
+}

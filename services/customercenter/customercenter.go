@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/lifecycle"
@@ -92,7 +93,7 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 	if _, err := tx.Exec(ctx, `INSERT INTO mypage (order_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (order_id) DO NOTHING`, ids); err != nil {
 		return err
 	}
-	rows, err := tx.Query(ctx, `SELECT `+columns+`, now() FROM mypage WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, `SELECT `+columns+`, now() FROM mypage WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, db.CustomPlan, ids)
 	if err != nil {
 		return err
 	}
@@ -155,7 +156,7 @@ UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, r
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 	$10::timestamptz[], $11::bigint[])
 	AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
-WHERE m.order_id = u.order_id`,
+WHERE m.order_id = u.order_id`, db.CustomPlan,
 		c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version)
 	return err
 }

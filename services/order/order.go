@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/lifecycle"
@@ -606,7 +607,7 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 		return nil
 	}
 	rows, err := tx.Query(ctx, `
-SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE`, db.CustomPlan, ids)
 	if err != nil {
 		return err
 	}
@@ -656,6 +657,6 @@ SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orde
 	_, err = tx.Exec(ctx, `
 UPDATE orders SET status = u.status, store_id = NULLIF(u.store_id, ''), reject_reason = NULLIF(u.reject_reason, ''), updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, status, store_id, reject_reason)
-WHERE orders.id = u.id`, upd.ids, upd.status, upd.storeID, upd.reason)
+WHERE orders.id = u.id`, db.CustomPlan, upd.ids, upd.status, upd.storeID, upd.reason)
 	return err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/lifecycle"
@@ -247,7 +248,7 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 	slices.Sort(ids)
 	// Lock the orders already here first (as assign does): they were assigned, rejected or
 	// cancelled before, and stay as they are.
-	rows, err := tx.Query(ctx, `SELECT order_id FROM store_orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, `SELECT order_id FROM store_orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, db.CustomPlan, ids)
 	if err != nil {
 		return err
 	}
@@ -255,7 +256,7 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 	if err != nil {
 		return err
 	}
-	rows, err = tx.Query(ctx, `SELECT id, region, unfinished FROM stores WHERE region = ANY($1) AND open ORDER BY region, unfinished, id`, regions)
+	rows, err = tx.Query(ctx, `SELECT id, region, unfinished FROM stores WHERE region = ANY($1) AND open ORDER BY region, unfinished, id`, db.CustomPlan, regions)
 	if err != nil {
 		return err
 	}
@@ -393,13 +394,13 @@ func (d loadDeltas) Flush(ctx context.Context, tx pgx.Tx) error {
 		deltas[i] = int32(d[id])
 	}
 	if len(ids) > 1 {
-		if _, err := tx.Exec(ctx, `SELECT FROM stores WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT FROM stores WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, db.CustomPlan, ids); err != nil {
 			return err
 		}
 	}
 	_, err := tx.Exec(ctx, `
 UPDATE stores SET unfinished = unfinished + d.delta
-FROM unnest($1::bigint[], $2::int[]) AS d(id, delta) WHERE stores.id = d.id AND d.delta <> 0`, ids, deltas)
+FROM unnest($1::bigint[], $2::int[]) AS d(id, delta) WHERE stores.id = d.id AND d.delta <> 0`, db.CustomPlan, ids, deltas)
 	return err
 }
 
