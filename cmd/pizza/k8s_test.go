@@ -131,7 +131,7 @@ func (m manifests) environment(t *testing.T, c corev1.Container) map[string]stri
 func TestKubernetesManifests(t *testing.T) {
 	t.Parallel()
 	m := loadManifests(t)
-	keys := configKeys(t)
+	keys := append(configKeys(t), "GOMEMLIMIT") // read by Go's runtime
 	require.Equal(t, []string{"pizza"}, m.namespaces)
 
 	components := append([]string{"bff"}, func() []string {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,12 @@ Configuration is read from the environment; see README.md.
 `
 
 func main() {
+	// Every request and event leaves short-lived garbage. At Go's default (100) the collector
+	// took 13% of the process in the bench; 200 halves that for about twice the heap (48 -> 82
+	// MiB there). GOGC, and GOMEMLIMIT in a container with a memory limit, override it.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(200)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], environ(), os.Stdout, os.Stderr); err != nil {
