@@ -92,24 +92,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // WriteError writes err as {"error": {...}} with its status; an error without a code is logged
 // with its detail and shown only as INTERNAL.
 func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil && !errors.As(err, new(*Error)) {
-		return // the caller went away; nobody reads the answer
+	var e *Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			return // the caller went away; nobody reads the answer
+		}
+		logger.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &Error{Code: Internal, Message: "internal error"}
 	}
-	e := Shown(r, logger, err)
 	WriteJSON(w, status(e.Code), struct {
 		Error *Error `json:"error"`
 	}{e})
-}
-
-// Shown is err as a caller may see it: its own *Error, or, for an error without a code, INTERNAL
-// (its detail logged, not shown).
-func Shown(r *http.Request, logger *slog.Logger, err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	logger.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-	return &Error{Code: Internal, Message: "internal error"}
 }
 
 // ReadJSON decodes the request body into v strictly: JSON only, no unknown fields, one value,
@@ -149,10 +142,6 @@ func Handle(logger *slog.Logger, h func(w http.ResponseWriter, r *http.Request) 
 	}
 }
 
-// ErrNoRoute is what Do returns when the service answers that it has no such route (a 404 or
-// 405 that is not one of our errors): a caller may fall back to an older form of the call.
-var ErrNoRoute = &Error{Code: Unavailable, Message: "a backing service does not serve this call; retry shortly"}
-
 // Client calls one service's internal API over pooled keep-alive connections. Given several
 // replicas' addresses it spreads calls over them in turn and, when one cannot be reached, tries
 // the next: a replica that is down costs a failed dial, not a failed request.
@@ -167,9 +156,6 @@ var tracing atomic.Bool
 // TraceCalls makes the clients made from now on carry the caller's trace context to the
 // service. Without a tracer provider that costs a few percent of the CPU for nothing.
 func TraceCalls(on bool) { tracing.Store(on) }
-
-// Traced reports whether the clients made now carry the caller's trace context.
-func Traced() bool { return tracing.Load() }
 
 // NewClient returns a client for the service at base (http://host:port), or at any of several
 // comma-separated bases.
@@ -236,9 +222,6 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			Error *Error `json:"error"`
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error == nil {
-			if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
-				return ErrNoRoute // not one of ours: the service does not serve this path (an older version?)
-			}
 			return &Error{Code: Unavailable, Message: "a backing service failed; retry shortly"}
 		}
 		return e.Error
