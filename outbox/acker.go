@@ -15,8 +15,9 @@ import (
 //
 // Two things must not wait behind a delivery that is slow to settle, because the broker stops
 // delivering once the prefetch window is full of unacked deliveries: a delivery that is
-// retrying (its backoff lasts up to seconds), and more held acks than half the window. In
-// either case what is held back is acked one delivery at a time.
+// retrying (its backoff lasts up to seconds) or being dead-lettered (a confirmed publish), and
+// half the window in held acks. In either case what is held back is acked one delivery at a
+// time.
 //
 // Frames are sent under the lock: a multiple ack overtaken by a later one would name a tag the
 // broker no longer knows, which closes the channel.
@@ -66,8 +67,8 @@ func (a *acker) reject(tag uint64) error {
 	return a.flush()
 }
 
-// retrying marks tag as retrying: the deliveries it holds back are acked now, one by one, and
-// so are later ones until it settles.
+// retrying marks tag as slow to settle (its handler retries, or it is being dead-lettered): the
+// deliveries it holds back are acked now, one by one, and so are later ones until it settles.
 func (a *acker) retrying(tag uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -114,7 +115,7 @@ func (a *acker) flush() error {
 	if last > 0 {
 		errs = append(errs, a.ch.Ack(last, true))
 	}
-	if a.held > 0 && (a.nRetrying > 0 || a.held > a.maxHeld) {
+	if a.held > 0 && (a.nRetrying > 0 || a.held >= a.maxHeld) {
 		for t, s := range a.state {
 			if s == tagHeld {
 				errs = append(errs, a.ch.Ack(t, false))

@@ -90,10 +90,10 @@ func TestAckerGathersAgainAfterARetrySettles(t *testing.T) {
 	require.Zero(t, w.requeued())
 }
 
-// No more than half the prefetch window waits behind an unsettled delivery: past that, the
-// held acks go out one by one, so the broker never stops delivering for want of acks.
-func TestAckerHoldsAtMostHalfTheWindow(t *testing.T) {
-	w := newAckerWorld(t, 12, 8) // holds at most 4
+// Less than half the prefetch window waits behind an unsettled delivery: at half, the held acks
+// go out one by one, so acks held back never fill more than half the window.
+func TestAckerHoldsLessThanHalfTheWindow(t *testing.T) {
+	w := newAckerWorld(t, 12, 10) // holds at most 4
 	require.Zero(t, w.frames(func() { require.NoError(t, w.acks.ack(w.tags[1:5]...)) }))
 	require.Equal(t, int64(5), w.frames(func() { require.NoError(t, w.acks.ack(w.tags[5])) }),
 		"the fifth held ack sends all five")

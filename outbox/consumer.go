@@ -385,14 +385,14 @@ func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, acks *acke
 	tags := make([]uint64, len(items))
 	for i, it := range items {
 		tags[i] = it.d.DeliveryTag
+		if c.cfg.afterCommit != nil {
+			c.cfg.afterCommit(it.ev) // committed, not yet acked
+		}
 	}
 	if err := acks.ack(tags...); err != nil {
 		return rest // the connection is gone: redelivered, and skipped by the inbox
 	}
 	for i, it := range items {
-		if c.cfg.afterCommit != nil {
-			c.cfg.afterCommit(it.ev)
-		}
 		if it.d.Redelivered {
 			c.cfg.Metrics.incRedelivered(c.cfg.Queue.Name)
 		}
@@ -587,6 +587,9 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders)
 // publish is not confirmed, d is rejected without requeue, which the queue's own dead-letter
 // arguments route to the same DLQ (with the broker's x-death reason instead of ours).
 func (c *Consumer) deadLetter(ctx context.Context, dlq *amqp.Channel, acks *acker, d amqp.Delivery, reason string, cause error, attempts int, log *slog.Logger) {
+	// The publish below may wait up to five seconds for its confirm (longer behind a resource
+	// alarm): the acks of the deliveries after this one must not wait with it.
+	_ = acks.retrying(d.DeliveryTag)
 	headers := amqp.Table{}
 	for k, v := range d.Headers {
 		headers[k] = v

@@ -383,7 +383,7 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 	for {
 		tag, err := w.o.pool.Exec(ctx, `
 DELETE FROM outbox_inbox WHERE event_id IN (
-	SELECT event_id FROM outbox_inbox WHERE consumed_at < now() - make_interval(secs => $1) LIMIT 10000)`,
+	SELECT event_id FROM outbox_inbox WHERE consumed_at < now() - make_interval(secs => $1) LIMIT 10000)`, customPlan,
 			w.o.cfg.InboxRetention.Seconds())
 		if err != nil || tag.RowsAffected() < 10000 {
 			return err

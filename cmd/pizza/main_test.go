@@ -184,7 +184,7 @@ func TestPoolSessionSettings(t *testing.T) {
 	}{
 		{url, false, "1.1", "on"},
 		{url, true, "1.1", "off"},
-		{url + "&random_page_cost=2", false, "2", "on"},
+		{withParam(url, "random_page_cost=2"), false, "2", "on"},
 	} {
 		pool, err := openPool(ctx, tc.url, 1, tc.async)
 		require.NoError(t, err)
@@ -192,4 +192,11 @@ func TestPoolSessionSettings(t *testing.T) {
 		require.Equal(t, tc.syncCommit, show(pool, "synchronous_commit"), tc.url)
 		pool.Close()
 	}
+}
+
+func withParam(url, kv string) string {
+	if strings.Contains(url, "?") {
+		return url + "&" + kv
+	}
+	return url + "?" + kv
 }
