@@ -219,6 +219,10 @@ type phase struct {
 	latencies []time.Duration
 	fresh     []time.Duration
 	cpu       time.Duration
+	// host is the machine's busy CPU over the phase and the part of it PostgreSQL and RabbitMQ
+	// processes on this host used (zero where /proc is missing).
+	host      time.Duration
+	hostParts map[string]time.Duration
 	backlog   []string
 	grew      bool
 	heapMiB   float64
@@ -442,6 +446,7 @@ func runOurs(ctx context.Context, cfg config, s benchSettings) (*phase, error) {
 	}()
 	var before syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	hostBefore, hostOK := readHostCPU()
 	const place = `mutation($in: PlaceOrderInput!) { placeOrder(input: $in) { id status } }`
 	p := drive(ctx, s, func(ctx context.Context, c int) error {
 		in := map[string]any{"customerId": fmt.Sprint("bench-", c), "pizza": "bench", "qty": 1, "region": fmt.Sprint("region-", c%s.regions)}
@@ -464,6 +469,9 @@ func runOurs(ctx context.Context, cfg config, s benchSettings) (*phase, error) {
 		}
 		return nil
 	})
+	if hostAfter, ok := readHostCPU(); ok && hostOK {
+		p.host, p.hostParts = hostAfter.since(hostBefore)
+	}
 	var after syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 	p.cpu = time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
@@ -641,6 +649,11 @@ func (p *phase) format(base *phase, ratio float64, s benchSettings) string {
 	fmt.Fprintf(&b, "  backlog at end: %s (grew: %v)\n", strings.Join(p.backlog, " "), p.grew)
 	if p.n > 0 {
 		fmt.Fprintf(&b, "  CPU per order (whole process, both cores): %s; heap in use %.0f MiB\n", p.cpu/time.Duration(p.n), p.heapMiB)
+		if p.host > 0 {
+			per := func(d time.Duration) time.Duration { return (d / time.Duration(p.n)).Round(time.Microsecond) }
+			fmt.Fprintf(&b, "  machine CPU per order (/proc, every process on this host): %s, of which PostgreSQL %s, RabbitMQ %s\n",
+				per(p.host), per(p.hostParts["PostgreSQL"]), per(p.hostParts["RabbitMQ"]))
+		}
 	}
 	fmt.Fprintf(&b, "  ratio ours / baseline: %.2f (baseline %.0f tx/s, p99 %s)\n", ratio, base.perSecond, base.p(99))
 	return b.String()
