@@ -141,7 +141,7 @@ func (h *Hub) Publish(body []byte) {
 	defer h.mu.Unlock()
 	os := h.orders[r.OrderID]
 	if os == nil {
-		os = &orderStream{held: map[int]*model.MyPageOrder{}}
+		os = &orderStream{} // held is made when a version first skips ahead: most orders never do
 		h.orders[r.OrderID] = os
 	}
 	os.touched = time.Now()
@@ -152,6 +152,9 @@ func (h *Hub) Publish(body []byte) {
 		h.deliverLocked(os, r)
 		h.flushLocked(os, false)
 	default:
+		if os.held == nil {
+			os.held = map[int]*model.MyPageOrder{}
+		}
 		os.held[r.Version] = r
 		if os.timer == nil {
 			os.timer = time.AfterFunc(h.holdFor, func() {
