@@ -28,7 +28,7 @@ type acker struct {
 	mu        sync.Mutex
 	low       uint64              // every tag <= low is settled and told
 	state     map[uint64]tagState // the tags above low that are settled or retrying
-	held      int                 // how many of state are held
+	held      map[uint64]struct{} // the tags of state that are held: what acking one by one goes over
 	nRetrying int                 // how many of state are retrying
 }
 
@@ -42,7 +42,7 @@ const (
 
 // newAcker acks on ch, a channel with the given prefetch window.
 func newAcker(ch *amqp.Channel, prefetch int) *acker {
-	return &acker{ch: ch, maxHeld: max(1, prefetch/2), state: map[uint64]tagState{}}
+	return &acker{ch: ch, maxHeld: max(1, prefetch/2), state: map[uint64]tagState{}, held: map[uint64]struct{}{}}
 }
 
 // ack settles tags (committed, or moved to the DLQ). The error is that of a frame it sent: the
@@ -82,13 +82,13 @@ func (a *acker) set(tag uint64, s tagState) {
 	}
 	switch a.state[tag] {
 	case tagHeld:
-		a.held--
+		delete(a.held, tag)
 	case tagRetrying:
 		a.nRetrying--
 	}
 	switch s {
 	case tagHeld:
-		a.held++
+		a.held[tag] = struct{}{}
 	case tagRetrying:
 		a.nRetrying++
 	}
@@ -107,7 +107,7 @@ func (a *acker) flush() error {
 		a.low++
 		delete(a.state, a.low)
 		if s == tagHeld {
-			a.held--
+			delete(a.held, a.low)
 			last = a.low
 		}
 	}
@@ -115,14 +115,14 @@ func (a *acker) flush() error {
 	if last > 0 {
 		errs = append(errs, a.ch.Ack(last, true))
 	}
-	if a.held > 0 && (a.nRetrying > 0 || a.held >= a.maxHeld) {
-		for t, s := range a.state {
-			if s == tagHeld {
-				errs = append(errs, a.ch.Ack(t, false))
-				a.state[t] = tagTold
-			}
+	// Only the held tags are visited: while a delivery retries, the told ones after it pile up
+	// in state until it settles.
+	if len(a.held) > 0 && (a.nRetrying > 0 || len(a.held) >= a.maxHeld) {
+		for t := range a.held {
+			errs = append(errs, a.ch.Ack(t, false))
+			a.state[t] = tagTold
 		}
-		a.held = 0
+		clear(a.held)
 	}
 	return errors.Join(errs...)
 }
