@@ -10,12 +10,13 @@ import (
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // Hub hands each myPage update this BFF replica hears to the subscribers of its customer. It
 // decodes each message once, shares the row between subscribers, and never blocks on a subscriber:
-// each has a bounded buffer, and one that cannot keep up is dropped (its subscription ends with an
+// each has a bounded queue, and one that cannot keep up is dropped (its subscription ends with an
 // error) instead of stalling the others.
 //
 // Updates of one order can reach the BFF out of version order (they are relayed concurrently). The
@@ -34,11 +35,129 @@ type Hub struct {
 	wg     sync.WaitGroup
 }
 
+// subscriber is one myPage subscription: the rows waiting to be sent, oldest first. The hub only
+// ever appends and wakes; the transport takes rows out with fill, on a goroutine that lives only
+// while there is something to send.
 type subscriber struct {
 	customerID string
-	rows       chan *model.MyPageOrder
-	dropped    chan struct{} // closed by the hub when it gives up on this subscriber
-	resync     chan struct{} // a token: updates may have been missed, re-read the current rows
+	out        chan *model.MyPageOrder // what gqlgen's stream reads; fill puts one row at a time
+	reread     func() ([]customercenter.Row, error)
+	logger     *slog.Logger
+
+	mu     sync.Mutex
+	wake   func() // nil until the transport takes the stream over
+	queue  []*model.MyPageOrder
+	sent   map[string]int // the newest version of each order the client has or will have
+	resync bool           // updates may have been missed: re-read the current rows
+	ended  bool
+	err    *gqlerror.Error // why it ended, if it failed
+	closed bool            // out is closed
+}
+
+// offer queues a row unless the client has it already; false when the queue is full, which ends
+// the subscription.
+func (s *subscriber) offer(r *model.MyPageOrder, limit int) bool {
+	s.mu.Lock()
+	ok := true
+	switch {
+	case s.ended || r.Version <= s.sent[r.OrderID]:
+		s.mu.Unlock()
+		return true
+	case len(s.queue) >= limit:
+		s.endLocked(coded("UNAVAILABLE", "the subscriber fell too far behind and was dropped; resubscribe with seen"))
+		ok = false
+	default:
+		s.queueLocked(r)
+	}
+	wake := s.wake
+	s.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+	return ok
+}
+
+func (s *subscriber) queueLocked(r *model.MyPageOrder) {
+	if s.sent == nil {
+		s.sent = map[string]int{}
+	}
+	s.queue = append(s.queue, r)
+	s.sent[r.OrderID] = r.Version
+}
+
+// end ends the subscription with err; rows not yet sent are dropped.
+func (s *subscriber) end(err *gqlerror.Error) {
+	s.mu.Lock()
+	s.endLocked(err)
+	wake := s.wake
+	s.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+}
+
+func (s *subscriber) endLocked(err *gqlerror.Error) {
+	if !s.ended {
+		s.ended, s.err, s.queue = true, err, nil
+	}
+}
+
+// askResync marks that updates may have been missed.
+func (s *subscriber) askResync() {
+	s.mu.Lock()
+	s.resync = true
+	wake := s.wake
+	s.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+}
+
+// fill puts the next row into out, or closes out once the subscription ended (pushStream).
+func (s *subscriber) fill() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resync && !s.ended {
+		s.resync = false
+		s.mu.Unlock()
+		rows, err := s.reread()
+		s.mu.Lock()
+		if err != nil {
+			s.logger.Warn("myPage resync failed", "customer_id", s.customerID, "err", err)
+			s.endLocked(coded("UNAVAILABLE", "the current rows could not be read; resubscribe with seen"))
+		}
+		for i := len(rows) - 1; i >= 0 && !s.ended; i-- { // oldest first
+			if r := toMyPage(rows[i]); r.Version > s.sent[r.OrderID] {
+				s.queueLocked(r)
+			}
+		}
+	}
+	switch {
+	case s.closed:
+		return false
+	case len(s.queue) > 0:
+		select {
+		case s.out <- s.queue[0]:
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+			if len(s.queue) == 0 {
+				s.queue = nil // let the array go
+			}
+		default: // the last row is still there to read
+		}
+		return true
+	case s.ended:
+		close(s.out)
+		s.closed = true
+		return true
+	}
+	return false
+}
+
+func (s *subscriber) failure() *gqlerror.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 type orderStream struct {
@@ -76,13 +195,16 @@ func (h *Hub) Close() {
 	h.wg.Wait()
 }
 
-// subscribe registers a subscriber for a customer's rows.
-func (h *Hub) subscribe(customerID string) *subscriber {
+// subscribe registers a subscriber for a customer's rows. reread reads the current ones, for a
+// resync, or at once when replay is set; sent is the version of each order the client holds.
+func (h *Hub) subscribe(customerID string, reread func() ([]customercenter.Row, error), sent map[string]int, replay bool) *subscriber {
 	s := &subscriber{
 		customerID: customerID,
-		rows:       make(chan *model.MyPageOrder, h.buffer),
-		dropped:    make(chan struct{}),
-		resync:     make(chan struct{}, 1),
+		out:        make(chan *model.MyPageOrder, 1),
+		reread:     reread,
+		logger:     h.logger,
+		sent:       sent,
+		resync:     replay,
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -194,12 +316,9 @@ func (h *Hub) flushLocked(os *orderStream, force bool) {
 func (h *Hub) deliverLocked(os *orderStream, r *model.MyPageOrder) {
 	os.last = r.Version
 	for s := range h.subs[r.CustomerID] {
-		select {
-		case s.rows <- r:
-		default:
+		if !s.offer(r, h.buffer) {
 			h.logger.Warn("dropping a myPage subscriber that cannot keep up", "customer_id", s.customerID, "buffer", h.buffer)
 			h.removeLocked(s)
-			close(s.dropped)
 		}
 	}
 }
@@ -210,10 +329,7 @@ func (h *Hub) Resync() {
 	defer h.mu.Unlock()
 	for _, set := range h.subs {
 		for s := range set {
-			select {
-			case s.resync <- struct{}{}:
-			default: // one is already pending
-			}
+			s.askResync()
 		}
 	}
 }

@@ -2,11 +2,14 @@ package graph
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/outbox"
@@ -25,37 +28,98 @@ func update(t *testing.T, orderID, customerID string, version int64, status life
 	return b
 }
 
-func recv(t *testing.T, s *subscriber) *model.MyPageOrder {
+// testSub is a subscriber driven the way the websocket transport drives one: wakes arrive on a
+// channel, and recv takes rows out with fill.
+type testSub struct {
+	*subscriber
+	woken chan struct{}
+}
+
+func subscribe(h *Hub, customerID string, reread func() ([]customercenter.Row, error), sent map[string]int, replay bool) testSub {
+	s := testSub{h.subscribe(customerID, reread, sent, replay), make(chan struct{}, 1)}
+	s.mu.Lock()
+	s.wake = func() {
+		select {
+		case s.woken <- struct{}{}:
+		default:
+		}
+	}
+	s.mu.Unlock()
+	return s
+}
+
+// recv returns the next row; nil when the subscription ended.
+func recv(t *testing.T, s testSub) *model.MyPageOrder {
 	t.Helper()
-	select {
-	case r := <-s.rows:
-		return r
-	case <-time.After(5 * time.Second):
-		t.Fatal("no row")
-		return nil
+	deadline := time.After(5 * time.Second)
+	for {
+		if s.fill() {
+			return <-s.out
+		}
+		select {
+		case <-s.woken:
+		case <-deadline:
+			t.Fatal("no row")
+		}
 	}
 }
 
-// A subscriber that does not read is dropped once its buffer is full; the others go on getting
-// every row, and the hub never blocks.
+func code(err *gqlerror.Error) any {
+	if err == nil {
+		return nil
+	}
+	return err.Extensions["code"]
+}
+
+// A subscriber that does not read is dropped once its queue is full: its subscription ends with
+// UNAVAILABLE; the others go on getting every row, and the hub never blocks.
 func TestHubDropsASlowSubscriberWithoutStallingOthers(t *testing.T) {
 	t.Parallel()
 	h := NewHub(2, time.Second, slog.New(slog.DiscardHandler))
 	defer h.Close()
-	slow, fast := h.subscribe("1"), h.subscribe("1")
-	other := h.subscribe("2")
+	slow, fast := subscribe(h, "1", nil, nil, false), subscribe(h, "1", nil, nil, false)
+	other := subscribe(h, "2", nil, nil, false)
 	for v := int64(1); v <= 5; v++ {
 		h.Publish(update(t, "10", "1", v, lifecycle.Received))
 		require.Equal(t, int(v), recv(t, fast).Version)
 	}
-	select {
-	case <-slow.dropped:
-	default:
-		t.Fatal("the slow subscriber should have been dropped")
-	}
-	require.Len(t, slow.rows, 2, "it kept what fitted")
+	require.Nil(t, recv(t, slow), "the slow one's stream is over")
+	require.Equal(t, "UNAVAILABLE", code(slow.failure()))
 	require.Equal(t, 2, h.Subscribers(), "the slow one is gone, the others remain")
-	require.Empty(t, other.rows, "another customer's subscriber gets nothing")
+	require.False(t, other.fill(), "another customer's subscriber gets nothing")
+	require.Nil(t, fast.failure())
+}
+
+// A resync re-reads the current rows and sends only what the client does not have; one that
+// cannot be read ends the subscription with UNAVAILABLE. A replay is a resync at the start.
+func TestHubResyncSendsOnlyWhatIsNew(t *testing.T) {
+	t.Parallel()
+	h := NewHub(4, time.Second, slog.New(slog.DiscardHandler))
+	defer h.Close()
+	current := func(versions ...int64) func() ([]customercenter.Row, error) {
+		return func() ([]customercenter.Row, error) {
+			var rows []customercenter.Row
+			for i, v := range versions { // newest first, as customercenter answers
+				row := customercenter.Row{Version: v}
+				row.OrderID, row.CustomerID, row.Status = fmt.Sprint(len(versions)-i), "1", lifecycle.Received
+				rows = append(rows, row)
+			}
+			return rows, nil
+		}
+	}
+	// The client holds order 1 at version 3 and order 2 at version 1; the current rows are
+	// order 2 at version 2 and order 1 at version 3.
+	s := subscribe(h, "1", current(2, 3), map[string]int{"1": 3, "2": 1}, true)
+	r := recv(t, s)
+	require.Equal(t, "2", r.OrderID)
+	require.Equal(t, 2, r.Version)
+	require.False(t, s.fill(), "order 1 was current already")
+
+	failing := subscribe(h, "1", func() ([]customercenter.Row, error) { return nil, errors.New("down") }, nil, false)
+	h.Resync()
+	require.False(t, s.fill(), "nothing new for the first")
+	require.Nil(t, recv(t, failing))
+	require.Equal(t, "UNAVAILABLE", code(failing.failure()))
 }
 
 // Versions of one order that arrive out of order are delivered in order; a gap that is never
@@ -64,7 +128,7 @@ func TestHubDeliversEachOrderInVersionOrder(t *testing.T) {
 	t.Parallel()
 	h := NewHub(16, 50*time.Millisecond, slog.New(slog.DiscardHandler))
 	defer h.Close()
-	s := h.subscribe("1")
+	s := subscribe(h, "1", nil, nil, false)
 	h.Publish(update(t, "10", "1", 2, lifecycle.Received))
 	h.Publish(update(t, "10", "1", 1, lifecycle.Ordered))
 	require.Equal(t, 1, recv(t, s).Version)
@@ -75,7 +139,7 @@ func TestHubDeliversEachOrderInVersionOrder(t *testing.T) {
 	h.Publish(update(t, "10", "1", 3, lifecycle.Cooked)) // too late
 	h.Publish(update(t, "10", "1", 5, lifecycle.Cancelled))
 	require.Equal(t, 5, recv(t, s).Version)
-	require.Empty(t, s.rows)
+	require.False(t, s.fill(), "nothing else")
 }
 
 // Garbage on the queue is ignored, not fatal.
@@ -83,7 +147,7 @@ func TestHubIgnoresMalformedUpdates(t *testing.T) {
 	t.Parallel()
 	h := NewHub(4, time.Second, slog.New(slog.DiscardHandler))
 	defer h.Close()
-	s := h.subscribe("1")
+	s := subscribe(h, "1", nil, nil, false)
 	h.Publish([]byte(`not json`))
 	h.Publish(update(t, "10", "1", 1, lifecycle.Ordered))
 	require.Equal(t, "10", recv(t, s).OrderID)

@@ -15,7 +15,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -26,6 +25,8 @@ import (
 
 // ServerConfig is what the BFF's server needs beyond its backends.
 type ServerConfig struct {
+	// Context ends every websocket when it is done (default: never).
+	Context context.Context
 	// Production turns off introspection and field suggestions.
 	Production bool
 	// MaxBodyBytes bounds a request body (default 64 KiB).
@@ -56,7 +57,7 @@ type Backends struct {
 }
 
 // NewHandler returns the BFF's HTTP handler: the playground at /, GraphQL at /graphql over POST,
-// GET (queries only) and websocket (graphql-transport-ws).
+// GET (queries only) and websocket (graphql-transport-ws, see wsTransport).
 func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
@@ -84,18 +85,11 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	}
 
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{be: be, hub: hub, logger: cfg.Logger}}))
-	srv.AddTransport(transport.Websocket{
-		Implementation: transport.CoderWebsocketImplementation{AcceptOptions: websocket.AcceptOptions{
-			OriginPatterns: cfg.AllowedOrigins,
-			Subprotocols:   []string{"graphql-transport-ws"},
-		}},
-		InitFunc:    wsInit(auth),
-		InitTimeout: cfg.InitTimeout,
-		// graphql-transport-ws pings (gqlgen's KeepAlivePingInterval is for the older protocol).
-		PingPongInterval:      cfg.KeepAlive,
-		KeepAlivePingInterval: cfg.KeepAlive,
-		PayloadReadLimit:      &cfg.MaxBodyBytes,
-	})
+	if cfg.Context == nil {
+		cfg.Context = context.Background()
+	}
+	srv.AddTransport(newWSTransport(cfg.Context, auth, cfg.AllowedOrigins, cfg.InitTimeout, cfg.KeepAlive,
+		cfg.MaxBodyBytes, cfg.Logger))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
@@ -190,20 +184,4 @@ func offersProtocol(headers []string, want string) bool {
 		}
 	}
 	return false
-}
-
-// wsInit authenticates a websocket from its connection_init payload; a missing or bad token
-// closes the connection with 4403.
-func wsInit(auth *Auth) transport.WebsocketInitFunc {
-	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-		c, err := auth.FromHeader(p.Authorization())
-		if err == nil && c == nil {
-			err = errors.New("connection_init must carry Authorization: Bearer <token>")
-		}
-		if err != nil {
-			ctx = transport.WithWebsocketCloseCode(ctx, 4403)
-			return transport.AppendCloseReason(ctx, "forbidden"), nil, err
-		}
-		return withViewer(ctx, c), nil, nil
-	}
 }

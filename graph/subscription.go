@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
-
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/services/customercenter"
 )
@@ -14,76 +12,35 @@ import (
 // than what the client holds; then every change the hub hands over, each order's versions only
 // ever increasing. It ends with the subscription, when the token expires, or with an error when
 // the subscriber falls too far behind.
+//
+// It holds no goroutine: the websocket transport drains the stream when the hub wakes it.
 func (r *Resolver) watchMyPage(ctx context.Context, customerID string, seen []*model.SeenVersion) (<-chan *model.MyPageOrder, error) {
-	sub := r.hub.subscribe(customerID) // before reading the replay, so nothing falls in between
-	sent := map[string]int{}
-	var replay []*model.MyPageOrder
+	sink := sinkFrom(ctx)
+	if sink == nil {
+		return nil, coded(codeBadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
+	}
+	var sent map[string]int // what the client holds
 	if seen != nil {
+		sent = make(map[string]int, len(seen))
 		for _, s := range seen {
-			sent[s.OrderID] = s.Version
-		}
-		rows, err := r.myPageRows(ctx, customerID, customercenter.MaxLimit)
-		if err != nil {
-			r.hub.unsubscribe(sub)
-			return nil, err
-		}
-		for i := len(rows) - 1; i >= 0; i-- { // oldest first
-			replay = append(replay, toMyPage(rows[i]))
+			sent[s.OrderID] = max(sent[s.OrderID], s.Version)
 		}
 	}
-	expires := time.Until(viewer(ctx).ExpiresAt.Time)
-
-	out := make(chan *model.MyPageOrder, 1)
-	go func() {
-		defer close(out)
-		defer r.hub.unsubscribe(sub)
-		expired := time.NewTimer(expires)
-		defer expired.Stop()
-		send := func(row *model.MyPageOrder) bool {
-			if row.Version <= sent[row.OrderID] {
-				return true // the client has it already
-			}
-			select {
-			case out <- row:
-				sent[row.OrderID] = row.Version
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
-		for _, row := range replay {
-			if !send(row) {
-				return
-			}
-		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-expired.C:
-				transport.AddSubscriptionError(ctx, coded(codeUnauthenticated, "the token expired; subscribe again with a new one"))
-				return
-			case <-sub.dropped:
-				transport.AddSubscriptionError(ctx, coded("UNAVAILABLE", "the subscriber fell too far behind and was dropped; resubscribe with seen"))
-				return
-			case <-sub.resync:
-				rows, err := r.myPageRows(ctx, customerID, customercenter.MaxLimit)
-				if err != nil {
-					r.logger.WarnContext(ctx, "myPage resync failed", "customer_id", customerID, "err", err)
-					transport.AddSubscriptionError(ctx, coded("UNAVAILABLE", "updates may have been missed and could not be re-read; resubscribe with seen"))
-					return
-				}
-				for i := len(rows) - 1; i >= 0; i-- {
-					if !send(toMyPage(rows[i])) {
-						return
-					}
-				}
-			case row := <-sub.rows:
-				if !send(row) {
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	reread := func() ([]customercenter.Row, error) { return r.myPageRows(ctx, customerID, customercenter.MaxLimit) }
+	// With seen, the first drain reads the current rows (the replay): after subscribing, so
+	// nothing falls in between.
+	sub := r.hub.subscribe(customerID, reread, sent, seen != nil)
+	expired := time.AfterFunc(time.Until(viewer(ctx).ExpiresAt.Time), func() {
+		sub.end(coded(codeUnauthenticated, "the token expired; subscribe again with a new one"))
+		r.hub.unsubscribe(sub)
+	})
+	context.AfterFunc(ctx, func() { // the client completed it, or the socket closed
+		expired.Stop()
+		r.hub.unsubscribe(sub)
+	})
+	wake := sink.attach(sub)
+	sub.mu.Lock()
+	sub.wake = wake
+	sub.mu.Unlock()
+	return sub.out, nil
 }

@@ -353,7 +353,7 @@ func TestAbuseIsRefusedBeforeResolvers(t *testing.T) {
 
 	ws, _, err = dialWS(context.Background(), base, nil)
 	require.NoError(t, err)
-	require.Equal(t, websocket.StatusProtocolError, ws.closeCode(t), "no connection_init within the timeout")
+	require.Equal(t, websocket.StatusCode(4408), ws.closeCode(t), "no connection_init within the timeout")
 
 	var orders int
 	require.NoError(t, sys.pools[db.Order].QueryRow(context.Background(), `SELECT count(*) FROM orders`).Scan(&orders))

@@ -117,7 +117,12 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		return err
 	}
 
+	// Websockets end after the HTTP drain (their clients resubscribe elsewhere, replaying what
+	// they missed).
+	wsCtx, endWebsockets := context.WithCancel(context.WithoutCancel(ctx))
+	defer endWebsockets()
 	gql := graph.NewHandler(graph.ServerConfig{
+		Context:          wsCtx,
 		Production:       cfg.Common.Env == "production",
 		MaxBodyBytes:     cfg.BFF.MaxBodyBytes,
 		MaxComplexity:    cfg.BFF.MaxComplexity,
@@ -166,6 +171,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
 	defer cancel()
 	srv.shutdown(sctx)
+	endWebsockets()
 	if result == nil {
 		<-httpDone
 	}
@@ -446,8 +452,8 @@ func (o *opsServer) serve(ln net.Listener) error {
 	return nil
 }
 
-// shutdown turns readiness false, drains the requests in flight, then ends websockets (their
-// clients resubscribe elsewhere, replaying what they missed).
+// shutdown turns readiness false, drains the requests in flight, then ends what is left of
+// their contexts.
 func (o *opsServer) shutdown(ctx context.Context) {
 	o.draining.Store(true)
 	if err := o.http.Shutdown(ctx); err != nil {
