@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"sync"
@@ -245,13 +246,17 @@ func (h *Hub) Subscribers() int {
 
 // Publish takes one customercenter.mypage_updated message body.
 func (h *Hub) Publish(body []byte) {
-	ev, err := outbox.ParseEvent(body)
-	if err != nil {
+	// One decoding pass for the envelope and the row: the typed Payload shadows the event's raw one.
+	var msg struct {
+		outbox.Event
+		Payload customercenter.Row `json:"payload"`
+	}
+	if err := json.Unmarshal(body, &msg); err != nil {
 		h.logger.Warn("ignoring a malformed myPage update", "err", err)
 		return
 	}
-	var row customercenter.Row
-	if err := ev.DecodePayload(&row); err != nil || row.OrderID == "" {
+	ev, row := msg.Event, msg.Payload
+	if err := ev.Validate(); err != nil || row.OrderID == "" {
 		h.logger.Warn("ignoring a myPage update without a row", "event_id", ev.ID, "err", err)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -459,7 +460,21 @@ func (op *wsOperation) end(last func()) {
 }
 
 func (op *wsOperation) sendNext(resp *graphql.Response) error {
+	if resp.Errors == nil && resp.Extensions == nil && resp.Label == "" && resp.Path == nil && resp.HasNext == nil &&
+		len(resp.Data) > 0 {
+		return op.sendFrame("next", dataOnly(resp.Data)) // the common push: no second pass over the data
+	}
 	return op.sendFrame("next", resp)
+}
+
+// dataOnly writes {"data":…} around data that gqlgen rendered (valid JSON already).
+type dataOnly json.RawMessage
+
+func (d dataOnly) writeTo(w io.Writer) error {
+	_, _ = w.Write([]byte(`{"data":`))
+	_, _ = w.Write(d)
+	_, err := w.Write([]byte(`}`))
+	return err
 }
 
 // sendFrame writes {"id":…,"type":…,"payload":…} straight into the socket's pooled buffer.
@@ -474,7 +489,13 @@ func (op *wsOperation) sendFrame(typ string, payload any) error {
 		_, _ = w.Write([]byte(`,"type":"` + typ + `"`))
 		if payload != nil {
 			_, _ = w.Write([]byte(`,"payload":`))
-			if err := json.NewEncoder(w).Encode(payload); err != nil {
+			var err error
+			if d, ok := payload.(dataOnly); ok {
+				err = d.writeTo(w)
+			} else {
+				err = json.NewEncoder(w).Encode(payload)
+			}
+			if err != nil {
 				_ = w.Close()
 				return err
 			}

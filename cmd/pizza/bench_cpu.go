@@ -57,22 +57,31 @@ func readHostCPU() (h hostCPU, ok bool) {
 		if !wanted {
 			continue
 		}
-		st, err := os.ReadFile(dir + "/stat")
-		if err != nil {
+		used, ok := procUsed(dir)
+		if !ok {
 			continue
 		}
-		// Fields after the parenthesised command: state is the 3rd field, utime the 14th.
-		_, rest, found := bytes.Cut(st, []byte(") "))
-		fields := strings.Fields(string(rest))
-		if !found || len(fields) < 13 {
-			continue
-		}
-		utime, _ := strconv.ParseInt(fields[11], 10, 64)
-		stime, _ := strconv.ParseInt(fields[12], 10, 64)
 		pid, _ := strconv.Atoi(filepath.Base(dir))
-		h.procs[pid] = procCPU{group: group, used: time.Duration(utime+stime) * clockTick}
+		h.procs[pid] = procCPU{group: group, used: used}
 	}
 	return h, true
+}
+
+// procUsed is the CPU time (user and system) a process has used, from its /proc directory.
+func procUsed(dir string) (time.Duration, bool) {
+	st, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the parenthesised command: state is the 3rd field, utime the 14th.
+	_, rest, found := bytes.Cut(st, []byte(") "))
+	fields := strings.Fields(string(rest))
+	if !found || len(fields) < 13 {
+		return 0, false
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * clockTick, true
 }
 
 // since is the CPU used between an earlier snapshot and h: the machine's busy time, and by

@@ -147,6 +147,9 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 	} else {
 		profiled <- nil
 	}
+	hostBefore, _ := readHostCPU()
+	bffBefore, _ := procUsed(fmt.Sprint("/proc/", child.Process.Pid))
+	selfBefore, _ := procUsed("/proc/self")
 	sent := make([]time.Time, n)
 	for i := range n {
 		row := customercenter.Row{Version: 1}
@@ -172,6 +175,10 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 			missed++
 		}
 	}
+	hostAfter, _ := readHostCPU()
+	bffAfter, _ := procUsed(fmt.Sprint("/proc/", child.Process.Pid))
+	selfAfter, _ := procUsed("/proc/self")
+	busy, byGroup := hostAfter.since(hostBefore)
 	cancel()
 	wg.Wait()
 	_ = ch.ExchangeDelete(exchange, false, false)
@@ -182,10 +189,12 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 	per := func(metric string) float64 { return (after[metric] - before[metric]) / float64(n) / 1024 }
 	report := fmt.Sprintf("%d idle subscribers on one BFF (its own process):\n"+
 		"  per subscriber: live heap +%.1f KiB, goroutine stacks +%.1f KiB (%.1f goroutines), resident memory +%.1f KiB\n"+
-		"  a push to each (one update per customer, published back to back): p50 %s  p99 %s  max %s  (%d not received in 10s)\n",
+		"  a push to each (one update per customer, published back to back): p50 %s  p99 %s  max %s  (%d not received in 10s)\n"+
+		"  machine CPU from the first publish to the last push: %s (the BFF %s, RabbitMQ %s, this bench's publisher and clients %s)\n",
 		n, per("go_memstats_heap_alloc_bytes"), per("go_memstats_stack_inuse_bytes"),
 		(after["go_goroutines"]-before["go_goroutines"])/float64(n), per("process_resident_memory_bytes"),
-		percentile(lat, 50), percentile(lat, 99), percentile(lat, 100), missed)
+		percentile(lat, 50), percentile(lat, 99), percentile(lat, 100), missed,
+		busy.Round(time.Millisecond), bffAfter-bffBefore, byGroup["RabbitMQ"], selfAfter-selfBefore)
 	fmt.Fprint(stdout, report)
 	return report, nil
 }
