@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,14 @@ type Config struct {
 	InboxRetention time.Duration
 	// Retention keeps relayed events this long (default 1h) for inspection.
 	Retention time.Duration
+	// DirectPublish publishes the events of a transaction written through a Scope (every
+	// consumer transaction, and order placements) right after its commit, from the committing
+	// process, without waiting for the relay to fetch them. The relay stays the guarantee: such
+	// events are written as relay jobs due DirectGrace later (default 5s), and the dispatcher
+	// marks them done once the broker confirmed them, so only what it could not publish (a crash,
+	// a broker outage) is relayed, after the grace. Needs a Publisher.
+	DirectPublish bool
+	DirectGrace   time.Duration
 	// Optional reports routing keys for which no bound queue is fine (a live fan-out nobody
 	// listens to right now). Every other unroutable event is retried until a queue exists.
 	Optional func(routingKey string) bool
@@ -84,6 +93,10 @@ type Outbox struct {
 	wakePayload string
 	wakePending atomic.Bool
 	waking      atomic.Bool
+
+	dmu         sync.Mutex
+	dqueue      []directJob // committed, not yet taken by a dispatcher
+	dispatchers int
 }
 
 // relayArgs is the River job that carries the events one transaction wrote: the job row is their
@@ -142,6 +155,12 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	}
 	if cfg.Optional == nil {
 		cfg.Optional = func(string) bool { return false }
+	}
+	if cfg.DirectGrace <= 0 {
+		cfg.DirectGrace = 5 * time.Second
+	}
+	if cfg.Publisher == nil {
+		cfg.DirectPublish = false
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -248,19 +267,24 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 		s.deferWrite(o, events) // inserted with the rest of the consumer transaction's events
 		return nil
 	}
-	return o.insert(ctx, tx, events)
+	_, err := o.insert(ctx, tx, events, false)
+	return err
 }
 
-// insert adds validated, stamped events to tx as relay jobs: one statement however many.
-func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event) error {
+// insert adds validated, stamped events to tx as relay jobs: one statement however many. With
+// direct, the jobs are due only after the grace, and are returned for dispatch after the commit.
+func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct bool) ([]directJob, error) {
 	opts := &river.InsertOpts{Queue: o.cfg.Queue, MaxAttempts: math.MaxInt16}
+	if direct {
+		opts.ScheduledAt = time.Now().Add(o.cfg.DirectGrace)
+	}
 	var params []river.InsertManyParams
 	for chunk := range slices.Chunk(events, maxEventsPerJob) {
 		args := relayArgs{Events: make([]json.RawMessage, len(chunk))}
 		for i, e := range chunk {
 			b, err := json.Marshal(e)
 			if err != nil {
-				return fmt.Errorf("outbox: encode %s: %w", e.Type, err)
+				return nil, fmt.Errorf("outbox: encode %s: %w", e.Type, err)
 			}
 			args.Events[i] = b
 			if !slices.Contains(args.OrderIDs, e.OrderID) {
@@ -270,11 +294,21 @@ func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event) error {
 		params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
 	}
 	if len(params) == 1 {
-		_, err := o.writer.InsertTx(ctx, tx, params[0].Args, opts)
-		return err
+		res, err := o.writer.InsertTx(ctx, tx, params[0].Args, opts)
+		if err != nil || !direct {
+			return nil, err
+		}
+		return []directJob{{id: res.Job.ID, events: params[0].Args.(relayArgs).Events}}, nil
 	}
-	_, err := o.writer.InsertManyTx(ctx, tx, params)
-	return err
+	res, err := o.writer.InsertManyTx(ctx, tx, params)
+	if err != nil || !direct {
+		return nil, err
+	}
+	jobs := make([]directJob, len(res))
+	for i, r := range res {
+		jobs[i] = directJob{id: r.Job.ID, events: params[i].Args.(relayArgs).Events}
+	}
+	return jobs, nil
 }
 
 // Start runs the relay (when the outbox has a Publisher) until Stop.
@@ -319,13 +353,19 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 	if len(raws) == 0 {
 		raws = []json.RawMessage{job.EncodedArgs} // written before events were batched
 	}
+	return errors.Join(o.publish(ctx, raws, job.Attempt)...)
+}
+
+// publish publishes events in their order, their confirms pipelined, and returns the failures
+// (an unroutable event whose key is optional is no failure).
+func (o *Outbox) publish(ctx context.Context, raws []json.RawMessage, attempt int) []error {
 	heads := make([]eventHead, len(raws))
 	msgs := make([]Message, len(raws))
 	spans := make([]trace.Span, len(raws))
 	for i, raw := range raws {
 		// Only what routing and tracing need, without copying the payload.
 		if err := json.Unmarshal(raw, &heads[i]); err != nil {
-			return fmt.Errorf("outbox: undecodable event in relay job: %w", err)
+			return []error{fmt.Errorf("outbox: undecodable event in relay job: %w", err)}
 		}
 		h := heads[i]
 		ev := Event{ID: h.ID, Type: h.Type, OrderID: h.OrderID, TraceParent: h.TraceParent}
@@ -342,7 +382,7 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 				err = nil
 			} else {
 				o.cfg.Logger.WarnContext(ctx, "event unroutable, will retry: no queue is bound for it yet",
-					"event_id", h.ID, "type", h.Type, "order_id", h.OrderID, "attempt", job.Attempt)
+					"event_id", h.ID, "type", h.Type, "order_id", h.OrderID, "attempt", attempt)
 			}
 		} else if err == nil {
 			o.cfg.Metrics.incPublished(o.cfg.Service, h.Type)
@@ -352,12 +392,23 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 		}
 		if err != nil {
 			spans[i].SetStatus(codes.Error, err.Error())
-			failed = append(failed, fmt.Errorf("%s %s: %w", h.Type, h.ID, err))
+			failed = append(failed, &publishError{id: h.ID.String(), typ: h.Type, err: err})
 		}
 		spans[i].End()
 	}
-	return errors.Join(failed...)
+	return failed
 }
+
+// publishError is one event's failed publish.
+type publishError struct {
+	id, typ string
+	err     error
+}
+
+func (e *publishError) Error() string { return e.typ + " " + e.id + ": " + e.err.Error() }
+func (e *publishError) Unwrap() error { return e.err }
+
+func asPublishError(err error, target **publishError) bool { return errors.As(err, target) }
 
 // NextRetry retries a failed relay soon and then at most every ten seconds: the broker is
 // expected back, and the event must not wait River's default hours-long backoff.

@@ -27,6 +27,7 @@ type txScope struct {
 	writers []*Outbox
 	values  map[any]Flusher
 	keys    []any
+	jobs    map[*Outbox][]directJob // written for direct publishing, once committed
 }
 
 // withScope returns ctx carrying a fresh scope for tx.
@@ -84,12 +85,49 @@ func (s *txScope) flush(ctx context.Context) error {
 		}
 	}
 	for _, o := range s.writers {
-		if err := o.insert(ctx, s.tx, s.writes[o]); err != nil {
+		jobs, err := o.insert(ctx, s.tx, s.writes[o], o.cfg.DirectPublish)
+		if err != nil {
 			return fmt.Errorf("outbox: write %d events: %w", len(s.writes[o]), err)
+		}
+		if len(jobs) > 0 {
+			if s.jobs == nil {
+				s.jobs = map[*Outbox][]directJob{}
+			}
+			s.jobs[o] = jobs
 		}
 	}
 	return nil
 }
+
+// committed publishes what the transaction wrote, now that it committed: directly, or by
+// waking the relay.
+func (s *txScope) committed() {
+	for _, o := range s.writers {
+		if jobs, ok := s.jobs[o]; ok {
+			o.dispatch(jobs)
+		} else {
+			o.Wake()
+		}
+	}
+}
+
+// Scope defers a transaction's outbox writes to its end, as a consumer transaction does: Write
+// in its context inserts nothing until Flush, which the caller runs last before the commit, and
+// Committed, after the commit, has the events published (directly, with DirectPublish). A
+// transaction that fails simply never calls Committed.
+type Scope struct{ s *txScope }
+
+// NewScope returns ctx carrying a fresh scope for tx.
+func NewScope(ctx context.Context, tx pgx.Tx) (context.Context, *Scope) {
+	ctx, s := withScope(ctx, tx)
+	return ctx, &Scope{s}
+}
+
+// Flush does the deferred work (ctx is the scope's).
+func (sc *Scope) Flush(ctx context.Context) error { return sc.s.flush(ctx) }
+
+// Committed has the events published; call it once the transaction committed.
+func (sc *Scope) Committed() { sc.s.committed() }
 
 // inScope runs fn in a transaction with a scope, flushing the scope before the commit.
 func inScope(ctx context.Context, db interface {
@@ -105,9 +143,7 @@ func inScope(ctx context.Context, db interface {
 		return s.flush(sctx)
 	})
 	if err == nil {
-		for _, o := range s.writers {
-			o.Wake()
-		}
+		s.committed()
 	}
 	return err
 }

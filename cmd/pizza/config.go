@@ -54,6 +54,8 @@ type relayConfig struct {
 	InboxRetention    time.Duration `env:"OUTBOX_INBOX_RETENTION" envDefault:"168h"`
 	AsyncCommit       bool          `env:"OUTBOX_ASYNC_COMMIT" envDefault:"true"`
 	PollOnly          bool          `env:"OUTBOX_POLL_ONLY" envDefault:"false"`
+	DirectPublish     bool          `env:"OUTBOX_DIRECT_PUBLISH" envDefault:"true"`
+	DirectGrace       time.Duration `env:"OUTBOX_DIRECT_GRACE" envDefault:"5s"`
 	Prefetch          int           `env:"CONSUMER_PREFETCH" envDefault:"256"`
 	Concurrency       int           `env:"CONSUMER_CONCURRENCY" envDefault:"2"`
 	MaxAttempts       int           `env:"CONSUMER_MAX_ATTEMPTS" envDefault:"5"`
@@ -151,6 +153,9 @@ func loadConfig(environ map[string]string) (config, error) {
 	case outbox.QueueClassic, outbox.QueueQuorum:
 	default:
 		return c, fmt.Errorf("configuration: PIZZA_QUEUE_TYPE must be classic or quorum, not %q", c.Common.QueueType)
+	}
+	if c.Relay.DirectGrace < 100*time.Millisecond {
+		return c, fmt.Errorf("configuration: OUTBOX_DIRECT_GRACE must be at least 100ms, not %s", c.Relay.DirectGrace)
 	}
 	if c.Relay.FetchCooldown < time.Millisecond {
 		return c, fmt.Errorf("configuration: OUTBOX_FETCH_COOLDOWN must be at least 1ms, not %s", c.Relay.FetchCooldown)

@@ -214,6 +214,8 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		Retention:         cfg.Relay.Retention,
 		InboxRetention:    cfg.Relay.InboxRetention,
 		PollOnly:          cfg.Relay.PollOnly,
+		DirectPublish:     cfg.Relay.DirectPublish,
+		DirectGrace:       cfg.Relay.DirectGrace,
 		Optional:          optionalKey,
 		Metrics:           metrics,
 		Logger:            logger,

@@ -262,9 +262,6 @@ func (s *Service) commit(group []*placement) {
 
 func (s *Service) commitIn(ctx context.Context, group []*placement) {
 	committing, err := s.insert(ctx, group)
-	if err == nil {
-		s.outbox.Wake()
-	}
 	if err != nil && !committing && len(group) > 1 {
 		for _, p := range group {
 			s.commitIn(ctx, []*placement{p})
@@ -287,10 +284,19 @@ func (s *Service) insert(ctx context.Context, group []*placement) (committing bo
 		return false, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	if err := s.writeGroup(ctx, tx, group); err != nil {
+	// In a scope, the events are published straight after the commit.
+	sctx, scope := outbox.NewScope(ctx, tx)
+	if err := s.writeGroup(sctx, tx, group); err != nil {
 		return false, err
 	}
-	return true, tx.Commit(ctx)
+	if err := scope.Flush(sctx); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return true, err
+	}
+	scope.Committed()
+	return true, nil
 }
 
 func (s *Service) writeGroup(ctx context.Context, tx pgx.Tx, group []*placement) error {
