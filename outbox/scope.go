@@ -129,6 +129,14 @@ func (sc *Scope) Flush(ctx context.Context) error { return sc.s.flush(ctx) }
 // Committed has the events published; call it once the transaction committed.
 func (sc *Scope) Committed() { sc.s.committed() }
 
+// InTx runs fn in a transaction with a scope: what fn writes to an outbox (with the ctx it is
+// given) is inserted at the end, and published once the transaction committed.
+func InTx(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return inScope(ctx, db, fn)
+}
+
 // inScope runs fn in a transaction with a scope, flushing the scope before the commit.
 func inScope(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)

@@ -531,7 +531,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 		return Order{}, api.Errorf(api.NotFound, "no order %q", id)
 	}
 	var o Order
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+columns+` FROM orders WHERE id = $1 FOR UPDATE`, n)
 		if err != nil {
 			return err
@@ -563,9 +563,6 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 		}
 		return s.outbox.Write(ctx, tx, ev)
 	})
-	if err == nil {
-		s.outbox.Wake()
-	}
 	return o, err
 }
 

@@ -149,7 +149,7 @@ func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
 // or rejected order is a CONFLICT; cooking a cooked one changes nothing.
 func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error) {
 	var out Order
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
 		const q = `SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL FOR UPDATE`
 		rows, err := tx.Query(ctx, q, orderID)
 		if err != nil {
@@ -184,9 +184,6 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 		out = o
 		return s.emit(ctx, tx, lifecycle.StoreOrderCooked, orderID, lifecycle.Payload{StoreID: o.StoreID})
 	})
-	if err == nil {
-		s.outbox.Wake() // a cook that changed nothing wrote nothing, and the wake costs one NOTIFY
-	}
 	return out, err
 }
 
