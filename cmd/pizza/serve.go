@@ -272,6 +272,9 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)
 	}
+	// Callers in this process (the BFF, the order service's availability check) skip the socket
+	// when they call this very server (not when their URL leads elsewhere: a proxy, a replica).
+	defer api.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)()
 	if err := ob.Start(ctx); err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
@@ -452,6 +455,19 @@ func (o *opsServer) serve(ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// loopbackURLs are the URLs by which this host reaches a listener: its own address, or for one
+// on every interface, 127.0.0.1 and localhost at its port.
+func loopbackURLs(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return "http://" + net.JoinHostPort(host, port)
+	}
+	return "http://127.0.0.1:" + port + ",http://localhost:" + port
 }
 
 // shutdown turns readiness false, drains the requests in flight, then ends what is left of

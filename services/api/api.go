@@ -166,9 +166,9 @@ func NewClient(base string) *Client {
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	var rt http.RoundTripper = tr
+	var rt http.RoundTripper = localTransport{next: tr}
 	if tracing.Load() { // otelhttp carries the caller's trace to the service
-		rt = otelhttp.NewTransport(tr)
+		rt = otelhttp.NewTransport(rt)
 	}
 	c := &Client{http: &http.Client{Transport: rt}}
 	for _, b := range strings.Split(base, ",") {
