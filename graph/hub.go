@@ -24,9 +24,11 @@ import (
 // hub puts them back in order: a version that skips ahead is held up to holdFor waiting for the
 // missing ones, then delivered anyway.
 type Hub struct {
-	buffer  int
-	holdFor time.Duration
-	logger  *slog.Logger
+	buffer      int
+	holdFor     time.Duration
+	forgetAfter time.Duration
+	sweepEvery  time.Duration
+	logger      *slog.Logger
 
 	mu     sync.Mutex
 	subs   map[string]map[*subscriber]struct{} // by customerId
@@ -170,8 +172,14 @@ type orderStream struct {
 
 // NewHub returns a hub; Close stops its housekeeping.
 func NewHub(buffer int, holdFor time.Duration, logger *slog.Logger) *Hub {
+	return newHub(buffer, holdFor, time.Minute, 10*time.Second, logger)
+}
+
+// newHub is NewHub with its memory settings: an order's version is forgotten forgetAfter after its
+// last update, checked every sweepEvery.
+func newHub(buffer int, holdFor, forgetAfter, sweepEvery time.Duration, logger *slog.Logger) *Hub {
 	h := &Hub{
-		buffer: buffer, holdFor: holdFor, logger: logger,
+		buffer: buffer, holdFor: holdFor, forgetAfter: forgetAfter, sweepEvery: sweepEvery, logger: logger,
 		subs:   map[string]map[*subscriber]struct{}{},
 		orders: map[string]*orderStream{},
 		done:   make(chan struct{}),
@@ -268,7 +276,13 @@ func (h *Hub) Publish(body []byte) {
 	defer h.mu.Unlock()
 	os := h.orders[r.OrderID]
 	if os == nil {
-		os = &orderStream{} // held is made when a version first skips ahead: most orders never do
+		// held is made when a version first skips ahead: most orders never do.
+		os = &orderStream{}
+		if placed := row.PlacedAt; placed.Unix() > 0 && time.Since(placed) > h.forgetAfter {
+			// Known before and forgotten since (a cook, a delivery, minutes later): the versions
+			// before this one went out long ago, nothing is worth waiting for.
+			os.last = r.Version - 1
+		}
 		h.orders[r.OrderID] = os
 	}
 	os.touched = time.Now()
@@ -339,9 +353,11 @@ func (h *Hub) Resync() {
 	}
 }
 
-// sweep forgets the version of orders not heard of for a while, so memory follows activity.
+// sweep forgets the version of orders not heard of for forgetAfter, so memory follows the recent
+// rate (a minute of orders), not the day's. Subscribers keep their own versions, so a forgotten
+// order never sends a client backwards.
 func (h *Hub) sweep() {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTicker(h.sweepEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -350,7 +366,7 @@ func (h *Hub) sweep() {
 		case now := <-t.C:
 			h.mu.Lock()
 			for id, os := range h.orders {
-				if now.Sub(os.touched) > 10*time.Minute && len(os.held) == 0 {
+				if now.Sub(os.touched) > h.forgetAfter && len(os.held) == 0 {
 					delete(h.orders, id)
 				}
 			}

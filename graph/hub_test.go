@@ -19,8 +19,13 @@ import (
 
 func update(t *testing.T, orderID, customerID string, version int64, status lifecycle.Status) []byte {
 	t.Helper()
+	return updatePlaced(t, orderID, customerID, version, status, time.Time{})
+}
+
+func updatePlaced(t *testing.T, orderID, customerID string, version int64, status lifecycle.Status, placed time.Time) []byte {
+	t.Helper()
 	row := customercenter.Row{Version: version}
-	row.OrderID, row.CustomerID, row.Status, row.Pizza = orderID, customerID, status, "p"
+	row.OrderID, row.CustomerID, row.Status, row.Pizza, row.PlacedAt = orderID, customerID, status, "p", placed
 	ev, err := outbox.NewEvent(lifecycle.MyPageUpdated, orderID, "customercenter", row)
 	require.NoError(t, err)
 	b, err := json.Marshal(ev)
@@ -151,4 +156,30 @@ func TestHubIgnoresMalformedUpdates(t *testing.T) {
 	h.Publish([]byte(`not json`))
 	h.Publish(update(t, "10", "1", 1, lifecycle.Ordered))
 	require.Equal(t, "10", recv(t, s).OrderID)
+}
+
+// The hub forgets orders it has not heard of for a while, so its memory follows the recent rate.
+// The next update of a forgotten order placed long ago goes out at once; a new order's version
+// that skips ahead is still held for the ones before it.
+func TestHubForgetsQuietOrders(t *testing.T) {
+	t.Parallel()
+	h := newHub(4, time.Hour, 50*time.Millisecond, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	defer h.Close()
+	s := subscribe(h, "1", nil, nil, false)
+	h.Publish(update(t, "10", "1", 1, lifecycle.Ordered))
+	require.Equal(t, 1, recv(t, s).Version)
+	require.Eventually(t, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.orders) == 0
+	}, 5*time.Second, 5*time.Millisecond, "the quiet order is forgotten")
+
+	// Version 3 of an order placed an hour ago; a held row would wait the hold, an hour.
+	h.Publish(updatePlaced(t, "10", "1", 3, lifecycle.Cooked, time.Now().Add(-time.Hour)))
+	require.Equal(t, 3, recv(t, s).Version)
+	h.Publish(update(t, "11", "1", 2, lifecycle.Received))
+	require.False(t, s.fill(), "a new order's version 2 waits for its version 1")
+	h.Publish(update(t, "11", "1", 1, lifecycle.Ordered))
+	require.Equal(t, 1, recv(t, s).Version)
+	require.Equal(t, 2, recv(t, s).Version)
 }
