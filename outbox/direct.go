@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 // Direct publishing (Config.DirectPublish): a transaction written through a Scope hands its relay
@@ -98,12 +99,47 @@ func (o *Outbox) publishDirect(jobs []directJob) {
 	if len(done) == 0 {
 		return
 	}
-	// As the relay's completion would: attempt 1, finalized now. Only a job still scheduled: one
-	// the relay has taken (the grace passed) is the relay's to finish.
-	if _, err := o.pool.Exec(ctx, `
+	o.markDone(done)
+}
+
+// completeEvery gathers the completions of dispatch rounds into one UPDATE: they are off every
+// event's path, and a round per commit would otherwise cost a statement per commit.
+const completeEvery = 10 * time.Millisecond
+
+// markDone queues jobs to be marked completed; a completer runs while there are any.
+func (o *Outbox) markDone(ids []int64) {
+	o.dmu.Lock()
+	o.doneQ = append(o.doneQ, ids...)
+	start := !o.completing
+	o.completing = true
+	o.dmu.Unlock()
+	if start {
+		go o.completeLoop()
+	}
+}
+
+func (o *Outbox) completeLoop() {
+	for {
+		time.Sleep(completeEvery) // let the rounds of the next few milliseconds join
+		o.dmu.Lock()
+		ids := o.doneQ
+		o.doneQ = nil
+		if len(ids) == 0 {
+			o.completing = false
+			o.dmu.Unlock()
+			return
+		}
+		o.dmu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), o.cfg.DirectGrace)
+		// As the relay's completion would: attempt 1, finalized now. Only a job still scheduled:
+		// one the relay has taken (the grace passed) is the relay's to finish.
+		_, err := o.pool.Exec(ctx, `
 UPDATE river_job SET state = 'completed', attempt = 1, attempted_at = now(), finalized_at = now()
-WHERE id = ANY($1) AND state = 'scheduled'`, customPlan, done); err != nil {
-		o.cfg.Logger.WarnContext(ctx, "marking directly published events done failed; the relay will publish them again",
-			"jobs", len(done), "err", err)
+WHERE id = ANY($1) AND state = 'scheduled'`, customPlan, ids)
+		cancel()
+		if err != nil {
+			o.cfg.Logger.Warn("marking directly published events done failed; the relay will publish them again",
+				"jobs", len(ids), "err", err)
+		}
 	}
 }

@@ -97,6 +97,8 @@ type Outbox struct {
 	dmu         sync.Mutex
 	dqueue      []directJob // committed, not yet taken by a dispatcher
 	dispatchers int
+	doneQ       []int64 // published directly, not yet marked completed
+	completing  bool
 }
 
 // relayArgs is the River job that carries the events one transaction wrote: the job row is their
