@@ -119,10 +119,9 @@ func (s *subscriber) askResync() {
 // fill puts the next row into out, or closes out once the subscription ended (pushStream).
 func (s *subscriber) fill() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.resync && !s.ended {
 		s.resync = false
-		s.mu.Unlock()
+		s.mu.Unlock() // no lock across the read
 		rows, err := s.reread()
 		s.mu.Lock()
 		if err != nil {
@@ -135,9 +134,9 @@ func (s *subscriber) fill() bool {
 			}
 		}
 	}
+	filled := false
 	switch {
 	case s.closed:
-		return false
 	case len(s.queue) > 0:
 		select {
 		case s.out <- s.queue[0]:
@@ -148,13 +147,14 @@ func (s *subscriber) fill() bool {
 			}
 		default: // the last row is still there to read
 		}
-		return true
+		filled = true
 	case s.ended:
 		close(s.out)
 		s.closed = true
-		return true
+		filled = true
 	}
-	return false
+	s.mu.Unlock()
+	return filled
 }
 
 func (s *subscriber) failure() *gqlerror.Error {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -206,8 +207,10 @@ func (c *wsConn) handle(m wsMessage) bool {
 		op := c.ops[m.ID]
 		delete(c.ops, m.ID)
 		c.mu.Unlock()
-		if op != nil {
-			op.cancel() // the client is done with it: nothing more is sent for this id
+		if op != nil { // the client is done with it: nothing more is sent for this id
+			c.wmu.Lock() // not even a frame being written now (sendNext checks under this lock)
+			op.cancel()
+			c.wmu.Unlock()
 		}
 	default:
 		c.closeWith(closeBadRequest, "Invalid message received")
@@ -246,28 +249,27 @@ func (c *wsConn) start(id string, payload json.RawMessage) bool {
 		c.closeWith(closeSubscriberExists, "Subscriber for "+id+" already exists")
 		return false
 	}
-	go op.run(payload, graphql.Now())
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		c.mu.Lock()
+		delete(c.ops, id)
+		c.mu.Unlock()
+		op.cancel()
+		c.closeWith(closeBadRequest, "Invalid subscribe payload")
+		return false
+	}
+	go op.run(params, graphql.Now())
 	return true
 }
 
 // run parses, validates and executes the operation. A query or mutation sends its one response;
 // a subscription whose resolver hands over a pushStream is then driven by wakes alone.
-func (op *wsOperation) run(payload json.RawMessage, begin time.Time) {
-	defer func() {
-		if r := recover(); r != nil {
-			op.c.t.logger.Error("websocket operation panicked", "panic", r)
-			op.finish(coded(codeInternal, "internal error"))
-		}
-	}()
+func (op *wsOperation) run(params *graphql.RawParams, begin time.Time) {
+	defer op.recoverPanic()
 	exec := op.c.exec
 	ctx := graphql.StartOperationTrace(op.ctx)
-	params := &graphql.RawParams{}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(params); err != nil {
-		op.finish(coded(codeBadUserInput, "the subscribe payload is not a GraphQL request"))
-		return
-	}
 	params.ReadTime = graphql.TraceTiming{Start: begin, End: graphql.Now()}
 	rc, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
@@ -402,7 +404,19 @@ func (op *wsOperation) wake() {
 	}
 	op.draining = true
 	op.mu.Unlock()
-	go op.drain()
+	go func() {
+		defer op.recoverPanic()
+		op.drain()
+	}()
+}
+
+// recoverPanic ends the operation with INTERNAL when rendering or resolving panicked (gqlgen
+// recovers resolvers' panics; this catches the rest), instead of taking the BFF down.
+func (op *wsOperation) recoverPanic() {
+	if r := recover(); r != nil {
+		op.c.t.logger.Error("websocket operation panicked", "panic", r, "stack", string(debug.Stack()))
+		op.finish(coded(codeInternal, "internal error"))
+	}
 }
 
 // drain renders and sends what the stream holds, then lets the goroutine go.
@@ -477,9 +491,13 @@ func (d dataOnly) writeTo(w io.Writer) error {
 	return err
 }
 
-// sendFrame writes {"id":…,"type":…,"payload":…} straight into the socket's pooled buffer.
+// sendFrame writes {"id":…,"type":…,"payload":…} straight into the socket's pooled buffer. A
+// next is not sent once the operation ended (the client completed it: it may reuse the id).
 func (op *wsOperation) sendFrame(typ string, payload any) error {
 	return op.c.write(func(ws *websocket.Conn) error {
+		if typ == "next" && op.ctx.Err() != nil {
+			return nil
+		}
 		w, err := ws.NextWriter(websocket.TextMessage)
 		if err != nil {
 			return err

@@ -171,6 +171,10 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 	require.Equal(t, websocket.StatusCode(closeBadRequest), ws.closed())
 
 	ws = f.connect(t, "c-1")
+	ws.send(wsMessage{ID: "s", Type: "subscribe", Payload: json.RawMessage(`["not", "a", "request"]`)})
+	require.Equal(t, websocket.StatusCode(closeBadRequest), ws.closed(), "a subscribe payload that is no request")
+
+	ws = f.connect(t, "c-1")
 	ws.send(wsMessage{Type: "next", ID: "x"})
 	require.Equal(t, websocket.StatusCode(closeBadRequest), ws.closed(), "a server message from the client")
 

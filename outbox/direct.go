@@ -10,15 +10,17 @@ import (
 // jobs to this process's dispatchers once it has committed. A dispatcher publishes everything
 // handed over since its last round in one round (corked, confirms pipelined), then marks the
 // confirmed jobs completed, as the relay would have. The jobs were written due a grace period
-// later, so the relay never fetches one that the dispatcher is still working on, and fetches any
-// the dispatcher did not finish (the process died, the broker was down, the update was lost):
+// later, and a round gives up half a grace before its first job falls due, so the relay never
+// fetches one a dispatcher is still working on; it fetches any the dispatcher did not finish
+// (the process died, the broker was slow or down, the completion was lost):
 // nothing is lost, at worst published twice, which the consumers' inboxes absorb. This takes
 // the relay's fetch (a NOTIFY, a River fetch transaction, and their latency) off every hop.
 
-// directJob is a committed relay job, with its events.
+// directJob is a committed relay job, with its events and the time the relay may take it.
 type directJob struct {
 	id     int64
 	events []json.RawMessage
+	due    time.Time
 }
 
 // maxDispatchers bounds the rounds in flight: while they wait for confirms, commits gather for
@@ -35,6 +37,7 @@ func (o *Outbox) dispatch(jobs []directJob) {
 	start := o.dispatchers < maxDispatchers
 	if start {
 		o.dispatchers++
+		o.dwg.Add(1)
 	}
 	o.dmu.Unlock()
 	if start {
@@ -43,6 +46,7 @@ func (o *Outbox) dispatch(jobs []directJob) {
 }
 
 func (o *Outbox) dispatchLoop() {
+	defer o.dwg.Done()
 	for {
 		o.dmu.Lock()
 		jobs := o.dqueue
@@ -57,10 +61,28 @@ func (o *Outbox) dispatchLoop() {
 	}
 }
 
-// publishDirect publishes one round and marks its confirmed jobs completed. It gives up at the
-// grace: by then the relay may have the jobs.
+// publishDirect publishes one round and marks its confirmed jobs completed. A round ends well
+// before its first job falls due (half the grace before), so the relay never publishes a job a
+// dispatcher is still publishing; jobs that waited that long (the broker was slow or away, the
+// rounds queued) are left to the relay. So the queue holds at most a grace's worth of commits.
 func (o *Outbox) publishDirect(jobs []directJob) {
-	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.DirectGrace)
+	margin := o.cfg.DirectGrace / 2
+	now := time.Now()
+	var deadline time.Time
+	kept := jobs[:0]
+	for _, j := range jobs {
+		if j.due.Sub(now) > margin {
+			kept = append(kept, j)
+			if deadline.IsZero() || j.due.Before(deadline) {
+				deadline = j.due
+			}
+		}
+	}
+	jobs = kept
+	if len(jobs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-margin))
 	defer cancel()
 	var raws []json.RawMessage
 	for _, j := range jobs {
@@ -111,7 +133,10 @@ func (o *Outbox) markDone(ids []int64) {
 	o.dmu.Lock()
 	o.doneQ = append(o.doneQ, ids...)
 	start := !o.completing
-	o.completing = true
+	if start {
+		o.completing = true
+		o.dwg.Add(1)
+	}
 	o.dmu.Unlock()
 	if start {
 		go o.completeLoop()
@@ -119,6 +144,7 @@ func (o *Outbox) markDone(ids []int64) {
 }
 
 func (o *Outbox) completeLoop() {
+	defer o.dwg.Done()
 	for {
 		time.Sleep(completeEvery) // let the rounds of the next few milliseconds join
 		o.dmu.Lock()

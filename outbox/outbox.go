@@ -99,6 +99,7 @@ type Outbox struct {
 	dispatchers int
 	doneQ       []int64 // published directly, not yet marked completed
 	completing  bool
+	dwg         sync.WaitGroup // dispatchers and the completer
 }
 
 // relayArgs is the River job that carries the events one transaction wrote: the job row is their
@@ -300,7 +301,7 @@ func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct b
 		if err != nil || !direct {
 			return nil, err
 		}
-		return []directJob{{id: res.Job.ID, events: params[0].Args.(relayArgs).Events}}, nil
+		return []directJob{{id: res.Job.ID, events: params[0].Args.(relayArgs).Events, due: opts.ScheduledAt}}, nil
 	}
 	res, err := o.writer.InsertManyTx(ctx, tx, params)
 	if err != nil || !direct {
@@ -308,7 +309,7 @@ func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct b
 	}
 	jobs := make([]directJob, len(res))
 	for i, r := range res {
-		jobs[i] = directJob{id: r.Job.ID, events: params[i].Args.(relayArgs).Events}
+		jobs[i] = directJob{id: r.Job.ID, events: params[i].Args.(relayArgs).Events, due: opts.ScheduledAt}
 	}
 	return jobs, nil
 }
@@ -323,10 +324,17 @@ func (o *Outbox) Start(ctx context.Context) error {
 	return o.client.Start(context.WithoutCancel(ctx))
 }
 
-// Stop finishes the publishes in flight and stops fetching (River's soft stop); ctx bounds the wait.
+// Stop finishes the publishes in flight, direct ones included, and stops fetching (River's soft
+// stop); ctx bounds the wait. Call it once the process no longer commits events.
 func (o *Outbox) Stop(ctx context.Context) error {
 	if o.cfg.Publisher == nil {
 		return nil
+	}
+	drained := make(chan struct{})
+	go func() { o.dwg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done(): // what is left is the relay's, after the grace
 	}
 	return o.client.Stop(ctx)
 }

@@ -274,7 +274,8 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	// Callers in this process (the BFF, the order service's availability check) skip the socket
 	// when they call this very server (not when their URL leads elsewhere: a proxy, a replica).
-	defer api.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)()
+	stopLocal := api.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)
+	defer stopLocal()
 	if err := ob.Start(ctx); err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
@@ -295,6 +296,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	logger.InfoContext(ctx, "shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
 	defer cancel()
+	stopLocal() // callers in this process now go over the network, to another replica if there is one
 	srv.shutdown(sctx)
 	if result == nil {
 		<-httpDone

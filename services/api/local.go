@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 )
@@ -14,7 +16,9 @@ import (
 // process) are called without a socket: the client hands the request straight to the service's
 // HTTP handler, the very handler its server runs, so validation, errors, metrics and the
 // caller's breaker behave exactly as over the network. What is saved is the loopback: the
-// writes, reads and wake-ups of two connections, and net/http's parsing on both sides.
+// writes, reads and wake-ups of two connections, and net/http's parsing on both sides. One
+// difference remains: the handler runs on the caller's goroutine, so a handler that ignores its
+// context holds its caller until it returns (ours all pass the context down).
 
 var local sync.Map // host:port -> *localHandler
 
@@ -53,6 +57,9 @@ func (t localTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func serveLocal(h http.Handler, req *http.Request) (resp *http.Response, err error) {
+	if req.Body != nil {
+		defer req.Body.Close() // a RoundTripper closes the body, whatever happens
+	}
 	in := req.Clone(req.Context()) // as a server would see it
 	in.RequestURI = req.URL.RequestURI()
 	in.RemoteAddr = "127.0.0.1:0"
@@ -62,6 +69,10 @@ func serveLocal(h http.Handler, req *http.Request) (resp *http.Response, err err
 	w := &localResponse{header: http.Header{}}
 	defer func() {
 		if v := recover(); v != nil { // over a socket, the connection would break (and the process live on)
+			if v != http.ErrAbortHandler { // net/http's way to abort a response quietly
+				slog.Error("in-process handler panicked", "method", req.Method, "path", req.URL.Path,
+					"panic", v, "stack", string(debug.Stack()))
+			}
 			resp, err = nil, fmt.Errorf("in-process %s %s: handler panicked: %v", req.Method, req.URL.Path, v)
 		}
 	}()
