@@ -133,6 +133,14 @@ func BenchmarkRelay(b *testing.B) {
 // running in a consumer, one event at a time through the real relay and broker. Reports p50 and
 // p99 in milliseconds.
 func BenchmarkCommitToApplied(b *testing.B) {
+	// relay: the commit wakes the relay, which fetches the job and publishes it.
+	// direct: the committing process publishes the events itself (Config.DirectPublish).
+	for _, direct := range []bool{false, true} {
+		b.Run(map[bool]string{false: "relay", true: "direct"}[direct], func(b *testing.B) { benchCommitToApplied(b, direct) })
+	}
+}
+
+func benchCommitToApplied(b *testing.B, direct bool) {
 	bb := &bundle{}
 	_, bb.pool = dbtest.NewDatabase(b, db.Order)
 	bb.names = outboxtest.NewNames(b)
@@ -141,7 +149,7 @@ func BenchmarkCommitToApplied(b *testing.B) {
 
 	pub := NewPublisher(PublisherConfig{URL: outboxtest.URL(), Exchange: bb.names.Exchange})
 	defer pub.Close()
-	o, err := New(bb.pool, Config{Service: "bench", Publisher: pub})
+	o, err := New(bb.pool, Config{Service: "bench", Publisher: pub, DirectPublish: direct})
 	require.NoError(b, err)
 	require.NoError(b, o.Start(ctx))
 	defer o.Stop(ctx) //nolint:errcheck
@@ -160,9 +168,12 @@ func BenchmarkCommitToApplied(b *testing.B) {
 	for range b.N {
 		ev, err := NewEvent("bench.event", "1", "bench", nil)
 		require.NoError(b, err)
-		require.NoError(b, pgx.BeginFunc(ctx, bb.pool, func(tx pgx.Tx) error { return o.Write(ctx, tx, ev) }))
-		start := time.Now()
-		o.Wake() // as the services do after a commit that wrote events
+		var start time.Time
+		// InTx, as the services write: after the commit it wakes the relay, or publishes directly.
+		require.NoError(b, InTx(ctx, bb.pool, func(ctx context.Context, tx pgx.Tx) error {
+			start = time.Now() // from the commit on, give or take the insert
+			return o.Write(ctx, tx, ev)
+		}))
 		<-applied
 		lat = append(lat, time.Since(start))
 	}
