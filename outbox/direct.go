@@ -20,6 +20,7 @@ import (
 type directJob struct {
 	id     int64
 	events []json.RawMessage
+	heads  []eventHead // the events' routing and tracing fields, not to decode them again
 	due    time.Time
 }
 
@@ -85,11 +86,13 @@ func (o *Outbox) publishDirect(jobs []directJob) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-margin))
 	defer cancel()
 	var raws []json.RawMessage
+	var heads []eventHead
 	for _, j := range jobs {
 		raws = append(raws, j.events...)
+		heads = append(heads, j.heads...)
 	}
 	failed := map[string]bool{} // event ids
-	if errs := o.publish(ctx, raws, 0); len(errs) > 0 {
+	if errs := o.publishHeads(ctx, raws, heads, 0); len(errs) > 0 {
 		for _, err := range errs {
 			var pe *publishError
 			if asPublishError(err, &pe) {
@@ -103,9 +106,8 @@ func (o *Outbox) publishDirect(jobs []directJob) {
 	done := make([]int64, 0, len(jobs))
 	for _, j := range jobs {
 		ok := true
-		for _, raw := range j.events {
-			var h eventHead
-			if len(failed) > 0 && (json.Unmarshal(raw, &h) != nil || failed[h.ID.String()]) {
+		for _, h := range j.heads {
+			if len(failed) > 0 && failed[h.ID.String()] {
 				ok = false
 				break
 			}

@@ -282,6 +282,7 @@ func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct b
 		opts.ScheduledAt = time.Now().Add(o.cfg.DirectGrace)
 	}
 	var params []river.InsertManyParams
+	var heads []eventHead // with direct, each event's, in order
 	for chunk := range slices.Chunk(events, maxEventsPerJob) {
 		args := relayArgs{Events: make([]json.RawMessage, len(chunk))}
 		for i, e := range chunk {
@@ -290,6 +291,9 @@ func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct b
 				return nil, fmt.Errorf("outbox: encode %s: %w", e.Type, err)
 			}
 			args.Events[i] = b
+			if direct {
+				heads = append(heads, eventHead{ID: e.ID, Type: e.Type, OrderID: e.OrderID, TraceParent: e.TraceParent})
+			}
 			if !slices.Contains(args.OrderIDs, e.OrderID) {
 				args.OrderIDs = append(args.OrderIDs, e.OrderID)
 			}
@@ -301,7 +305,7 @@ func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct b
 		if err != nil || !direct {
 			return nil, err
 		}
-		return []directJob{{id: res.Job.ID, events: params[0].Args.(relayArgs).Events, due: opts.ScheduledAt}}, nil
+		return []directJob{{id: res.Job.ID, events: params[0].Args.(relayArgs).Events, heads: heads, due: opts.ScheduledAt}}, nil
 	}
 	res, err := o.writer.InsertManyTx(ctx, tx, params)
 	if err != nil || !direct {
@@ -309,7 +313,9 @@ func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct b
 	}
 	jobs := make([]directJob, len(res))
 	for i, r := range res {
-		jobs[i] = directJob{id: r.Job.ID, events: params[i].Args.(relayArgs).Events, due: opts.ScheduledAt}
+		evs := params[i].Args.(relayArgs).Events
+		jobs[i] = directJob{id: r.Job.ID, events: evs, heads: heads[:len(evs)], due: opts.ScheduledAt}
+		heads = heads[len(evs):]
 	}
 	return jobs, nil
 }
@@ -370,13 +376,20 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 // (an unroutable event whose key is optional is no failure).
 func (o *Outbox) publish(ctx context.Context, raws []json.RawMessage, attempt int) []error {
 	heads := make([]eventHead, len(raws))
-	msgs := make([]Message, len(raws))
-	spans := make([]trace.Span, len(raws))
 	for i, raw := range raws {
 		// Only what routing and tracing need, without copying the payload.
 		if err := json.Unmarshal(raw, &heads[i]); err != nil {
 			return []error{fmt.Errorf("outbox: undecodable event in relay job: %w", err)}
 		}
+	}
+	return o.publishHeads(ctx, raws, heads, attempt)
+}
+
+// publishHeads is publish with each event's head already known (the dispatcher wrote them).
+func (o *Outbox) publishHeads(ctx context.Context, raws []json.RawMessage, heads []eventHead, attempt int) []error {
+	msgs := make([]Message, len(raws))
+	spans := make([]trace.Span, len(raws))
+	for i, raw := range raws {
 		h := heads[i]
 		ev := Event{ID: h.ID, Type: h.Type, OrderID: h.OrderID, TraceParent: h.TraceParent}
 		var sctx context.Context
