@@ -478,11 +478,11 @@ func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err err
 // deferred (the events they write, above all) is done once before the commit. duplicate[i]
 // reports that events[i] had been applied before, or appears earlier in events.
 func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bool, err error) {
-	err = inScope(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
-		duplicate, err = c.record(ctx, tx, events)
-		if err != nil {
-			return err
-		}
+	tx, duplicate, err := c.begin(ctx, events)
+	if err != nil {
+		return nil, err
+	}
+	err = inScopeTx(ctx, tx, func(ctx context.Context, tx pgx.Tx) error {
 		fresh := make([]Event, 0, len(events))
 		for i, ev := range events {
 			if !duplicate[i] {
@@ -545,8 +545,9 @@ func EventContext(ctx context.Context, ev Event) context.Context {
 	return ContextOf(ctx, ev)
 }
 
-// record inserts events into the inbox with one statement and reports which were there already.
-func (c *Consumer) record(ctx context.Context, tx pgx.Tx, events []Event) (duplicate []bool, err error) {
+// begin begins the consumer transaction and records events in the inbox, in one round trip (the
+// BEGIN pipelined with the insert), and reports which were there already.
+func (c *Consumer) begin(ctx context.Context, events []Event) (tx pgx.Tx, duplicate []bool, err error) {
 	duplicate = make([]bool, len(events))
 	// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its driver.Valuer (a string, parsed
 	// back), which was most of this statement's cost in the process.
@@ -562,16 +563,32 @@ func (c *Consumer) record(ctx context.Context, tx pgx.Tx, events []Event) (dupli
 		first[ev.ID] = i
 		ids, types, orders = append(ids, [16]byte(ev.ID)), append(types, ev.Type), append(orders, ev.OrderID)
 	}
-	rows, err := tx.Query(ctx, `
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.Queue(`
 INSERT INTO outbox_inbox (event_id, event_type, order_id)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
 ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders)
-	if err != nil {
-		return nil, fmt.Errorf("record in inbox: %w", err)
+	br := c.pool.SendBatch(ctx, b)
+	tx = br.Tx()
+	fresh, err := func() ([][16]byte, error) {
+		if _, err := br.Exec(); err != nil { // BEGIN
+			return nil, err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, pgx.RowTo[[16]byte])
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	fresh, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
 	if err != nil {
-		return nil, fmt.Errorf("record in inbox: %w", err)
+		if tx != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		return nil, nil, fmt.Errorf("record in inbox: %w", err)
 	}
 	isFresh := make(map[uuid.UUID]bool, len(fresh))
 	for _, id := range fresh {
@@ -580,7 +597,7 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders)
 	for id, i := range first {
 		duplicate[i] = !isFresh[id]
 	}
-	return duplicate, nil
+	return tx, duplicate, nil
 }
 
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that

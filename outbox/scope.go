@@ -141,17 +141,27 @@ func InTx(ctx context.Context, db interface {
 func inScope(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	var s *txScope
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		var sctx context.Context
-		sctx, s = withScope(ctx, tx)
-		if err := fn(sctx, tx); err != nil {
-			return err
-		}
-		return s.flush(sctx)
-	})
-	if err == nil {
-		s.committed()
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
 	}
-	return err
+	return inScopeTx(ctx, tx, fn)
+}
+
+// inScopeTx is inScope in a transaction already begun (pipelined with its first statement, as
+// consumers do), which it commits, or rolls back when anything fails.
+func inScopeTx(ctx context.Context, tx pgx.Tx, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	sctx, s := withScope(ctx, tx)
+	if err := fn(sctx, tx); err != nil {
+		return err
+	}
+	if err := s.flush(sctx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.committed()
+	return nil
 }

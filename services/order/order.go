@@ -279,14 +279,30 @@ func (s *Service) commitIn(ctx context.Context, group []*placement) {
 // insert writes a group's orders and events in one transaction; committing reports that the
 // error, if any, came from the COMMIT itself, whose outcome is then unknown.
 func (s *Service) insert(ctx context.Context, group []*placement) (committing bool, err error) {
-	tx, err := s.pool.Begin(ctx)
+	const q = `
+INSERT INTO orders (customer_id, pizza, qty, region, status, reject_reason, retry_after_seconds, idempotency_key)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, 0), NULLIF($8, ''))
+ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING ` + columns
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{}) // the BEGIN goes out with the inserts: one round trip for both
+	for _, p := range group {
+		in := p.in
+		b.Queue(q, in.CustomerID, in.Pizza, in.Qty, in.Region, p.status, p.reason, p.retryAfter, in.IdempotencyKey)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	events, err := readGroup(br, group)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return false, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	// In a scope, the events are published straight after the commit.
 	sctx, scope := outbox.NewScope(ctx, tx)
-	if err := s.writeGroup(sctx, tx, group); err != nil {
+	if err := s.outbox.Write(sctx, tx, events...); err != nil {
 		return false, err
 	}
 	if err := scope.Flush(sctx); err != nil {
@@ -299,45 +315,32 @@ func (s *Service) insert(ctx context.Context, group []*placement) (committing bo
 	return true, nil
 }
 
-func (s *Service) writeGroup(ctx context.Context, tx pgx.Tx, group []*placement) error {
-	const q = `
-INSERT INTO orders (customer_id, pizza, qty, region, status, reject_reason, retry_after_seconds, idempotency_key)
-VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, 0), NULLIF($8, ''))
-ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING ` + columns
-	b := &pgx.Batch{}
-	for _, p := range group {
-		in := p.in
-		b.Queue(q, in.CustomerID, in.Pizza, in.Qty, in.Region, p.status, p.reason, p.retryAfter, in.IdempotencyKey)
+// readGroup reads the BEGIN and the inserts of a group's batch, and returns the events to write.
+func readGroup(br pgx.BatchResults, group []*placement) ([]outbox.Event, error) {
+	if _, err := br.Exec(); err != nil { // BEGIN
+		return nil, err
 	}
-	br := tx.SendBatch(ctx, b)
 	events := make([]outbox.Event, 0, len(group))
 	for _, p := range group {
 		rows, err := br.Query()
 		if err != nil {
-			br.Close()
-			return err
+			return nil, err
 		}
 		p.o, p.err = pgx.CollectExactlyOneRow(rows, scanOrder)
 		if errors.Is(p.err, pgx.ErrNoRows) {
 			continue // the key's first order is returned instead
 		}
 		if p.err != nil {
-			br.Close()
-			return p.err
+			return nil, p.err
 		}
 		ev, err := placedEvent(p.o)
 		if err != nil {
-			br.Close()
-			return err
+			return nil, err
 		}
 		outbox.Stamp(p.ctx, &ev) // each event continues its own request's trace
 		events = append(events, ev)
 	}
-	if err := br.Close(); err != nil {
-		return err
-	}
-	return s.outbox.Write(ctx, tx, events...)
+	return events, nil
 }
 
 // placedEvent announces a recorded order: order.placed, or order.rejected with its reason.
