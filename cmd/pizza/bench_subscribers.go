@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -110,7 +111,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 				if err != nil {
 					return
 				}
-				if strings.Contains(string(data), `"type":"next"`) {
+				if bytes.Contains(data, []byte(`"type":"next"`)) {
 					select {
 					case clients[i].got <- time.Now():
 					default:
