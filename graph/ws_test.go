@@ -112,14 +112,7 @@ func (ws *testWS) closed() websocket.StatusCode {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for " + what)
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
+	require.Eventually(t, cond, 10*time.Second, time.Millisecond, "waiting for %s", what)
 }
 
 // An idle subscription costs its connection one goroutine, the reader; a push is rendered with the

@@ -3,7 +3,10 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Direct publishing (Config.DirectPublish): a transaction written through a Scope hands its relay
@@ -91,11 +94,11 @@ func (o *Outbox) publishDirect(jobs []directJob) {
 		raws = append(raws, j.events...)
 		heads = append(heads, j.heads...)
 	}
-	failed := map[string]bool{} // event ids
+	failed := map[uuid.UUID]bool{} // event ids
 	if errs := o.publishHeads(ctx, raws, heads, 0); len(errs) > 0 {
 		for _, err := range errs {
 			var pe *publishError
-			if asPublishError(err, &pe) {
+			if errors.As(err, &pe) {
 				failed[pe.id] = true
 			} else {
 				o.cfg.Logger.WarnContext(ctx, "direct publish failed; the relay will publish after the grace", "err", err)
@@ -107,7 +110,7 @@ func (o *Outbox) publishDirect(jobs []directJob) {
 	for _, j := range jobs {
 		ok := true
 		for _, h := range j.heads {
-			if len(failed) > 0 && failed[h.ID.String()] {
+			if failed[h.ID] {
 				ok = false
 				break
 			}

@@ -99,7 +99,6 @@ func TestDirectPublishFallsBackToTheRelay(t *testing.T) {
 
 	unreachable := b.writeScoped(t, cut, 10, true)
 	crashed := b.writeScoped(t, cut, 10, false)
-	require.Zero(t, b.effects(t).rows, "neither the cut-off dispatcher nor a dead process published")
 
 	// The relay, elsewhere, with the broker in reach: it takes both jobs once they are due.
 	relay := b.outbox(t, url, func(c *Config) { c.FetchPollInterval = 50 * time.Millisecond })

@@ -253,9 +253,10 @@ func (o *Outbox) wakeLoop() {
 // notification itself from inside an inserting transaction, which is what Wake avoids).
 const riverInsertTopic = "river_insert"
 
-// Write records events in tx: they are relayed if and only if tx commits. Call Wake once tx has
-// committed, or the relay finds the events only at its next poll (a consumer transaction does
-// both for its handlers: its events are inserted once at its end, and it wakes the relay).
+// Write records events in tx: they are published if and only if tx commits. In a scope (InTx,
+// NewScope, every consumer transaction) they are inserted once at the transaction's end and
+// published after its commit, directly or by waking the relay. Outside one, call Wake once tx has
+// committed, or the relay finds the events only at its next poll.
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil
@@ -415,7 +416,7 @@ func (o *Outbox) publishHeads(ctx context.Context, raws []json.RawMessage, heads
 		}
 		if err != nil {
 			spans[i].SetStatus(codes.Error, err.Error())
-			failed = append(failed, &publishError{id: h.ID.String(), typ: h.Type, err: err})
+			failed = append(failed, &publishError{id: h.ID, typ: h.Type, err: err})
 		}
 		spans[i].End()
 	}
@@ -424,14 +425,13 @@ func (o *Outbox) publishHeads(ctx context.Context, raws []json.RawMessage, heads
 
 // publishError is one event's failed publish.
 type publishError struct {
-	id, typ string
-	err     error
+	id  uuid.UUID
+	typ string
+	err error
 }
 
-func (e *publishError) Error() string { return e.typ + " " + e.id + ": " + e.err.Error() }
+func (e *publishError) Error() string { return e.typ + " " + e.id.String() + ": " + e.err.Error() }
 func (e *publishError) Unwrap() error { return e.err }
-
-func asPublishError(err error, target **publishError) bool { return errors.As(err, target) }
 
 // NextRetry retries a failed relay soon and then at most every ten seconds: the broker is
 // expected back, and the event must not wait River's default hours-long backoff.

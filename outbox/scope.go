@@ -134,13 +134,6 @@ func (sc *Scope) Committed() { sc.s.committed() }
 func InTx(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	return inScope(ctx, db, fn)
-}
-
-// inScope runs fn in a transaction with a scope, flushing the scope before the commit.
-func inScope(ctx context.Context, db interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return err
@@ -148,7 +141,7 @@ func inScope(ctx context.Context, db interface {
 	return inScopeTx(ctx, tx, fn)
 }
 
-// inScopeTx is inScope in a transaction already begun (pipelined with its first statement, as
+// inScopeTx is InTx in a transaction already begun (pipelined with its first statement, as
 // consumers do), which it commits, or rolls back when anything fails.
 func inScopeTx(ctx context.Context, tx pgx.Tx, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
