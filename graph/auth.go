@@ -51,9 +51,10 @@ func NewAuth(secret string) (*Auth, error) {
 // Mint signs a token for role, valid for ttl. id is the customerId of a CUSTOMER or the storeId of
 // a MASTER, and must be empty for the others.
 func (a *Auth) Mint(role model.Role, id string, ttl time.Duration) (string, error) {
+	now := a.now()
 	c := Claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
-		IssuedAt:  jwt.NewNumericDate(a.now()),
-		ExpiresAt: jwt.NewNumericDate(a.now().Add(ttl)),
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		Issuer:    "1588-pizza",
 	}}
 	switch role {

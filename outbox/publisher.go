@@ -431,10 +431,8 @@ func (pc *pubChannel) sendAll(ctx context.Context, exchange string, msgs []Messa
 		return fail(ctx.Err())
 	}
 	defer func() { <-pc.pubLock }()
-	if pc.sock != nil {
-		pc.sock.Cork()
-		defer pc.sock.Uncork()
-	}
+	pc.sock.Cork()
+	defer pc.sock.Uncork()
 	now := time.Now()
 	for k, i := range round {
 		m := msgs[i]

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // hostCPU is what /proc says about this host's CPU at one moment: the time every core spent
@@ -19,69 +16,55 @@ type hostCPU struct {
 }
 
 type procCPU struct {
-	group string // "postgres" or "rabbitmq"
+	group string // "PostgreSQL" or "RabbitMQ"
 	used  time.Duration
 }
 
-// clockTick is the unit of /proc's CPU times (USER_HZ, 100 on every Linux this runs on).
-const clockTick = 10 * time.Millisecond
-
 var procGroups = map[string]string{"postgres": "PostgreSQL", "beam.smp": "RabbitMQ"}
 
-// readHostCPU snapshots /proc; ok is false where there is no /proc/stat.
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// readHostCPU snapshots /proc; ok is false where there is none.
 func readHostCPU() (h hostCPU, ok bool) {
-	stat, err := os.ReadFile("/proc/stat")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return h, false
 	}
-	line, _, _ := bytes.Cut(stat, []byte("\n"))
-	f := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal ...
-	if len(f) < 9 || f[0] != "cpu" {
+	stat, err := fs.Stat()
+	if err != nil {
 		return h, false
 	}
-	for i, v := range f[1:9] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		h.busy += time.Duration(n) * clockTick
-	}
+	c := stat.CPUTotal // idle and iowait are not busy
+	h.busy = seconds(c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal)
 	h.procs = map[int]procCPU{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, dir := range dirs {
-		comm, err := os.ReadFile(dir + "/comm")
+	procs, _ := fs.AllProcs()
+	for _, p := range procs {
+		comm, err := p.Comm()
 		if err != nil {
 			continue
 		}
-		group, wanted := procGroups[strings.TrimSpace(string(comm))]
+		group, wanted := procGroups[comm]
 		if !wanted {
 			continue
 		}
-		used, ok := procUsed(dir)
-		if !ok {
-			continue
+		if st, err := p.Stat(); err == nil {
+			h.procs[p.PID] = procCPU{group: group, used: seconds(st.CPUTime())}
 		}
-		pid, _ := strconv.Atoi(filepath.Base(dir))
-		h.procs[pid] = procCPU{group: group, used: used}
 	}
 	return h, true
 }
 
-// procUsed is the CPU time (user and system) a process has used, from its /proc directory.
-func procUsed(dir string) (time.Duration, bool) {
-	st, err := os.ReadFile(dir + "/stat")
+// procUsed is the CPU time (user and system) process pid has used.
+func procUsed(pid int) (time.Duration, bool) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, false
 	}
-	// Fields after the parenthesised command: state is the 3rd field, utime the 14th.
-	_, rest, found := bytes.Cut(st, []byte(") "))
-	fields := strings.Fields(string(rest))
-	if !found || len(fields) < 13 {
+	st, err := p.Stat()
+	if err != nil {
 		return 0, false
 	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * clockTick, true
+	return seconds(st.CPUTime()), true
 }
 
 // since is the CPU used between an earlier snapshot and h: the machine's busy time, and by

@@ -149,8 +149,8 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 		profiled <- nil
 	}
 	hostBefore, _ := readHostCPU()
-	bffBefore, _ := procUsed(fmt.Sprint("/proc/", child.Process.Pid))
-	selfBefore, _ := procUsed("/proc/self")
+	bffBefore, _ := procUsed(child.Process.Pid)
+	selfBefore, _ := procUsed(os.Getpid())
 	sent := make([]time.Time, n)
 	for i := range n {
 		row := customercenter.Row{Version: 1}
@@ -177,8 +177,8 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 		}
 	}
 	hostAfter, _ := readHostCPU()
-	bffAfter, _ := procUsed(fmt.Sprint("/proc/", child.Process.Pid))
-	selfAfter, _ := procUsed("/proc/self")
+	bffAfter, _ := procUsed(child.Process.Pid)
+	selfAfter, _ := procUsed(os.Getpid())
 	busy, byGroup := hostAfter.since(hostBefore)
 	cancel()
 	wg.Wait()

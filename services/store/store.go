@@ -243,8 +243,8 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 		}
 	}
 	slices.Sort(ids)
-	// Lock the orders already here first (as assign does): they were assigned, rejected or
-	// cancelled before, and stay as they are.
+	// Lock the orders already here first, in id order as every batch does: they were assigned,
+	// rejected or cancelled before, and stay as they are.
 	rows, err := tx.Query(ctx, `SELECT order_id FROM store_orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, db.CustomPlan, ids)
 	if err != nil {
 		return err
