@@ -478,23 +478,23 @@ func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err err
 // deferred (the events they write, above all) is done once before the commit. duplicate[i]
 // reports that events[i] had been applied before, or appears earlier in events.
 func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bool, err error) {
-	tx, duplicate, err := c.begin(ctx, events)
+	ctx, tx, duplicate, err := c.begin(ctx, events)
 	if err != nil {
 		return nil, err
 	}
-	err = inScopeTx(ctx, tx, func(ctx context.Context, tx pgx.Tx) error {
-		fresh := make([]Event, 0, len(events))
-		for i, ev := range events {
-			if !duplicate[i] {
-				fresh = append(fresh, ev)
-			}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	fresh := make([]Event, 0, len(events))
+	for i, ev := range events {
+		if !duplicate[i] {
+			fresh = append(fresh, ev)
 		}
-		if len(fresh) == 0 {
-			return nil
+	}
+	if len(fresh) > 0 {
+		if err := c.handler(ctx, tx, fresh); err != nil {
+			return duplicate, err
 		}
-		return c.handler(ctx, tx, fresh)
-	})
-	return duplicate, err
+	}
+	return duplicate, tx.Commit(ctx)
 }
 
 // traced runs fn in a consumer span continuing the event's trace.
@@ -546,8 +546,8 @@ func EventContext(ctx context.Context, ev Event) context.Context {
 }
 
 // begin begins the consumer transaction and records events in the inbox, in one round trip (the
-// BEGIN pipelined with the insert), and reports which were there already.
-func (c *Consumer) begin(ctx context.Context, events []Event) (tx pgx.Tx, duplicate []bool, err error) {
+// BEGIN pipelined with the insert), and reports which were there already. ctx carries tx's scope.
+func (c *Consumer) begin(ctx context.Context, events []Event) (_ context.Context, tx *Tx, duplicate []bool, err error) {
 	duplicate = make([]bool, len(events))
 	// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its driver.Valuer (a string, parsed
 	// back), which was most of this statement's cost in the process.
@@ -565,30 +565,18 @@ func (c *Consumer) begin(ctx context.Context, events []Event) (tx pgx.Tx, duplic
 	}
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
+	var fresh [][16]byte
 	b.Queue(`
 INSERT INTO outbox_inbox (event_id, event_type, order_id)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
-ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders)
-	br := c.pool.SendBatch(ctx, b)
-	tx = br.Tx()
-	fresh, err := func() ([][16]byte, error) {
-		if _, err := br.Exec(); err != nil { // BEGIN
-			return nil, err
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return nil, err
-		}
-		return pgx.CollectRows(rows, pgx.RowTo[[16]byte])
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if tx != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-		}
-		return nil, nil, fmt.Errorf("record in inbox: %w", err)
+ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders).Query(func(rows pgx.Rows) (err error) {
+		fresh, err = pgx.CollectRows(rows, pgx.RowTo[[16]byte])
+		return err
+	})
+	ctx, tx, br := Begin(ctx, c.pool, b)
+	if err := br.Close(); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, nil, nil, fmt.Errorf("record in inbox: %w", err)
 	}
 	isFresh := make(map[uuid.UUID]bool, len(fresh))
 	for _, id := range fresh {
@@ -597,7 +585,7 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders)
 	for id, i := range first {
 		duplicate[i] = !isFresh[id]
 	}
-	return tx, duplicate, nil
+	return ctx, tx, duplicate, nil
 }
 
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that

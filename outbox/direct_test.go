@@ -14,28 +14,27 @@ import (
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
 
-// writeScoped commits n events through a Scope, as consumer transactions and order placements
+// writeScoped commits n events through a Tx, as consumer transactions and order placements
 // do; committed says whether to hand them over after the commit (false: the process "died" in
 // between).
 func (b *bundle) writeScoped(t *testing.T, o *Outbox, n int, committed bool) []uuid.UUID {
 	t.Helper()
 	ids := make([]uuid.UUID, 0, n)
-	var scope *Scope
-	require.NoError(t, pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
-		ctx, sc := NewScope(context.Background(), tx)
-		scope = sc
-		for i := range n {
-			ev, err := NewEvent(testKey, fmt.Sprint(i), "test", map[string]int{"i": i})
-			require.NoError(t, err)
-			ids = append(ids, ev.ID)
-			if err := o.Write(ctx, tx, ev); err != nil {
-				return err
-			}
-		}
-		return sc.Flush(ctx)
-	}))
+	batch := &pgx.Batch{}
+	batch.BeginTx(pgx.TxOptions{})
+	ctx, tx, br := Begin(context.Background(), b.pool, batch)
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after the commit
+	require.NoError(t, br.Close())
+	for i := range n {
+		ev, err := NewEvent(testKey, fmt.Sprint(i), "test", map[string]int{"i": i})
+		require.NoError(t, err)
+		ids = append(ids, ev.ID)
+		require.NoError(t, o.Write(ctx, tx, ev))
+	}
 	if committed {
-		scope.Committed()
+		require.NoError(t, tx.Commit(ctx))
+	} else {
+		require.NoError(t, tx.commit(ctx))
 	}
 	return ids
 }

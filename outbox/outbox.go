@@ -82,12 +82,12 @@ type Config struct {
 }
 
 // Outbox writes events inside the caller's transaction and, when it has a Publisher, relays them
-// to RabbitMQ. Each event is one River job: the job row is the outbox row.
+// to RabbitMQ. The events one transaction writes are one River job (up to maxEventsPerJob): the
+// job row is their outbox row.
 type Outbox struct {
 	cfg    Config
 	pool   *pgxpool.Pool
-	client *river.Client[pgx.Tx] // the relay (and, unless PollOnly, the writer)
-	writer *river.Client[pgx.Tx] // inserts the jobs, never notifying inside the transaction
+	client *river.Client[pgx.Tx] // the relay
 
 	notify      riverdriver.Executor // sends Wake's NOTIFY
 	wakePayload string
@@ -200,15 +200,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox: river client: %w", err)
 	}
 	o.client = client
-	// River sends an insert notification inside the writing transaction unless its limiter,
-	// which runs on the client's FetchCooldown, says one was sent recently: an insert-only
-	// client with an hour's cooldown notifies once an hour. Wake notifies instead, after commit.
-	o.writer, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Logger: rc.Logger, FetchCooldown: time.Hour, FetchPollInterval: time.Hour,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("outbox: river writer: %w", err)
-	}
 	o.notify = riverpgxv5.New(pool).GetExecutor()
 	return o, nil
 }
@@ -268,57 +259,100 @@ func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 		stamp(ctx, &events[i])
 	}
 	if s := scopeOf(ctx, tx); s != nil {
-		s.deferWrite(o, events) // inserted with the rest of the consumer transaction's events
+		s.deferWrite(o, events) // inserted with the COMMIT, with the rest of the transaction's events
 		return nil
 	}
-	_, err := o.insert(ctx, tx, events, false)
-	return err
+	b := &pgx.Batch{}
+	if err := o.queueInsert(b, events, false, nil); err != nil {
+		return err
+	}
+	return tx.SendBatch(ctx, b).Close()
 }
 
-// insert adds validated, stamped events to tx as relay jobs: one statement however many. With
-// direct, the jobs are due only after the grace, and are returned for dispatch after the commit.
-func (o *Outbox) insert(ctx context.Context, tx pgx.Tx, events []Event, direct bool) ([]directJob, error) {
-	opts := &river.InsertOpts{Queue: o.cfg.Queue, MaxAttempts: math.MaxInt16}
+// insertJobs writes relay jobs as River's own insert (JobInsertFastMany) would, without the
+// unique keys relay jobs never have, in one statement however many, and returns their ids.
+// Writing them here, rather than through River's client, lets the insert go out in the same
+// round trip as the COMMIT, and saves River re-encoding the events.
+const insertJobs = `
+INSERT INTO river_job (args, kind, max_attempts, queue, scheduled_at, state)
+SELECT a.args, $2, $3, $4, coalesce($5, now()), $6::river_job_state
+FROM unnest($1::jsonb[]) WITH ORDINALITY AS a(args, n) ORDER BY a.n
+RETURNING id`
+
+// queueInsert queues in b the insert of validated, stamped events as relay jobs (one job per
+// maxEventsPerJob events). With direct, the jobs are due only after the grace, and once the
+// batch's results are read they are handed to jobs, for dispatch after the commit.
+func (o *Outbox) queueInsert(b *pgx.Batch, events []Event, direct bool, jobs func([]directJob)) error {
+	var due *time.Time // nil: due now, by the database's clock
+	state := rivertype.JobStateAvailable
 	if direct {
-		opts.ScheduledAt = time.Now().Add(o.cfg.DirectGrace)
+		at := time.Now().Add(o.cfg.DirectGrace)
+		due, state = &at, rivertype.JobStateScheduled
 	}
-	var params []river.InsertManyParams
-	var heads []eventHead // with direct, each event's, in order
+	var args [][]byte
+	var pending []directJob
 	for chunk := range slices.Chunk(events, maxEventsPerJob) {
-		args := relayArgs{Events: make([]json.RawMessage, len(chunk))}
+		j := directJob{events: make([]json.RawMessage, len(chunk))}
+		var orderIDs []string
 		for i, e := range chunk {
-			b, err := json.Marshal(e)
+			raw, err := json.Marshal(e)
 			if err != nil {
-				return nil, fmt.Errorf("outbox: encode %s: %w", e.Type, err)
+				return fmt.Errorf("outbox: encode %s: %w", e.Type, err)
 			}
-			args.Events[i] = b
+			j.events[i] = raw
 			if direct {
-				heads = append(heads, eventHead{ID: e.ID, Type: e.Type, OrderID: e.OrderID, TraceParent: e.TraceParent})
+				j.heads = append(j.heads, eventHead{ID: e.ID, Type: e.Type, OrderID: e.OrderID, TraceParent: e.TraceParent})
 			}
-			if !slices.Contains(args.OrderIDs, e.OrderID) {
-				args.OrderIDs = append(args.OrderIDs, e.OrderID)
+			if !slices.Contains(orderIDs, e.OrderID) {
+				orderIDs = append(orderIDs, e.OrderID)
 			}
 		}
-		params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
-	}
-	if len(params) == 1 {
-		res, err := o.writer.InsertTx(ctx, tx, params[0].Args, opts)
-		if err != nil || !direct {
-			return nil, err
+		args = append(args, encodeRelayArgs(j.events, orderIDs))
+		if direct {
+			j.due = *due
 		}
-		return []directJob{{id: res.Job.ID, events: params[0].Args.(relayArgs).Events, heads: heads, due: opts.ScheduledAt}}, nil
+		pending = append(pending, j)
 	}
-	res, err := o.writer.InsertManyTx(ctx, tx, params)
-	if err != nil || !direct {
-		return nil, err
+	b.Queue(insertJobs, args, relayArgs{}.Kind(), int16(math.MaxInt16), o.cfg.Queue, due, string(state)).Query(
+		func(rows pgx.Rows) error {
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return fmt.Errorf("outbox: write %d events: %w", len(events), err)
+			}
+			if len(ids) != len(pending) {
+				return fmt.Errorf("outbox: inserted %d relay jobs, expected %d", len(ids), len(pending))
+			}
+			if direct {
+				slices.Sort(ids) // the sequence numbered them in the order they were inserted
+				for i := range pending {
+					pending[i].id = ids[i]
+				}
+				jobs(pending)
+			}
+			return nil
+		})
+	return nil
+}
+
+// encodeRelayArgs is relayArgs{Events: events, OrderIDs: orderIDs} as JSON, without encoding
+// the events again (each is JSON already).
+func encodeRelayArgs(events []json.RawMessage, orderIDs []string) []byte {
+	ids, _ := json.Marshal(orderIDs) // strings always encode
+	n := len(`{"events":[],"orderIds":}`) + len(ids) + len(events)
+	for _, e := range events {
+		n += len(e)
 	}
-	jobs := make([]directJob, len(res))
-	for i, r := range res {
-		evs := params[i].Args.(relayArgs).Events
-		jobs[i] = directJob{id: r.Job.ID, events: evs, heads: heads[:len(evs)], due: opts.ScheduledAt}
-		heads = heads[len(evs):]
+	buf := make([]byte, 0, n)
+	buf = append(buf, `{"events":[`...)
+	for i, e := range events {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, e...)
 	}
-	return jobs, nil
+	buf = append(buf, `],"orderIds":`...)
+	buf = append(buf, ids...)
+	return append(buf, '}')
 }
 
 // Start runs the relay (when the outbox has a Publisher) until Stop.

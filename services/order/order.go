@@ -249,11 +249,11 @@ func (s *Service) lead() {
 	g.leaders--
 }
 
-// commit writes a group in one transaction. When it fails before its COMMIT was sent (nothing
-// was written), each placement is tried alone, so one order's failure is not the others'. A
-// failed COMMIT may have committed anyway (the answer was lost): then every placement gets the
-// error, as a lone caller would, since writing them again could record each order twice. The
-// whole attempt, retries included, is bounded by commitTimeout.
+// commit writes a group in one transaction. When it fails and nothing was written, each
+// placement is tried alone, so one order's failure is not the others'. A COMMIT whose answer was
+// lost may have committed anyway: then every placement gets the error, as a lone caller would,
+// since writing them again could record each order twice. The whole attempt, retries included,
+// is bounded by commitTimeout.
 func (s *Service) commit(group []*placement) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(group[0].ctx), commitTimeout)
 	defer cancel()
@@ -261,8 +261,8 @@ func (s *Service) commit(group []*placement) {
 }
 
 func (s *Service) commitIn(ctx context.Context, group []*placement) {
-	committing, err := s.insert(ctx, group)
-	if err != nil && !committing && len(group) > 1 {
+	unknown, err := s.insert(ctx, group)
+	if err != nil && !unknown && len(group) > 1 {
 		for _, p := range group {
 			s.commitIn(ctx, []*placement{p})
 		}
@@ -276,9 +276,9 @@ func (s *Service) commitIn(ctx context.Context, group []*placement) {
 	}
 }
 
-// insert writes a group's orders and events in one transaction; committing reports that the
-// error, if any, came from the COMMIT itself, whose outcome is then unknown.
-func (s *Service) insert(ctx context.Context, group []*placement) (committing bool, err error) {
+// insert writes a group's orders and events in one transaction, the events inserted with the
+// COMMIT; unknown reports that the error, if any, left the COMMIT's outcome unknown.
+func (s *Service) insert(ctx context.Context, group []*placement) (unknown bool, err error) {
 	const q = `
 INSERT INTO orders (customer_id, pizza, qty, region, status, reject_reason, retry_after_seconds, idempotency_key)
 VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, 0), NULLIF($8, ''))
@@ -290,8 +290,9 @@ RETURNING ` + columns
 		in := p.in
 		b.Queue(q, in.CustomerID, in.Pizza, in.Qty, in.Region, p.status, p.reason, p.retryAfter, in.IdempotencyKey)
 	}
-	br := s.pool.SendBatch(ctx, b)
-	tx := br.Tx()
+	// An outbox transaction: its events are inserted with the COMMIT, and published straight
+	// after it.
+	ctx, tx, br := outbox.Begin(ctx, s.pool, b)
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	events, err := readGroup(br, group)
 	if cerr := br.Close(); err == nil {
@@ -300,19 +301,11 @@ RETURNING ` + columns
 	if err != nil {
 		return false, err
 	}
-	// In a scope, the events are published straight after the commit.
-	sctx, scope := outbox.NewScope(ctx, tx)
-	if err := s.outbox.Write(sctx, tx, events...); err != nil {
+	if err := s.outbox.Write(ctx, tx, events...); err != nil {
 		return false, err
 	}
-	if err := scope.Flush(sctx); err != nil {
-		return false, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return true, err
-	}
-	scope.Committed()
-	return true, nil
+	err = tx.Commit(ctx)
+	return errors.Is(err, outbox.ErrCommitUnknown), err
 }
 
 // readGroup reads the BEGIN and the inserts of a group's batch, and returns the events to write.

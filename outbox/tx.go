@@ -1,0 +1,147 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Tx is a transaction whose outbox writes are deferred to its commit (every consumer
+// transaction, order placements, InTx): Write in its context inserts nothing until Commit, which
+// runs the work deferred with Deferred, then sends the inserts of the events written and the
+// COMMIT in one round trip, and has the events published once committed (directly, with
+// DirectPublish, or by waking the relay). Commit and Rollback release the connection; the Tx
+// must not be used after either.
+//
+// pgx commits a transaction with a round trip of its own, after whatever was sent before it, so
+// a Tx holds its pool connection itself and sends the COMMIT at the end of its last batch: one
+// round trip fewer for every transaction that writes events.
+type Tx struct {
+	pgx.Tx               // the transaction the BEGIN started on conn
+	conn   *pgxpool.Conn // nil once committed or rolled back
+	scope  *txScope
+}
+
+// ErrCommitUnknown reports that the connection failed while the COMMIT was in flight: the
+// transaction may or may not have committed.
+var ErrCommitUnknown = errors.New("outbox: connection lost while committing; the outcome is unknown")
+
+// Begin acquires a connection from pool and sends b on it, which must begin with the transaction
+// (pgx.Batch.BeginTx): the BEGIN goes out with the transaction's first statements. The results
+// are read as usual, starting with the BEGIN's, and must be closed before tx is used; ctx
+// carries tx's scope for Write and Deferred. When the batch fails, tx.Rollback releases the
+// connection (it is always safe to defer).
+func Begin(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) (sctx context.Context, tx *Tx, br pgx.BatchResults) {
+	tx = &Tx{}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		br = pgx.FailedBatchResults(b, err)
+		tx.Tx = br.Tx()
+		return ctx, tx, br
+	}
+	br = conn.SendBatch(ctx, b)
+	tx.Tx, tx.conn = br.Tx(), conn
+	if tx.Tx == nil {
+		panic("outbox.Begin: the batch must begin a transaction (pgx.Batch.BeginTx)")
+	}
+	sctx, tx.scope = withScope(ctx, tx)
+	return sctx, tx, br
+}
+
+// Commit does the deferred work and commits, the events' inserts in the COMMIT's round trip, and
+// releases the connection; then the events are published. An error means nothing was committed,
+// unless errors.Is(err, ErrCommitUnknown).
+func (t *Tx) Commit(ctx context.Context) error {
+	if err := t.commit(ctx); err != nil {
+		return err
+	}
+	t.scope.committed()
+	return nil
+}
+
+// commit is Commit without handing the events over for publishing (a test stops there, as a
+// process that died just after its commit would).
+func (t *Tx) commit(ctx context.Context) error {
+	if t.conn == nil {
+		return pgx.ErrTxClosed
+	}
+	defer t.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // releases the connection
+	s := t.scope
+	for _, k := range s.keys {
+		if err := s.values[k].Flush(ctx, t.Tx); err != nil {
+			return err
+		}
+	}
+	b := &pgx.Batch{}
+	for _, o := range s.writers {
+		err := o.queueInsert(b, s.writes[o], o.cfg.DirectPublish, func(jobs []directJob) {
+			if s.jobs == nil {
+				s.jobs = map[*Outbox][]directJob{}
+			}
+			s.jobs[o] = jobs
+		})
+		if err != nil {
+			return err
+		}
+	}
+	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() == "ROLLBACK" { // the transaction had failed before
+			return pgx.ErrTxCommitRollback
+		}
+		return nil
+	})
+	err := t.Tx.SendBatch(ctx, b).Close()
+	if err == nil {
+		return nil
+	}
+	// Whether the COMMIT ran: a failed statement before it leaves the transaction failed ('E'), an
+	// error before anything was sent leaves it open ('T'), and a failed COMMIT ends it with a
+	// server error ('I'). Anything else (the connection broke, or the COMMIT succeeded but its
+	// results could not be read) leaves the outcome unknown.
+	pc := t.conn.Conn().PgConn()
+	var pgErr *pgconn.PgError
+	switch {
+	case pc.IsClosed():
+	case pc.TxStatus() == 'E', pc.TxStatus() == 'T':
+		return err
+	case pc.TxStatus() == 'I' && (errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback)):
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+}
+
+// Rollback rolls back what is not committed and releases the connection; after Commit it does
+// nothing.
+func (t *Tx) Rollback(ctx context.Context) error {
+	if t.conn == nil {
+		return pgx.ErrTxClosed
+	}
+	conn := t.conn
+	t.conn = nil
+	var err error
+	if conn.Conn().PgConn().TxStatus() != 'I' { // a failed COMMIT batch leaves it 'E'
+		err = t.Tx.Rollback(ctx)
+	}
+	conn.Release() // a connection left in a transaction is closed, not pooled
+	return err
+}
+
+// InTx runs fn in a Tx: what fn writes to an outbox (with the ctx it is given) is inserted with
+// the COMMIT, and published once the transaction committed. fn's error rolls back.
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	ctx, tx, br := Begin(ctx, pool, b)
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if err := br.Close(); err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
