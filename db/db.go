@@ -46,6 +46,11 @@ const (
 // cost a quarter of PostgreSQL's statement time, most of it in River's queries.
 const CustomPlan = pgx.QueryExecModeCacheDescribe
 
+// CustomPlans, run in a transaction, has PostgreSQL plan each of the transaction's later
+// statements with its real arguments, as CustomPlan does for one statement: for statements sent
+// in a batch, which pgx sends prepared, so that CustomPlan cannot apply to them.
+const CustomPlans = `SET LOCAL plan_cache_mode = force_custom_plan`
+
 // Services lists every service with a database, in a stable order.
 var Services = []Service{Order, Store, Delivery, CustomerCenter}
 

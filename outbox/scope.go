@@ -28,6 +28,7 @@ type txScope struct {
 	values  map[any]Flusher
 	keys    []any
 	jobs    map[*Outbox][]directJob // written for direct publishing, once committed
+	execs   []*pgx.QueuedQuery      // sent with the COMMIT (Exec)
 }
 
 // withScope returns ctx carrying a fresh scope for tx.
@@ -65,6 +66,21 @@ func Deferred[T Flusher](ctx context.Context, tx pgx.Tx, key any, mk func() T) (
 	s.values[key] = v
 	s.keys = append(s.keys, key)
 	return v, true
+}
+
+// Exec runs a statement whose outcome the transaction tx needs no sooner than its commit (an
+// UPDATE that writes back what the handlers folded). In a Tx it goes out with the COMMIT, after
+// the Flushers and before the events' inserts, in the order Exec was called, planned with its
+// arguments as db.CustomPlan would; its failure fails the Commit, and nothing is written.
+// Elsewhere it runs at once.
+func Exec(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
+	s := scopeOf(ctx, tx)
+	if s == nil {
+		_, err := tx.Exec(ctx, sql, append([]any{customPlan}, args...)...)
+		return err
+	}
+	s.execs = append(s.execs, &pgx.QueuedQuery{SQL: sql, Arguments: args})
+	return nil
 }
 
 // deferWrite keeps events for the one insert at flush.

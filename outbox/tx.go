@@ -12,8 +12,8 @@ import (
 
 // Tx is a transaction whose outbox writes are deferred to its commit (every consumer
 // transaction, order placements, InTx): Write in its context inserts nothing until Commit, which
-// runs the work deferred with Deferred, then sends the inserts of the events written and the
-// COMMIT in one round trip, and has the events published once committed (directly, with
+// runs the work deferred with Deferred, then sends the statements deferred with Exec, the
+// inserts of the events written and the COMMIT in one round trip, and has the events published once committed (directly, with
 // DirectPublish, or by waking the relay). Commit and Rollback release the connection; the Tx
 // must not be used after either.
 //
@@ -77,6 +77,10 @@ func (t *Tx) commit(ctx context.Context) error {
 		}
 	}
 	b := &pgx.Batch{}
+	if len(s.execs) > 0 {
+		b.Queue(customPlans) // prepared in the batch, they are planned for their arguments all the same
+		b.QueuedQueries = append(b.QueuedQueries, s.execs...)
+	}
 	for _, o := range s.writers {
 		err := o.queueInsert(b, s.writes[o], o.cfg.DirectPublish, func(jobs []directJob) {
 			if s.jobs == nil {

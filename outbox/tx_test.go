@@ -121,6 +121,42 @@ func TestTxFailingAtCommitWritesNothing(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&effects))
 	require.Zero(t, effects)
 	require.Zero(t, b.pool.Stat().AcquiredConns())
+
+	// So does a statement deferred with Exec: it runs only with the COMMIT.
+	ctx, tx = b.beginTx(t)
+	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID))
+	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, nil), "deferred, not run yet")
+	require.NoError(t, o.Write(ctx, tx, ev))
+	err = tx.Commit(ctx)
+	require.ErrorContains(t, err, "not-null")
+	require.NotErrorIs(t, err, ErrCommitUnknown)
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&effects))
+	require.Zero(t, effects)
+	require.Zero(t, b.pool.Stat().AcquiredConns())
+}
+
+// Exec defers a statement to a Tx's COMMIT, and runs it at once in any other transaction.
+func TestExecRunsWithTheCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	count := func() (n int) {
+		require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&n))
+		return n
+	}
+	ctx, tx := b.beginTx(t)
+	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES (gen_random_uuid())`))
+	var seen int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM effects`).Scan(&seen))
+	require.Zero(t, seen, "not sent before the commit")
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, 1, count())
+
+	plain, err := b.pool.Begin(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, Exec(context.Background(), plain, `INSERT INTO effects (event_id) VALUES (gen_random_uuid())`))
+	require.NoError(t, plain.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&seen))
+	require.Equal(t, 2, seen, "run at once outside a Tx")
+	require.NoError(t, plain.Rollback(context.Background()))
 }
 
 type failingFlush struct{}

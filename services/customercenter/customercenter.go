@@ -74,9 +74,9 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error 
 }
 
 // HandleBatch folds a batch of events into their orders' rows set-based: one statement creates
-// the missing rows, one locks them all (in order-id order, so concurrent batches cannot
-// deadlock), the events are folded in Go in their order, and one statement writes the changed
-// rows back. Every change still goes up by one version and is announced on its own, exactly as
+// the missing rows and one locks them all (in order-id order, so concurrent batches cannot
+// deadlock), in one round trip; the events are folded in Go in their order, and one statement,
+// sent with the COMMIT, writes the changed rows back. Every change still goes up by one version and is announced on its own, exactly as
 // Handle would have done event by event.
 func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
 	ids := make([]string, 0, len(events))
@@ -90,18 +90,21 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	if _, err := tx.Exec(ctx, `INSERT INTO mypage (order_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (order_id) DO NOTHING`, ids); err != nil {
-		return err
-	}
-	rows, err := tx.Query(ctx, `SELECT `+columns+`, now() FROM mypage WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, db.CustomPlan, ids)
-	if err != nil {
-		return err
-	}
-	var now time.Time
-	locked, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) {
-		return scanRowWith(r, &now)
-	})
-	if err != nil {
+	// One round trip: create the missing rows, then lock them all (planned for these ids, not
+	// generically: the table starts empty).
+	b := &pgx.Batch{}
+	b.Queue(db.CustomPlans)
+	b.Queue(`INSERT INTO mypage (order_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (order_id) DO NOTHING`, ids)
+	var (
+		now    time.Time
+		locked []Row
+	)
+	b.Queue(`SELECT `+columns+`, now() FROM mypage WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids).Query(
+		func(rows pgx.Rows) (err error) {
+			locked, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) { return scanRowWith(r, &now) })
+			return err
+		})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
 	current := make(map[string]*Row, len(locked))
@@ -149,16 +152,16 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 		c.store, c.delivery = append(c.store, r.StoreID), append(c.delivery, r.DeliveryID)
 		c.qty, c.placed, c.version = append(c.qty, int32(r.Qty)), append(c.placed, placedAt(r.PlacedAt)), append(c.version, r.Version)
 	}
-	_, err = tx.Exec(ctx, `
+	// Written back with the COMMIT: nothing here needs its answer.
+	return outbox.Exec(ctx, tx, `
 UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
 	reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
 	placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 	$10::timestamptz[], $11::bigint[])
 	AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
-WHERE m.order_id = u.order_id`, db.CustomPlan,
+WHERE m.order_id = u.order_id`,
 		c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version)
-	return err
 }
 
 func placedAt(t time.Time) time.Time {

@@ -5,8 +5,12 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/db/dbtest"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/lifecycle"
 )
@@ -17,17 +21,30 @@ import (
 func TestBatchStatementsUseTheIndexAfterTheTableGrows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, pool := newGroupService(t)
-	conn, err := pool.Acquire(ctx) // plans are per connection: one connection sees every run
+	url, _ := dbtest.NewDatabase(t, db.Order)
+	// Plans are per connection: a pool of one sees every run on the same connection.
+	pool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
 	require.NoError(t, err)
-	defer conn.Release()
+	t.Cleanup(pool.Close)
+	ob, err := outbox.New(pool, outbox.Config{Service: "order"})
+	require.NoError(t, err)
+	s := New(pool, ob, storeFunc(func(context.Context, string) (bool, error) { return true, nil }), Config{})
 
-	apply := func() (seqScans int64) {
+	// seqScans is the orders table's sequential scans so far, this connection's included: its
+	// pending counts are flushed first.
+	seqScans := func() (n int64) {
+		t.Helper()
+		_, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+		require.NoError(t, err)
+		require.NoError(t, pool.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'orders'`).Scan(&n))
+		return n
+	}
+	apply := func() (scans int64) {
 		t.Helper()
 		// Fresh orders each time, so the batch changes them: its lookup and its UPDATE ... FROM
-		// unnest both run on every pass.
+		// unnest (sent with the COMMIT, as in a consumer transaction) both run on every pass.
 		var ids []int64
-		require.NoError(t, conn.QueryRow(ctx, `
+		require.NoError(t, pool.QueryRow(ctx, `
 WITH o AS (INSERT INTO orders (customer_id, pizza, qty, region, status)
 	SELECT 'c-' || n, '페퍼로니', 1, '강남구', 'ORDERED' FROM generate_series(1, 3) n RETURNING id)
 SELECT array_agg(id ORDER BY id) FROM o`).Scan(&ids))
@@ -37,28 +54,26 @@ SELECT array_agg(id ORDER BY id) FROM o`).Scan(&ids))
 			require.NoError(t, err)
 			evs = append(evs, ev)
 		}
-		tx, err := conn.Begin(ctx)
-		require.NoError(t, err)
-		defer tx.Rollback(ctx) //nolint:errcheck // a rollback after Commit is a no-op
-		// The backend's counts not yet sent to the shared statistics: a difference is this batch's.
-		const q = `SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'orders'`
-		var before int64
-		require.NoError(t, tx.QueryRow(ctx, q).Scan(&before))
-		require.NoError(t, s.HandleBatch(ctx, tx, evs))
-		require.NoError(t, tx.QueryRow(ctx, q).Scan(&seqScans))
-		seqScans -= before
+		before := seqScans()
+		b := &pgx.Batch{}
+		b.BeginTx(pgx.TxOptions{})
+		tctx, tx, br := outbox.Begin(ctx, pool, b)
+		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+		require.NoError(t, br.Close())
+		require.NoError(t, s.HandleBatch(tctx, tx, evs))
+		require.NoError(t, tx.Commit(tctx))
+		scans = seqScans() - before
 		var received int // counted after the scans were read: this check may scan as it likes
-		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'RECEIVED'`, ids).Scan(&received))
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'RECEIVED'`, ids).Scan(&received))
 		require.Equal(t, len(ids), received, "the batch updated its orders")
-		require.NoError(t, tx.Commit(ctx))
-		return seqScans
+		return scans
 	}
 	// More than five runs on a tiny table: where PostgreSQL settles on a generic plan.
 	for range 8 {
 		apply()
 	}
 	// The table grows, and nothing (no ANALYZE) tells a cached plan so.
-	_, err = conn.Exec(ctx, `INSERT INTO orders (customer_id, pizza, qty, region, status)
+	_, err = pool.Exec(ctx, `INSERT INTO orders (customer_id, pizza, qty, region, status)
 SELECT 'c-' || n, '페퍼로니', 1, '강남구', 'RECEIVED' FROM generate_series(1, 20000) n`)
 	require.NoError(t, err)
 	require.Zero(t, apply(), "a batch read the whole orders table")
