@@ -71,8 +71,9 @@ func (t *Tx) commit(ctx context.Context) error {
 	}
 	defer t.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // releases the connection
 	s := t.scope
+	ctx = context.WithValue(ctx, scopeKey{}, s) // a Flush may Exec: into this batch
 	for _, k := range s.keys {
-		if err := s.values[k].Flush(ctx, t.Tx); err != nil {
+		if err := s.values[k].Flush(ctx, t); err != nil {
 			return err
 		}
 	}

@@ -245,25 +245,29 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 	slices.Sort(ids)
 	// Lock the orders already here first, in id order as every batch does: they were assigned,
 	// rejected or cancelled before, and stay as they are.
-	rows, err := tx.Query(ctx, `SELECT order_id FROM store_orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, db.CustomPlan, ids)
-	if err != nil {
-		return err
-	}
-	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	rows, err = tx.Query(ctx, `SELECT id, region, unfinished FROM stores WHERE region = ANY($1) AND open ORDER BY region, unfinished, id`, db.CustomPlan, regions)
-	if err != nil {
-		return err
-	}
+	// That lock and the open stores' loads go out together, planned for these arguments.
 	type load struct {
 		ID         int64
 		Region     string
 		Unfinished int64
 	}
-	loads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[load])
-	if err != nil {
+	var (
+		known []string
+		loads []load
+	)
+	b := &pgx.Batch{}
+	b.Queue(db.CustomPlans)
+	b.Queue(`SELECT order_id FROM store_orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids).Query(
+		func(rows pgx.Rows) (err error) {
+			known, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+	b.Queue(`SELECT id, region, unfinished FROM stores WHERE region = ANY($1) AND open ORDER BY region, unfinished, id`, regions).Query(
+		func(rows pgx.Rows) (err error) {
+			loads, err = pgx.CollectRows(rows, pgx.RowToStructByPos[load])
+			return err
+		})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
 	pending, _ := outbox.Deferred(ctx, tx, loadKey{}, newLoadDeltas)
@@ -298,7 +302,7 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 	if len(ins.orderID) == 0 {
 		return nil
 	}
-	rows, err = tx.Query(ctx, `
+	rows, err := tx.Query(ctx, `
 INSERT INTO store_orders (order_id, store_id, customer_id, pizza, qty, region, status)
 SELECT order_id, NULLIF(store_id, 0), customer_id, pizza, qty, region, status
 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
@@ -373,8 +377,9 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
 }
 
 // loadDeltas are changes to stores' unfinished counts that a consumer transaction applies at its
-// end, once per store and in store-id order: a store's counter row is then locked only for the
-// commit, and concurrent batches that touch several stores queue instead of deadlocking.
+// end, once per store and in store-id order, in the COMMIT's round trip: a store's counter row is
+// then locked only for the commit, and concurrent batches that touch several stores queue
+// instead of deadlocking.
 type loadDeltas map[int64]int
 
 type loadKey struct{}
@@ -390,15 +395,15 @@ func (d loadDeltas) Flush(ctx context.Context, tx pgx.Tx) error {
 	for i, id := range ids {
 		deltas[i] = int32(d[id])
 	}
+	// Both go out with the COMMIT (outbox.Exec), the lock before the update.
 	if len(ids) > 1 {
-		if _, err := tx.Exec(ctx, `SELECT FROM stores WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, db.CustomPlan, ids); err != nil {
+		if err := outbox.Exec(ctx, tx, `SELECT FROM stores WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids); err != nil {
 			return err
 		}
 	}
-	_, err := tx.Exec(ctx, `
+	return outbox.Exec(ctx, tx, `
 UPDATE stores SET unfinished = unfinished + d.delta
-FROM unnest($1::bigint[], $2::int[]) AS d(id, delta) WHERE stores.id = d.id AND d.delta <> 0`, db.CustomPlan, ids, deltas)
-	return err
+FROM unnest($1::bigint[], $2::int[]) AS d(id, delta) WHERE stores.id = d.id AND d.delta <> 0`, ids, deltas)
 }
 
 // addUnfinished changes a store's unfinished count: at the end of a consumer transaction, or now.
