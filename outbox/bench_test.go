@@ -82,6 +82,24 @@ CREATE TABLE bench_outbox (id bigserial PRIMARY KEY, event jsonb NOT NULL, creat
 			})
 		})
 	}
+	// As the services write: an outbox.Tx, whose event insert goes out with the COMMIT.
+	b.Run("river-job-in-an-outbox-tx", func(b *testing.B) {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				err := InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+					if err := business(tx); err != nil {
+						return err
+					}
+					return o.Write(ctx, tx, ev)
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
 
 // BenchmarkRelay measures the relay alone: b.N events are committed first, then the timer runs

@@ -40,6 +40,7 @@ type benchSettings struct {
 	regions  int
 	rate     int
 	record   string
+	subs     int // --subscribers: the idle-subscriber measurement instead
 }
 
 // bench measures the whole system against the machine's own limit: it brings the system up in
@@ -57,7 +58,7 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 	fs.StringVar(&s.record, "record", "", "append the result to this markdown file (BENCHMARKS.md)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the system phase (with --subscribers: of the BFF while it pushes) to this file")
 	memprofile := fs.String("memprofile", "", "write the allocation profile of the run (with --subscribers: the BFF's heap, subscribers connected) to this file")
-	subscribers := fs.Int("subscribers", 0, "instead: measure this many idle myPage subscribers on one BFF")
+	fs.IntVar(&s.subs, "subscribers", 0, "instead: measure this many idle myPage subscribers on one BFF")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,8 +69,8 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 		}
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	if *subscribers > 0 {
-		report, err := benchSubscribers(ctx, cfg, *subscribers, *cpuprofile, *memprofile, stdout)
+	if s.subs > 0 {
+		report, err := benchSubscribers(ctx, cfg, s.subs, *cpuprofile, *memprofile, stdout)
 		if err == nil && s.record != "" {
 			err = appendRecord(s.record, report, s)
 		}
@@ -676,9 +677,13 @@ func appendRecord(path, report string, s benchSettings) error {
 		return err
 	}
 	defer f.Close()
-	_, err = fmt.Fprintf(f, "\n### %s `pizza bench` (commit %s)\n\nMachine: %d cores (%s), Go %s. Settings: %s per phase, %d clients, %d regions, %s.\n\n```\n%s```\n",
+	settings := fmt.Sprintf("%s per phase, %d clients, %d regions, %s", s.duration, s.clients, s.regions, loopName(s))
+	if s.subs > 0 {
+		settings = fmt.Sprintf("%d idle myPage subscribers on one BFF", s.subs)
+	}
+	_, err = fmt.Fprintf(f, "\n### %s `pizza bench` (commit %s)\n\nMachine: %d cores (%s), Go %s. Settings: %s.\n\n```\n%s```\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(commit)), runtime.NumCPU(), cpu,
-		runtime.Version(), s.duration, s.clients, s.regions, loopName(s), report)
+		runtime.Version(), settings, report)
 	return err
 }
 
