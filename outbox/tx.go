@@ -46,6 +46,8 @@ func Begin(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) (sctx context.
 	br = conn.SendBatch(ctx, b)
 	tx.Tx, tx.conn = br.Tx(), conn
 	if tx.Tx == nil {
+		_ = br.Close()
+		conn.Release()
 		panic("outbox.Begin: the batch must begin a transaction (pgx.Batch.BeginTx)")
 	}
 	sctx, tx.scope = withScope(ctx, tx)
@@ -81,6 +83,7 @@ func (t *Tx) commit(ctx context.Context) error {
 	if len(s.execs) > 0 {
 		b.Queue(customPlans) // prepared in the batch, they are planned for their arguments all the same
 		b.QueuedQueries = append(b.QueuedQueries, s.execs...)
+		s.execs = nil
 	}
 	for _, o := range s.writers {
 		err := o.queueInsert(b, s.writes[o], o.cfg.DirectPublish, func(jobs []directJob) {
@@ -93,23 +96,27 @@ func (t *Tx) commit(ctx context.Context) error {
 			return err
 		}
 	}
+	committed := false // the server answered the COMMIT with COMMIT
 	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
 		if tag.String() == "ROLLBACK" { // the transaction had failed before
 			return pgx.ErrTxCommitRollback
 		}
+		committed = true
 		return nil
 	})
 	err := t.Tx.SendBatch(ctx, b).Close()
-	if err == nil {
-		return nil
+	if err == nil || committed {
+		return nil // committed, even if the connection broke after the answer
 	}
-	// Whether the COMMIT ran: a failed statement before it leaves the transaction failed ('E'), an
-	// error before anything was sent leaves it open ('T'), and a failed COMMIT ends it with a
-	// server error ('I'). Anything else (the connection broke, or the COMMIT succeeded but its
-	// results could not be read) leaves the outcome unknown.
+	// Whether the COMMIT ran: nothing sent leaves the transaction open ('T'), a failed statement
+	// before the COMMIT leaves it failed ('E'), and a failed COMMIT ends it with a server error
+	// ('I'). Anything else (the connection broke before the COMMIT's answer was read) leaves the
+	// outcome unknown.
 	pc := t.conn.Conn().PgConn()
 	var pgErr *pgconn.PgError
 	switch {
+	case pgconn.SafeToRetry(err):
+		return err
 	case pc.IsClosed():
 	case pc.TxStatus() == 'E', pc.TxStatus() == 'T':
 		return err
@@ -134,6 +141,114 @@ func (t *Tx) Rollback(ctx context.Context) error {
 	conn.Release() // a connection left in a transaction is closed, not pooled
 	return err
 }
+
+// Statements run on a Tx see what it deferred with Exec: those go out first, in the same round
+// trip where the statement is a batch, so that deferring changes when a statement is sent, never
+// what the transaction reads. After Commit or Rollback they fail with pgx.ErrTxClosed.
+
+// pending returns a batch of the statements deferred so far (nil if none), and forgets them.
+func (t *Tx) pending() *pgx.Batch {
+	if len(t.scope.execs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	b.Queue(customPlans)
+	b.QueuedQueries = append(b.QueuedQueries, t.scope.execs...)
+	t.scope.execs = nil
+	return b
+}
+
+// ready sends the deferred statements, if any, before a statement of the caller's.
+func (t *Tx) ready(ctx context.Context) error {
+	if t.conn == nil {
+		return pgx.ErrTxClosed
+	}
+	if b := t.pending(); b != nil {
+		return t.Tx.SendBatch(ctx, b).Close()
+	}
+	return nil
+}
+
+func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.ready(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return t.Tx.Exec(ctx, sql, args...)
+}
+
+func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.ready(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.ready(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.Tx.QueryRow(ctx, sql, args...)
+}
+
+func (t *Tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.ready(ctx); err != nil {
+		return 0, err
+	}
+	return t.Tx.CopyFrom(ctx, table, columns, src)
+}
+
+// SendBatch sends b, after the deferred statements (in the same round trip).
+func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.conn == nil {
+		return pgx.FailedBatchResults(b, pgx.ErrTxClosed)
+	}
+	first := t.pending()
+	if first == nil {
+		return t.Tx.SendBatch(ctx, b)
+	}
+	n := len(first.QueuedQueries)
+	first.QueuedQueries = append(first.QueuedQueries, b.QueuedQueries...)
+	return &skipResults{BatchResults: t.Tx.SendBatch(ctx, first), skip: n}
+}
+
+// skipResults reads past the deferred statements' results before the caller's first.
+type skipResults struct {
+	pgx.BatchResults
+	skip int
+	err  error
+}
+
+func (r *skipResults) skipped() error {
+	for ; r.skip > 0 && r.err == nil; r.skip-- {
+		_, r.err = r.BatchResults.Exec()
+	}
+	return r.err
+}
+
+func (r *skipResults) Exec() (pgconn.CommandTag, error) {
+	if err := r.skipped(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return r.BatchResults.Exec()
+}
+
+func (r *skipResults) Query() (pgx.Rows, error) {
+	if err := r.skipped(); err != nil {
+		return nil, err
+	}
+	return r.BatchResults.Query()
+}
+
+func (r *skipResults) QueryRow() pgx.Row {
+	if err := r.skipped(); err != nil {
+		return errRow{err}
+	}
+	return r.BatchResults.QueryRow()
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // InTx runs fn in a Tx: what fn writes to an outbox (with the ctx it is given) is inserted with
 // the COMMIT, and published once the transaction committed. fn's error rolls back.

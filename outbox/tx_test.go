@@ -93,6 +93,7 @@ func TestTxFailingAtCommitWritesNothing(t *testing.T) {
 	// in the COMMIT's round trip, fails.
 	o, err := New(b.pool, Config{Service: "test", Queue: strings.Repeat("q", 200)})
 	require.NoError(t, err)
+	o.cfg.DirectPublish = true // as with a Publisher: jobs would be handed over after a commit
 	ctx, tx := b.beginTx(t)
 	ev := newEvents(t, testKey, 1)[0]
 	_, err = tx.Exec(ctx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID)
@@ -135,28 +136,97 @@ func TestTxFailingAtCommitWritesNothing(t *testing.T) {
 	require.Zero(t, b.pool.Stat().AcquiredConns())
 }
 
-// Exec defers a statement to a Tx's COMMIT, and runs it at once in any other transaction.
+// Exec defers a statement to a Tx's COMMIT, yet the transaction reads what it deferred: a
+// statement run on the Tx sends the deferred ones first (in the same round trip, for a batch).
+// In any other transaction Exec runs at once.
 func TestExecRunsWithTheCommit(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	count := func() (n int) {
-		require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&n))
+	count := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) (n int) {
+		require.NoError(t, q.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&n))
 		return n
 	}
+	const insert = `INSERT INTO effects (event_id) VALUES (gen_random_uuid())`
 	ctx, tx := b.beginTx(t)
-	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES (gen_random_uuid())`))
-	var seen int
-	require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM effects`).Scan(&seen))
-	require.Zero(t, seen, "not sent before the commit")
+	require.NoError(t, Exec(ctx, tx, insert))
+	require.Len(t, tx.scope.execs, 1, "deferred")
+	require.Equal(t, 1, count(tx), "a query in the Tx sees it")
+	require.Empty(t, tx.scope.execs)
+
+	require.NoError(t, Exec(ctx, tx, insert))
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT count(*) FROM effects`)
+	br := tx.SendBatch(ctx, batch)
+	var n int
+	require.NoError(t, br.QueryRow().Scan(&n))
+	require.NoError(t, br.Close())
+	require.Equal(t, 2, n, "a batch in the Tx sees it, its own results first")
+
+	require.NoError(t, Exec(ctx, tx, insert))
 	require.NoError(t, tx.Commit(ctx))
-	require.Equal(t, 1, count())
+	require.Equal(t, 3, count(b.pool))
+	_, err := tx.Exec(ctx, `SELECT 1`)
+	require.ErrorIs(t, err, pgx.ErrTxClosed, "a Tx is not used after its commit")
 
 	plain, err := b.pool.Begin(context.Background())
 	require.NoError(t, err)
-	require.NoError(t, Exec(context.Background(), plain, `INSERT INTO effects (event_id) VALUES (gen_random_uuid())`))
-	require.NoError(t, plain.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&seen))
-	require.Equal(t, 2, seen, "run at once outside a Tx")
+	require.NoError(t, Exec(context.Background(), plain, insert))
+	require.Equal(t, 4, count(plain), "run at once outside a Tx")
 	require.NoError(t, plain.Rollback(context.Background()))
+}
+
+// A COMMIT that the server refuses (a deferred constraint) is a failure with its server error,
+// not an unknown outcome: nothing was written.
+func TestTxWhoseCommitIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.pool.Exec(context.Background(), `CREATE TABLE once (k int UNIQUE DEFERRABLE INITIALLY DEFERRED)`)
+	require.NoError(t, err)
+	o, err := New(b.pool, Config{Service: "test"})
+	require.NoError(t, err)
+	o.cfg.DirectPublish = true
+	ctx, tx := b.beginTx(t)
+	require.NoError(t, Exec(ctx, tx, `INSERT INTO once VALUES (1), (1)`))
+	require.NoError(t, o.Write(ctx, tx, newEvents(t, testKey, 1)...))
+	err = tx.Commit(ctx)
+	require.ErrorContains(t, err, "once_k_key")
+	require.NotErrorIs(t, err, ErrCommitUnknown)
+	var rows, jobs int
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM once`).Scan(&rows))
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&jobs))
+	require.Zero(t, rows)
+	require.Zero(t, jobs)
+	require.Zero(t, b.pool.Stat().AcquiredConns())
+}
+
+// More events than one relay job holds are several jobs, and each job handed to the dispatchers
+// carries exactly the events of the row with its id.
+func TestTxSplitsManyEventsIntoJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o, err := New(b.pool, Config{Service: "test", DirectGrace: time.Minute})
+	require.NoError(t, err)
+	o.cfg.DirectPublish = true
+	ctx, tx := b.beginTx(t)
+	evs := newEvents(t, testKey, 2*maxEventsPerJob+10)
+	require.NoError(t, o.Write(ctx, tx, evs...))
+	require.NoError(t, tx.commit(ctx))
+	jobs := tx.scope.jobs[o]
+	require.Len(t, jobs, 3)
+	seen := 0
+	for _, j := range jobs {
+		var n int
+		var first string
+		require.NoError(t, b.pool.QueryRow(context.Background(),
+			`SELECT jsonb_array_length(args -> 'events'), args -> 'events' -> 0 ->> 'eventId' FROM river_job WHERE id = $1`, j.id).Scan(&n, &first))
+		require.Equal(t, len(j.events), n, "job %d", j.id)
+		require.Equal(t, evs[seen].ID.String(), first, "job %d starts where the one before ended", j.id)
+		require.Equal(t, evs[seen].ID, j.heads[0].ID)
+		seen += n
+	}
+	require.Equal(t, len(evs), seen)
 }
 
 type failingFlush struct{}
@@ -183,4 +253,27 @@ func TestTxReleasesItsConnection(t *testing.T) {
 	require.Zero(t, b.pool.Stat().AcquiredConns())
 	var one int
 	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT 1`).Scan(&one), "the pool's connections are usable")
+}
+
+// A relay job is stamped when its transaction commits, not when it began: of two transactions,
+// the one that began first and committed second wrote the later job (the order timeline lists
+// events by that time).
+func TestTxStampsJobsAtCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o, err := New(b.pool, Config{Service: "test"})
+	require.NoError(t, err)
+	ctx1, first := b.beginTx(t)
+	ctx2, second := b.beginTx(t)
+	evs := newEvents(t, testKey, 2)
+	require.NoError(t, o.Write(ctx2, second, evs[1]))
+	require.NoError(t, second.commit(ctx2))
+	require.NoError(t, o.Write(ctx1, first, evs[0]))
+	require.NoError(t, first.commit(ctx1))
+	var later bool
+	require.NoError(t, b.pool.QueryRow(context.Background(), `
+SELECT (SELECT created_at FROM river_job WHERE args -> 'events' -> 0 ->> 'eventId' = $1) >
+	(SELECT created_at FROM river_job WHERE args -> 'events' -> 0 ->> 'eventId' = $2)`,
+		evs[0].ID.String(), evs[1].ID.String()).Scan(&later))
+	require.True(t, later, "the job committed last is the later one")
 }

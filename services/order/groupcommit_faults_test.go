@@ -100,7 +100,8 @@ func TestAmbiguousGroupCommitIsNotWrittenTwice(t *testing.T) {
 }
 
 // lossyConn drops the connection after forwarding a COMMIT of a transaction that bound at least
-// four statements, once armed, and once only; the server has committed by the time it drops.
+// four statements before it (BEGIN, five inserts and the events' insert for the group; three for
+// a single placement), once armed, and once only; the server has committed by the time it drops.
 // A COMMIT is a simple query, or a Parse of it executed in the same write (not a Parse that only
 // describes it).
 type lossyConn struct {
@@ -119,7 +120,7 @@ func (c *lossyConn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 		return c.Conn.Write(b)
 	}
-	commit, parsed := false, false
+	commit, parsed, before := false, false, 0
 	for rest := b; len(rest) >= 5; {
 		typ, n := rest[0], int(binary.BigEndian.Uint32(rest[1:5]))
 		if n < 4 || len(rest) < 1+n {
@@ -137,9 +138,9 @@ func (c *lossyConn) Write(b []byte) (int, error) {
 		case typ == 'Q' && strings.HasPrefix(body, "commit"):
 			commit = c.binds >= 4
 		case typ == 'P':
-			parsed = strings.HasPrefix(body, "commit")
+			parsed, before = strings.HasPrefix(body, "commit"), c.binds
 		case typ == 'E' && parsed:
-			commit = c.binds >= 4
+			commit = before >= 4 // bound before the COMMIT's own Bind
 		}
 		rest = rest[1+n:]
 	}
