@@ -28,6 +28,13 @@ type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
 // batch handler writes should be written with EventContext, so each continues its cause's trace.
 type BatchHandler func(ctx context.Context, tx pgx.Tx, events []Event) error
 
+// BatchPreparer is a BatchHandler in two steps, so that the handler's first statements travel
+// with the consumer transaction's BEGIN and inbox insert, in one round trip: it queues them in
+// b for all of a transaction's events, those applied before included (so they may only lock and
+// read, and never fail for a duplicate), and returns the BatchHandler that applies the fresh
+// events once the results of what it queued have been read.
+type BatchPreparer func(b *pgx.Batch, events []Event) BatchHandler
+
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
 	URL      string
@@ -59,6 +66,7 @@ type Consumer struct {
 	cfg     ConsumerConfig
 	pool    *pgxpool.Pool
 	handler BatchHandler
+	prepare BatchPreparer // nil: handler
 
 	mu        sync.Mutex
 	connected bool
@@ -119,6 +127,27 @@ func NewBatchConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h BatchHandler) *C
 	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
 		return c.tracedAll(ctx, events, func(ctx context.Context) error { return h(ctx, tx, events) })
 	}
+	return c
+}
+
+// Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
+// applies events (all of them fresh).
+func (p BatchPreparer) Apply(ctx context.Context, tx pgx.Tx, events []Event) error {
+	b := &pgx.Batch{}
+	apply := p(b, events)
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+	}
+	return apply(ctx, tx, events)
+}
+
+// NewPreparedConsumer builds a consumer whose handler's first statements go out with each
+// transaction's BEGIN and inbox insert (see BatchPreparer).
+func NewPreparedConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer) *Consumer {
+	c := NewBatchConsumer(pool, cfg, nil)
+	c.prepare = p
 	return c
 }
 
@@ -478,7 +507,7 @@ func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err err
 // deferred (the events they write, above all) is done once before the commit. duplicate[i]
 // reports that events[i] had been applied before, or appears earlier in events.
 func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bool, err error) {
-	ctx, tx, duplicate, err := c.begin(ctx, events)
+	ctx, tx, duplicate, prepared, err := c.begin(ctx, events)
 	if err != nil {
 		return nil, err
 	}
@@ -490,7 +519,13 @@ func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bo
 		}
 	}
 	if len(fresh) > 0 {
-		if err := c.handler(ctx, tx, fresh); err != nil {
+		handle := c.handler
+		if prepared != nil {
+			handle = func(ctx context.Context, tx pgx.Tx, events []Event) error {
+				return c.tracedAll(ctx, events, func(ctx context.Context) error { return prepared(ctx, tx, events) })
+			}
+		}
+		if err := handle(ctx, tx, fresh); err != nil {
 			return duplicate, err
 		}
 	}
@@ -546,8 +581,9 @@ func EventContext(ctx context.Context, ev Event) context.Context {
 }
 
 // begin begins the consumer transaction and records events in the inbox, in one round trip (the
-// BEGIN pipelined with the insert), and reports which were there already. ctx carries tx's scope.
-func (c *Consumer) begin(ctx context.Context, events []Event) (_ context.Context, tx *Tx, duplicate []bool, err error) {
+// BEGIN pipelined with the insert, and with what a BatchPreparer queues, whose handler it returns),
+// and reports which were there already. ctx carries tx's scope.
+func (c *Consumer) begin(ctx context.Context, events []Event) (_ context.Context, tx *Tx, duplicate []bool, prepared BatchHandler, err error) {
 	duplicate = make([]bool, len(events))
 	// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its driver.Valuer (a string, parsed
 	// back), which was most of this statement's cost in the process.
@@ -573,10 +609,13 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders).Query(func(rows 
 		fresh, err = pgx.CollectRows(rows, pgx.RowTo[[16]byte])
 		return err
 	})
+	if c.prepare != nil {
+		prepared = c.prepare(b, events)
+	}
 	ctx, tx, br := Begin(ctx, c.pool, b)
 	if err := br.Close(); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return nil, nil, nil, fmt.Errorf("record in inbox: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("begin, record in inbox: %w", err)
 	}
 	isFresh := make(map[uuid.UUID]bool, len(fresh))
 	for _, id := range fresh {
@@ -585,7 +624,7 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders).Query(func(rows 
 	for id, i := range first {
 		duplicate[i] = !isFresh[id]
 	}
-	return ctx, tx, duplicate, nil
+	return ctx, tx, duplicate, prepared, nil
 }
 
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that

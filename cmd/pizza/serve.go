@@ -244,7 +244,10 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		Logger:      logger,
 	}
 	consumer := outbox.NewConsumer(pool, ccfg, svc.handle)
-	if svc.batch != nil {
+	switch {
+	case svc.prepare != nil:
+		consumer = outbox.NewPreparedConsumer(pool, ccfg, svc.prepare)
+	case svc.batch != nil:
 		consumer = outbox.NewBatchConsumer(pool, ccfg, svc.batch)
 	}
 
@@ -336,9 +339,10 @@ func topology(cfg config) []outbox.QueueSpec {
 
 // service is what differs between the services: their routes, and the events they consume.
 type service struct {
-	routes func(*http.ServeMux, *slog.Logger)
-	handle outbox.Handler
-	batch  outbox.BatchHandler // applies a transaction's events at once, when the service can
+	routes  func(*http.ServeMux, *slog.Logger)
+	handle  outbox.Handler
+	batch   outbox.BatchHandler  // applies a transaction's events at once, when the service can
+	prepare outbox.BatchPreparer // the same, its first statements sent with the BEGIN
 }
 
 func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox, reg prometheus.Registerer, logger *slog.Logger) (service, error) {
@@ -359,7 +363,7 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 			Help:        "State of the order service's breaker on the store availability check: 0 closed, 1 half-open, 2 open.",
 			ConstLabels: prometheus.Labels{"breaker": "store-availability"},
 		}, func() float64 { return float64(svc.BreakerState()) }))
-		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch}, err
+		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch, prepare: svc.PrepareBatch}, err
 	case db.Store:
 		svc := store.New(pool, ob)
 		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch}, nil
@@ -368,7 +372,7 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 		return service{routes: svc.Routes, handle: svc.Handle}, nil
 	default:
 		svc := customercenter.New(pool, ob)
-		return service{svc.Routes, svc.Handle, svc.HandleBatch}, nil
+		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch, prepare: svc.PrepareBatch}, nil
 	}
 }
 

@@ -73,12 +73,19 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error 
 	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
 }
 
-// HandleBatch folds a batch of events into their orders' rows set-based: one statement creates
-// the missing rows and one locks them all (in order-id order, so concurrent batches cannot
-// deadlock), in one round trip; the events are folded in Go in their order, and one statement,
-// sent with the COMMIT, writes the changed rows back. Every change still goes up by one version and is announced on its own, exactly as
-// Handle would have done event by event.
+// HandleBatch folds a batch of events into their orders' rows: PrepareBatch's statements, then
+// its fold.
 func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+	return outbox.BatchPreparer(s.PrepareBatch).Apply(ctx, tx, events)
+}
+
+// PrepareBatch folds a consumer transaction's events into their orders' rows set-based. It
+// queues in b the statements that create the rows missing and lock them all (in order-id order,
+// so concurrent batches cannot deadlock), which a consumer sends with its BEGIN; the handler it
+// returns folds the fresh events in Go in their order, and writes the changed rows back with one
+// statement sent with the COMMIT. Every change still goes up by one version and is announced on
+// its own, exactly as Handle would have done event by event.
+func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
 	ids := make([]string, 0, len(events))
 	for _, ev := range events {
 		if _, ok := lifecycle.StatusOf(ev.Type); ok {
@@ -86,13 +93,12 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 		}
 	}
 	if len(ids) == 0 {
-		return nil
+		return func(context.Context, pgx.Tx, []outbox.Event) error { return nil }
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	// One round trip: create the missing rows, then lock them all (planned for these ids, not
-	// generically: the table starts empty).
-	b := &pgx.Batch{}
+	// Create the missing rows, then lock them all (planned for these ids, not generically: the
+	// table starts empty).
 	b.Queue(db.CustomPlans)
 	b.Queue(`INSERT INTO mypage (order_id) SELECT unnest($1::text[]) ORDER BY 1 ON CONFLICT (order_id) DO NOTHING`, ids)
 	var (
@@ -104,64 +110,63 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 			locked, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) { return scanRowWith(r, &now) })
 			return err
 		})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return err
-	}
-	current := make(map[string]*Row, len(locked))
-	for i := range locked {
-		current[locked[i].OrderID] = &locked[i]
-	}
-	var changed []*Row
-	for _, ev := range events {
-		row := current[ev.OrderID]
-		if _, ok := lifecycle.StatusOf(ev.Type); !ok || row == nil {
-			continue
+	return func(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+		current := make(map[string]*Row, len(locked))
+		for i := range locked {
+			current[locked[i].OrderID] = &locked[i]
 		}
-		next, didChange, err := row.View.Apply(ev)
-		if err != nil {
-			return err
+		var changed []*Row
+		for _, ev := range events {
+			row := current[ev.OrderID]
+			if _, ok := lifecycle.StatusOf(ev.Type); !ok || row == nil {
+				continue
+			}
+			next, didChange, err := row.View.Apply(ev)
+			if err != nil {
+				return err
+			}
+			if !didChange {
+				continue
+			}
+			if !slices.Contains(changed, row) {
+				changed = append(changed, row)
+			}
+			row.View, row.UpdatedAt = next, now
+			row.Version++
+			out, err := outbox.NewEvent(lifecycle.MyPageUpdated, ev.OrderID, Producer, row.Shown())
+			if err != nil {
+				return err
+			}
+			if err := s.outbox.Write(outbox.EventContext(ctx, ev), tx, out); err != nil {
+				return err
+			}
 		}
-		if !didChange {
-			continue
+		if len(changed) == 0 {
+			return nil
 		}
-		if !slices.Contains(changed, row) {
-			changed = append(changed, row)
+		var c struct {
+			id, customer, pizza, region, status, reason, store, delivery []string
+			qty                                                          []int32
+			placed                                                       []time.Time
+			version                                                      []int64
 		}
-		row.View, row.UpdatedAt = next, now
-		row.Version++
-		out, err := outbox.NewEvent(lifecycle.MyPageUpdated, ev.OrderID, Producer, row.Shown())
-		if err != nil {
-			return err
+		for _, r := range changed {
+			c.id, c.customer, c.pizza, c.region = append(c.id, r.OrderID), append(c.customer, r.CustomerID), append(c.pizza, r.Pizza), append(c.region, r.Region)
+			c.status, c.reason = append(c.status, string(r.Status)), append(c.reason, string(r.RejectReason))
+			c.store, c.delivery = append(c.store, r.StoreID), append(c.delivery, r.DeliveryID)
+			c.qty, c.placed, c.version = append(c.qty, int32(r.Qty)), append(c.placed, placedAt(r.PlacedAt)), append(c.version, r.Version)
 		}
-		if err := s.outbox.Write(outbox.EventContext(ctx, ev), tx, out); err != nil {
-			return err
-		}
+		// Written back with the COMMIT: nothing here needs its answer.
+		return outbox.Exec(ctx, tx, `
+	UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
+		reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
+		placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+		$10::timestamptz[], $11::bigint[])
+		AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
+	WHERE m.order_id = u.order_id`,
+			c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version)
 	}
-	if len(changed) == 0 {
-		return nil
-	}
-	var c struct {
-		id, customer, pizza, region, status, reason, store, delivery []string
-		qty                                                          []int32
-		placed                                                       []time.Time
-		version                                                      []int64
-	}
-	for _, r := range changed {
-		c.id, c.customer, c.pizza, c.region = append(c.id, r.OrderID), append(c.customer, r.CustomerID), append(c.pizza, r.Pizza), append(c.region, r.Region)
-		c.status, c.reason = append(c.status, string(r.Status)), append(c.reason, string(r.RejectReason))
-		c.store, c.delivery = append(c.store, r.StoreID), append(c.delivery, r.DeliveryID)
-		c.qty, c.placed, c.version = append(c.qty, int32(r.Qty)), append(c.placed, placedAt(r.PlacedAt)), append(c.version, r.Version)
-	}
-	// Written back with the COMMIT: nothing here needs its answer.
-	return outbox.Exec(ctx, tx, `
-UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
-	reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
-	placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-	$10::timestamptz[], $11::bigint[])
-	AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
-WHERE m.order_id = u.order_id`,
-		c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version)
 }
 
 func placedAt(t time.Time) time.Time {

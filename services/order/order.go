@@ -570,10 +570,16 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error 
 	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
 }
 
-// HandleBatch folds a batch of events into their orders set-based: one statement locks the
-// orders (in id order, so concurrent batches cannot deadlock), the events are joined in Go in
-// their order, and one statement writes back the orders that changed.
+// HandleBatch folds a batch of events into their orders: PrepareBatch's statement, then its fold.
 func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+	return outbox.BatchPreparer(s.PrepareBatch).Apply(ctx, tx, events)
+}
+
+// PrepareBatch folds a consumer transaction's events into their orders set-based. It queues in
+// b the statement that locks the orders (in id order, so concurrent batches cannot deadlock),
+// which a consumer sends with its BEGIN; the handler it returns joins the fresh events in Go in
+// their order, and writes back the orders that changed with one statement sent with the COMMIT.
+func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
 	type fold struct {
 		status, storeID, reason string
 		changed                 bool
@@ -584,78 +590,85 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 		payload lifecycle.Payload
 		ev      outbox.Event
 	}
-	steps := make([]step, 0, len(events))
-	ids := make([]int64, 0, len(events))
+	var ids []int64
 	for _, ev := range events {
-		st, ok := lifecycle.StatusOf(ev.Type)
-		if !ok {
+		if _, ok := lifecycle.StatusOf(ev.Type); !ok {
 			continue
 		}
-		var p lifecycle.Payload
-		if err := ev.DecodePayload(&p); err != nil {
-			return err
+		if n, err := api.ParseID(ev.OrderID); err == nil { // a bad id fails in the handler
+			ids = append(ids, n)
 		}
-		n, err := api.ParseID(ev.OrderID)
-		if err != nil {
-			return fmt.Errorf("event for order %q: %w", ev.OrderID, err)
-		}
-		steps = append(steps, step{n, st, p, ev})
-		ids = append(ids, n)
-	}
-	if len(steps) == 0 {
-		return nil
-	}
-	rows, err := tx.Query(ctx, `
-SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE`, db.CustomPlan, ids)
-	if err != nil {
-		return err
 	}
 	orders := make(map[int64]*fold, len(ids))
-	var (
-		id int64
-		f  fold
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &f.status, &f.storeID, &f.reason}, func() error {
-		o := f
-		orders[id] = &o
-		return nil
-	}); err != nil {
-		return err
+	if len(ids) > 0 {
+		var (
+			id int64
+			f  fold
+		)
+		b.Queue(db.CustomPlans) // planned for these ids: the table starts empty
+		b.Queue(`
+SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(
+			func(rows pgx.Rows) error {
+				_, err := pgx.ForEachRow(rows, []any{&id, &f.status, &f.storeID, &f.reason}, func() error {
+					o := f
+					orders[id] = &o
+					return nil
+				})
+				return err
+			})
 	}
-	for _, st := range steps {
-		o := orders[st.id]
-		if o == nil {
-			s.cfg.Logger.WarnContext(ctx, "event for an unknown order ignored", "order_id", st.ev.OrderID, "event_id", st.ev.ID, "type", st.ev.Type)
-			continue
+	return func(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+		steps := make([]step, 0, len(events))
+		for _, ev := range events {
+			st, ok := lifecycle.StatusOf(ev.Type)
+			if !ok {
+				continue
+			}
+			var p lifecycle.Payload
+			if err := ev.DecodePayload(&p); err != nil {
+				return err
+			}
+			n, err := api.ParseID(ev.OrderID)
+			if err != nil {
+				return fmt.Errorf("event for order %q: %w", ev.OrderID, err)
+			}
+			steps = append(steps, step{n, st, p, ev})
 		}
-		next := string(lifecycle.Join(lifecycle.Status(o.status), st.status))
-		storeID, reason := o.storeID, o.reason
-		if storeID == "" {
-			storeID = st.payload.StoreID
+		for _, st := range steps {
+			o := orders[st.id]
+			if o == nil {
+				s.cfg.Logger.WarnContext(ctx, "event for an unknown order ignored", "order_id", st.ev.OrderID, "event_id", st.ev.ID, "type", st.ev.Type)
+				continue
+			}
+			next := string(lifecycle.Join(lifecycle.Status(o.status), st.status))
+			storeID, reason := o.storeID, o.reason
+			if storeID == "" {
+				storeID = st.payload.StoreID
+			}
+			if next == string(lifecycle.Rejected) && reason == "" {
+				reason = string(st.payload.RejectReason)
+			}
+			if next != o.status || storeID != o.storeID || reason != o.reason {
+				o.status, o.storeID, o.reason, o.changed = next, storeID, reason, true
+			}
 		}
-		if next == string(lifecycle.Rejected) && reason == "" {
-			reason = string(st.payload.RejectReason)
+		var upd struct {
+			ids                     []int64
+			status, storeID, reason []string
 		}
-		if next != o.status || storeID != o.storeID || reason != o.reason {
-			o.status, o.storeID, o.reason, o.changed = next, storeID, reason, true
+		for n, o := range orders {
+			if o.changed {
+				upd.ids, upd.status = append(upd.ids, n), append(upd.status, o.status)
+				upd.storeID, upd.reason = append(upd.storeID, o.storeID), append(upd.reason, o.reason)
+			}
 		}
-	}
-	var upd struct {
-		ids                     []int64
-		status, storeID, reason []string
-	}
-	for n, o := range orders {
-		if o.changed {
-			upd.ids, upd.status = append(upd.ids, n), append(upd.status, o.status)
-			upd.storeID, upd.reason = append(upd.storeID, o.storeID), append(upd.reason, o.reason)
+		if len(upd.ids) == 0 {
+			return nil
 		}
-	}
-	if len(upd.ids) == 0 {
-		return nil
-	}
-	// Written back with the COMMIT: nothing here needs its answer.
-	return outbox.Exec(ctx, tx, `
+		// Written back with the COMMIT: nothing here needs its answer.
+		return outbox.Exec(ctx, tx, `
 UPDATE orders SET status = u.status, store_id = NULLIF(u.store_id, ''), reject_reason = NULLIF(u.reject_reason, ''), updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, status, store_id, reject_reason)
 WHERE orders.id = u.id`, upd.ids, upd.status, upd.storeID, upd.reason)
+	}
 }
