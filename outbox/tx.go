@@ -13,9 +13,9 @@ import (
 // Tx is a transaction whose outbox writes are deferred to its commit (every consumer
 // transaction, order placements, InTx): Write in its context inserts nothing until Commit, which
 // runs the work deferred with Deferred, then sends the statements deferred with Exec, the
-// inserts of the events written and the COMMIT in one round trip, and has the events published once committed (directly, with
-// DirectPublish, or by waking the relay). Commit and Rollback release the connection; the Tx
-// must not be used after either.
+// inserts of the events written and the COMMIT in one round trip, and has the events published
+// once committed (directly, with DirectPublish, or by waking the relay). Commit and Rollback
+// release the connection; the Tx must not be used after either.
 //
 // pgx commits a transaction with a round trip of its own, after whatever was sent before it, so
 // a Tx holds its pool connection itself and sends the COMMIT at the end of its last batch: one
