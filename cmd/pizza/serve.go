@@ -366,7 +366,7 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch, prepare: svc.PrepareBatch}, err
 	case db.Store:
 		svc := store.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch}, nil
+		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch, prepare: svc.PrepareBatch}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
 		return service{routes: svc.Routes, handle: svc.Handle}, nil

@@ -57,13 +57,19 @@ func newConsumerWorld(t *testing.T) *consumerWorld {
 // consume runs a consumer of the world's queue with h until the test ends.
 func (w *consumerWorld) consume(t *testing.T, h outbox.Handler, mod func(*outbox.ConsumerConfig)) {
 	t.Helper()
+	w.consumeWith(t, func(cfg outbox.ConsumerConfig) *outbox.Consumer { return outbox.NewConsumer(w.pool, cfg, h) }, mod)
+}
+
+// consumeWith runs the consumer mk builds until the test ends.
+func (w *consumerWorld) consumeWith(t *testing.T, mk func(outbox.ConsumerConfig) *outbox.Consumer, mod func(*outbox.ConsumerConfig)) {
+	t.Helper()
 	cfg := outbox.ConsumerConfig{
 		URL: outboxtest.URL(), Exchange: w.names.Exchange, Queue: w.queue,
 		Metrics: outbox.NewMetrics(prometheus.NewRegistry()),
 		Logger:  slog.New(w.failures),
 	}
 	mod(&cfg)
-	c := outbox.NewConsumer(w.pool, cfg, h)
+	c := mk(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.Run(ctx) })
@@ -163,7 +169,8 @@ FROM stores s ORDER BY s.id`)
 }
 
 // Several regions of several stores, 600 orders placed and some of them cancelled (a few before
-// they were placed), applied by two consumers of four workers each, in batches: nothing fails
+// they were placed), applied by two consumers of four workers each (one event by event, one
+// prepared), in batches: nothing fails
 // (no deadlock, no retry, nothing dead-lettered), every event is applied, and every store's
 // unfinished count equals its RECEIVED orders.
 func TestConcurrentBatchesKeepCountersWithoutDeadlock(t *testing.T) {
@@ -195,11 +202,13 @@ func TestConcurrentBatchesKeepCountersWithoutDeadlock(t *testing.T) {
 		}
 	}
 	w.publish(t, evs...) // before any consumer: a backlog, so batches form
-	for range 2 {
-		w.consume(t, w.s.Handle, func(c *outbox.ConsumerConfig) {
-			c.Prefetch, c.Concurrency, c.BatchSize = 1024, 4, 32
-		})
-	}
+	// One consumer applies event by event, the other as serve runs it: its locks and reads sent
+	// with each transaction's BEGIN.
+	mod := func(c *outbox.ConsumerConfig) { c.Prefetch, c.Concurrency, c.BatchSize = 1024, 4, 32 }
+	w.consume(t, w.s.Handle, mod)
+	w.consumeWith(t, func(cfg outbox.ConsumerConfig) *outbox.Consumer {
+		return outbox.NewPreparedConsumer(w.pool, cfg, w.s.PrepareBatch)
+	}, mod)
 	w.waitInbox(t, len(evs), 30*time.Second)
 	require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, w.queue.Name) == 0 }, 10*time.Second, 5*time.Millisecond)
 	require.Zero(t, outboxtest.QueueDepth(t, w.queue.DLQ()), "nothing dead-lettered")

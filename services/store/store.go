@@ -191,36 +191,45 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
 	switch ev.Type {
 	case lifecycle.OrderPlaced:
-		return s.assignAll(ctx, tx, []outbox.Event{ev})
+		return outbox.BatchPreparer(s.prepareAssign).Apply(ctx, tx, []outbox.Event{ev})
 	case lifecycle.OrderCancelled:
 		return s.cancel(ctx, tx, ev.OrderID)
 	}
 	return nil
 }
 
-// HandleBatch applies a batch of events. A batch of order.placed only (the steady state) is
-// assigned set-based: one statement locks the orders already known, one reads the regions' open
-// stores, one inserts all the new store orders; anything else is applied event by event, in order.
+// HandleBatch applies a batch of events: PrepareBatch's statements, then its handler.
 func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
-	for _, ev := range events {
-		if ev.Type != lifecycle.OrderPlaced {
-			for _, ev := range events {
-				if err := s.Handle(outbox.EventContext(ctx, ev), tx, ev); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}
-	return s.assignAll(ctx, tx, events)
+	return outbox.BatchPreparer(s.PrepareBatch).Apply(ctx, tx, events)
 }
 
-// assignAll gives each placed order to the open store of its region with the fewest unfinished
-// orders (counting this transaction's own assignments), or rejects it when none is open now. An
-// order already known (assigned, rejected, or cancelled before it arrived) is left as it is.
-// Stores are read without a lock (locks go store orders first and the counters last of all):
-// "fewest unfinished" is a heuristic, and a choice a few milliseconds stale is as good.
-func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+// PrepareBatch applies a consumer transaction's events. A batch of order.placed only (the steady
+// state) is assigned set-based: the statements that lock the orders already known and read the
+// regions' open stores are queued in b, which a consumer sends with its BEGIN; the handler it
+// returns inserts all the new store orders in one statement. Anything else is applied event by
+// event, in order.
+func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
+	for _, ev := range events {
+		if ev.Type != lifecycle.OrderPlaced {
+			return func(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+				for _, ev := range events {
+					if err := s.Handle(outbox.EventContext(ctx, ev), tx, ev); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}
+	}
+	return s.prepareAssign(b, events)
+}
+
+// prepareAssign gives each placed order to the open store of its region with the fewest
+// unfinished orders (counting this transaction's own assignments), or rejects it when none is
+// open now. An order already known (assigned, rejected, or cancelled before it arrived) is left
+// as it is. Stores are read without a lock (locks go store orders first and the counters last of
+// all): "fewest unfinished" is a heuristic, and a choice a few milliseconds stale is as good.
+func (s *Service) prepareAssign(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
 	type placed struct {
 		ev      outbox.Event
 		p       lifecycle.Payload
@@ -234,7 +243,7 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 		}
 		pl := &placed{ev: ev}
 		if err := decode(ev, &pl.p); err != nil {
-			return err
+			return func(context.Context, pgx.Tx, []outbox.Event) error { return err }
 		}
 		byOrder[ev.OrderID] = pl
 		ids = append(ids, ev.OrderID)
@@ -244,8 +253,8 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 	}
 	slices.Sort(ids)
 	// Lock the orders already here first, in id order as every batch does: they were assigned,
-	// rejected or cancelled before, and stay as they are.
-	// That lock and the open stores' loads go out together, planned for these arguments.
+	// rejected or cancelled before, and stay as they are. With the open stores' loads, planned
+	// for these arguments.
 	type load struct {
 		ID         int64
 		Region     string
@@ -255,7 +264,6 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 		known []string
 		loads []load
 	)
-	b := &pgx.Batch{}
 	b.Queue(db.CustomPlans)
 	b.Queue(`SELECT order_id FROM store_orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids).Query(
 		func(rows pgx.Rows) (err error) {
@@ -267,77 +275,80 @@ func (s *Service) assignAll(ctx context.Context, tx pgx.Tx, events []outbox.Even
 			loads, err = pgx.CollectRows(rows, pgx.RowToStructByPos[load])
 			return err
 		})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return err
-	}
-	pending, _ := outbox.Deferred(ctx, tx, loadKey{}, newLoadDeltas)
-	chosen := make(map[int64]int64) // this batch's assignments so far, by store
-	var ins struct {
-		orderID, customer, pizza, region, status []string
-		storeID, qty                             []int64
-	}
-	for _, id := range ids {
-		if slices.Contains(known, id) {
-			continue
+	return func(ctx context.Context, tx pgx.Tx, fresh []outbox.Event) error {
+		isFresh := make(map[string]bool, len(fresh))
+		for _, ev := range fresh {
+			isFresh[ev.OrderID] = true
 		}
-		pl := byOrder[id]
-		var best *load
-		for i := range loads {
-			l := &loads[i]
-			if l.Region != pl.p.Region {
+		pending, _ := outbox.Deferred(ctx, tx, loadKey{}, newLoadDeltas)
+		chosen := make(map[int64]int64) // this batch's assignments so far, by store
+		var ins struct {
+			orderID, customer, pizza, region, status []string
+			storeID, qty                             []int64
+		}
+		for _, id := range ids {
+			if slices.Contains(known, id) || !isFresh[id] {
 				continue
 			}
-			if best == nil || l.Unfinished+int64(pending[l.ID])+chosen[l.ID] < best.Unfinished+int64(pending[best.ID])+chosen[best.ID] {
-				best = l
+			pl := byOrder[id]
+			var best *load
+			for i := range loads {
+				l := &loads[i]
+				if l.Region != pl.p.Region {
+					continue
+				}
+				if best == nil || l.Unfinished+int64(pending[l.ID])+chosen[l.ID] < best.Unfinished+int64(pending[best.ID])+chosen[best.ID] {
+					best = l
+				}
 			}
+			status := lifecycle.Rejected
+			if best != nil {
+				pl.storeID, status = best.ID, lifecycle.Received
+				chosen[best.ID]++
+			}
+			ins.orderID, ins.storeID, ins.status = append(ins.orderID, id), append(ins.storeID, pl.storeID), append(ins.status, string(status))
+			ins.customer, ins.pizza, ins.qty, ins.region = append(ins.customer, pl.p.CustomerID), append(ins.pizza, pl.p.Pizza), append(ins.qty, int64(pl.p.Qty)), append(ins.region, pl.p.Region)
 		}
-		status := lifecycle.Rejected
-		if best != nil {
-			pl.storeID, status = best.ID, lifecycle.Received
-			chosen[best.ID]++
+		if len(ins.orderID) == 0 {
+			return nil
 		}
-		ins.orderID, ins.storeID, ins.status = append(ins.orderID, id), append(ins.storeID, pl.storeID), append(ins.status, string(status))
-		ins.customer, ins.pizza, ins.qty, ins.region = append(ins.customer, pl.p.CustomerID), append(ins.pizza, pl.p.Pizza), append(ins.qty, int64(pl.p.Qty)), append(ins.region, pl.p.Region)
-	}
-	if len(ins.orderID) == 0 {
-		return nil
-	}
-	rows, err := tx.Query(ctx, `
+		rows, err := tx.Query(ctx, `
 INSERT INTO store_orders (order_id, store_id, customer_id, pizza, qty, region, status)
 SELECT order_id, NULLIF(store_id, 0), customer_id, pizza, qty, region, status
 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
 	AS i(order_id, store_id, customer_id, pizza, qty, region, status)
 ORDER BY order_id
 ON CONFLICT (order_id) DO NOTHING RETURNING order_id`,
-		ins.orderID, ins.storeID, ins.customer, ins.pizza, ins.qty, ins.region, ins.status)
-	if err != nil {
-		return err
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	slices.Sort(inserted)
-	for _, id := range ins.orderID {
-		if _, ok := slices.BinarySearch(inserted, id); !ok {
-			continue // a concurrent cancellation got there first
+			ins.orderID, ins.storeID, ins.customer, ins.pizza, ins.qty, ins.region, ins.status)
+		if err != nil {
+			return err
 		}
-		pl := byOrder[id]
-		ectx := outbox.EventContext(ctx, pl.ev)
-		if pl.storeID == 0 {
-			if err := s.emit(ectx, tx, lifecycle.StoreOrderRejected, id, lifecycle.Payload{RejectReason: lifecycle.NoOpenStore}); err != nil {
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		slices.Sort(inserted)
+		for _, id := range ins.orderID {
+			if _, ok := slices.BinarySearch(inserted, id); !ok {
+				continue // a concurrent cancellation got there first
+			}
+			pl := byOrder[id]
+			ectx := outbox.EventContext(ctx, pl.ev)
+			if pl.storeID == 0 {
+				if err := s.emit(ectx, tx, lifecycle.StoreOrderRejected, id, lifecycle.Payload{RejectReason: lifecycle.NoOpenStore}); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := addUnfinished(ctx, tx, pl.storeID, 1); err != nil {
 				return err
 			}
-			continue
+			if err := s.emit(ectx, tx, lifecycle.StoreOrderReceived, id, lifecycle.Payload{StoreID: strconv.FormatInt(pl.storeID, 10)}); err != nil {
+				return err
+			}
 		}
-		if err := addUnfinished(ctx, tx, pl.storeID, 1); err != nil {
-			return err
-		}
-		if err := s.emit(ectx, tx, lifecycle.StoreOrderReceived, id, lifecycle.Payload{StoreID: strconv.FormatInt(pl.storeID, 10)}); err != nil {
-			return err
-		}
+		return nil
 	}
-	return nil
 }
 
 // Keys are the routing keys the store service consumes.
