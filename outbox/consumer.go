@@ -65,8 +65,8 @@ type ConsumerConfig struct {
 type Consumer struct {
 	cfg     ConsumerConfig
 	pool    *pgxpool.Pool
-	handler BatchHandler
-	prepare BatchPreparer // nil: handler
+	handler BatchHandler  // or, for a prepared consumer:
+	prepare BatchPreparer // the handler it returns, one per transaction
 
 	mu        sync.Mutex
 	connected bool
@@ -88,7 +88,7 @@ const (
 
 // NewConsumer builds a consumer that applies events one handler call each; Run consumes.
 func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
-	c := NewBatchConsumer(pool, cfg, nil)
+	c := newConsumer(pool, cfg)
 	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
 		for _, ev := range events {
 			if err := c.traced(ctx, ev, func(ctx context.Context) error { return h(ctx, tx, ev) }); err != nil {
@@ -102,6 +102,15 @@ func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
 
 // NewBatchConsumer builds a consumer that hands each transaction's events to h at once.
 func NewBatchConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h BatchHandler) *Consumer {
+	c := newConsumer(pool, cfg)
+	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
+		return c.tracedAll(ctx, events, func(ctx context.Context) error { return h(ctx, tx, events) })
+	}
+	return c
+}
+
+// newConsumer is a consumer with cfg's defaults filled in, and no handler yet.
+func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 	if cfg.Exchange == "" {
 		cfg.Exchange = DefaultExchange
 	}
@@ -123,11 +132,7 @@ func NewBatchConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h BatchHandler) *C
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Consumer{cfg: cfg, pool: pool}
-	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
-		return c.tracedAll(ctx, events, func(ctx context.Context) error { return h(ctx, tx, events) })
-	}
-	return c
+	return &Consumer{cfg: cfg, pool: pool}
 }
 
 // Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
@@ -146,7 +151,7 @@ func (p BatchPreparer) Apply(ctx context.Context, tx pgx.Tx, events []Event) err
 // NewPreparedConsumer builds a consumer whose handler's first statements go out with each
 // transaction's BEGIN and inbox insert (see BatchPreparer).
 func NewPreparedConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer) *Consumer {
-	c := NewBatchConsumer(pool, cfg, nil)
+	c := newConsumer(pool, cfg)
 	c.prepare = p
 	return c
 }
@@ -520,7 +525,7 @@ func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bo
 	}
 	if len(fresh) > 0 {
 		handle := c.handler
-		if prepared != nil {
+		if c.prepare != nil {
 			handle = func(ctx context.Context, tx pgx.Tx, events []Event) error {
 				return c.tracedAll(ctx, events, func(ctx context.Context) error { return prepared(ctx, tx, events) })
 			}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
@@ -20,11 +19,7 @@ import (
 func (b *bundle) writeScoped(t *testing.T, o *Outbox, n int, committed bool) []uuid.UUID {
 	t.Helper()
 	ids := make([]uuid.UUID, 0, n)
-	batch := &pgx.Batch{}
-	batch.BeginTx(pgx.TxOptions{})
-	ctx, tx, br := Begin(context.Background(), b.pool, batch)
-	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after the commit
-	require.NoError(t, br.Close())
+	ctx, tx := b.beginTx(t)
 	for i := range n {
 		ev, err := NewEvent(testKey, fmt.Sprint(i), "test", map[string]int{"i": i})
 		require.NoError(t, err)

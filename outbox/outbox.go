@@ -245,10 +245,11 @@ func (o *Outbox) wakeLoop() {
 // notification itself from inside an inserting transaction, which is what Wake avoids).
 const riverInsertTopic = "river_insert"
 
-// Write records events in tx: they are published if and only if tx commits. In a scope (InTx,
-// NewScope, every consumer transaction) they are inserted once at the transaction's end and
-// published after its commit, directly or by waking the relay. Outside one, call Wake once tx has
-// committed, or the relay finds the events only at its next poll.
+// Write records events in tx: they are published if and only if tx commits. In a Tx (InTx,
+// Begin, every consumer transaction; ctx must be the Tx's) they are inserted with its COMMIT and
+// published after it, directly or by waking the relay. In any other transaction they are
+// inserted at once: call Wake once tx has committed, or the relay finds them only at its next
+// poll.
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil

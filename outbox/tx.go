@@ -79,11 +79,9 @@ func (t *Tx) commit(ctx context.Context) error {
 			return err
 		}
 	}
-	b := &pgx.Batch{}
-	if len(s.execs) > 0 {
-		b.Queue(customPlans) // prepared in the batch, they are planned for their arguments all the same
-		b.QueuedQueries = append(b.QueuedQueries, s.execs...)
-		s.execs = nil
+	b := t.pending() // the statements deferred with Exec first
+	if b == nil {
+		b = &pgx.Batch{}
 	}
 	for _, o := range s.writers {
 		err := o.queueInsert(b, s.writes[o], o.cfg.DirectPublish, func(jobs []directJob) {
@@ -152,7 +150,7 @@ func (t *Tx) pending() *pgx.Batch {
 		return nil
 	}
 	b := &pgx.Batch{}
-	b.Queue(customPlans)
+	b.Queue(customPlans) // prepared in the batch, they are planned for their arguments all the same
 	b.QueuedQueries = append(b.QueuedQueries, t.scope.execs...)
 	t.scope.execs = nil
 	return b

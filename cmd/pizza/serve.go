@@ -244,11 +244,8 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		Logger:      logger,
 	}
 	consumer := outbox.NewConsumer(pool, ccfg, svc.handle)
-	switch {
-	case svc.prepare != nil:
+	if svc.prepare != nil {
 		consumer = outbox.NewPreparedConsumer(pool, ccfg, svc.prepare)
-	case svc.batch != nil:
-		consumer = outbox.NewBatchConsumer(pool, ccfg, svc.batch)
 	}
 
 	ready := func(ctx context.Context) error {
@@ -341,8 +338,7 @@ func topology(cfg config) []outbox.QueueSpec {
 type service struct {
 	routes  func(*http.ServeMux, *slog.Logger)
 	handle  outbox.Handler
-	batch   outbox.BatchHandler  // applies a transaction's events at once, when the service can
-	prepare outbox.BatchPreparer // the same, its first statements sent with the BEGIN
+	prepare outbox.BatchPreparer // applies a transaction's events at once, when the service can
 }
 
 func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox, reg prometheus.Registerer, logger *slog.Logger) (service, error) {
@@ -363,16 +359,16 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 			Help:        "State of the order service's breaker on the store availability check: 0 closed, 1 half-open, 2 open.",
 			ConstLabels: prometheus.Labels{"breaker": "store-availability"},
 		}, func() float64 { return float64(svc.BreakerState()) }))
-		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch, prepare: svc.PrepareBatch}, err
+		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, err
 	case db.Store:
 		svc := store.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch, prepare: svc.PrepareBatch}, nil
+		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
 		return service{routes: svc.Routes, handle: svc.Handle}, nil
 	default:
 		svc := customercenter.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle, batch: svc.HandleBatch, prepare: svc.PrepareBatch}, nil
+		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
 	}
 }
 

@@ -312,3 +312,28 @@ func Interleave(t testing.TB, pool *pgxpool.Pool, first, second func(pgx.Tx) err
 	require.NoError(t, tx1.Commit(ctx))
 	return <-done
 }
+
+// NewOneConnPool is NewDatabase with a pool of a single connection: for tests of what a
+// connection keeps between statements (PostgreSQL's cached plans are per connection).
+func NewOneConnPool(t testing.TB, s db.Service) *pgxpool.Pool {
+	t.Helper()
+	url, _ := NewDatabase(t, s)
+	pc, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	pc.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// SeqScans is how many sequential scans table has had, the calling connection's own included
+// (its pending counts are flushed first): pool should be a NewOneConnPool.
+func SeqScans(t testing.TB, pool *pgxpool.Pool, table string) (n int64) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+	require.NoError(t, err)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = $1`, table).Scan(&n))
+	return n
+}

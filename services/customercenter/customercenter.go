@@ -158,13 +158,13 @@ func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.Batch
 		}
 		// Written back with the COMMIT: nothing here needs its answer.
 		return outbox.Exec(ctx, tx, `
-	UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
-		reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
-		placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-		$10::timestamptz[], $11::bigint[])
-		AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
-	WHERE m.order_id = u.order_id`,
+UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
+	reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
+	placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+	$10::timestamptz[], $11::bigint[])
+	AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
+WHERE m.order_id = u.order_id`,
 			c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
@@ -22,22 +21,11 @@ import (
 func TestBatchStatementsUseTheIndexAfterTheTableGrows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url, _ := dbtest.NewDatabase(t, db.CustomerCenter)
-	// Plans are per connection: a pool of one sees every run on the same connection.
-	pool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	pool := dbtest.NewOneConnPool(t, db.CustomerCenter) // plans are per connection: one sees every run
 	ob, err := outbox.New(pool, outbox.Config{Service: Producer})
 	require.NoError(t, err)
 	s := New(pool, ob)
 
-	seqScans := func() (n int64) {
-		t.Helper()
-		_, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`) // this connection's counts too
-		require.NoError(t, err)
-		require.NoError(t, pool.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'mypage'`).Scan(&n))
-		return n
-	}
 	pass := 0
 	apply := func() (scans int64) {
 		t.Helper()
@@ -54,15 +42,11 @@ func TestBatchStatementsUseTheIndexAfterTheTableGrows(t *testing.T) {
 			require.NoError(t, err)
 			evs = append(evs, placed, received)
 		}
-		before := seqScans()
-		b := &pgx.Batch{}
-		b.BeginTx(pgx.TxOptions{})
-		tctx, tx, br := outbox.Begin(ctx, pool, b)
-		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-		require.NoError(t, br.Close())
-		require.NoError(t, s.HandleBatch(tctx, tx, evs))
-		require.NoError(t, tx.Commit(tctx))
-		scans = seqScans() - before
+		before := dbtest.SeqScans(t, pool, "mypage")
+		require.NoError(t, outbox.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+			return s.HandleBatch(ctx, tx, evs) // in an outbox.Tx, as consumers apply it
+		}))
+		scans = dbtest.SeqScans(t, pool, "mypage") - before
 		var received int // counted after the scans were read: this check may scan as it likes
 		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM mypage WHERE order_id = ANY($1) AND status = 'RECEIVED' AND version = 2`,
 			ids).Scan(&received))

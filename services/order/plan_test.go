@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
@@ -21,24 +20,11 @@ import (
 func TestBatchStatementsUseTheIndexAfterTheTableGrows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url, _ := dbtest.NewDatabase(t, db.Order)
-	// Plans are per connection: a pool of one sees every run on the same connection.
-	pool, err := pgxpool.New(ctx, url+"&pool_max_conns=1")
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
+	pool := dbtest.NewOneConnPool(t, db.Order) // plans are per connection: one sees every run
 	ob, err := outbox.New(pool, outbox.Config{Service: "order"})
 	require.NoError(t, err)
 	s := New(pool, ob, storeFunc(func(context.Context, string) (bool, error) { return true, nil }), Config{})
 
-	// seqScans is the orders table's sequential scans so far, this connection's included: its
-	// pending counts are flushed first.
-	seqScans := func() (n int64) {
-		t.Helper()
-		_, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
-		require.NoError(t, err)
-		require.NoError(t, pool.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'orders'`).Scan(&n))
-		return n
-	}
 	apply := func() (scans int64) {
 		t.Helper()
 		// Fresh orders each time, so the batch changes them: its lookup and its UPDATE ... FROM
@@ -54,15 +40,11 @@ SELECT array_agg(id ORDER BY id) FROM o`).Scan(&ids))
 			require.NoError(t, err)
 			evs = append(evs, ev)
 		}
-		before := seqScans()
-		b := &pgx.Batch{}
-		b.BeginTx(pgx.TxOptions{})
-		tctx, tx, br := outbox.Begin(ctx, pool, b)
-		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-		require.NoError(t, br.Close())
-		require.NoError(t, s.HandleBatch(tctx, tx, evs))
-		require.NoError(t, tx.Commit(tctx))
-		scans = seqScans() - before
+		before := dbtest.SeqScans(t, pool, "orders")
+		require.NoError(t, outbox.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+			return s.HandleBatch(ctx, tx, evs) // in an outbox.Tx, as consumers apply it
+		}))
+		scans = dbtest.SeqScans(t, pool, "orders") - before
 		var received int // counted after the scans were read: this check may scan as it likes
 		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE id = ANY($1) AND status = 'RECEIVED'`, ids).Scan(&received))
 		require.Equal(t, len(ids), received, "the batch updated its orders")
