@@ -142,7 +142,8 @@ func (t *Tx) Rollback(ctx context.Context) error {
 
 // Statements run on a Tx see what it deferred with Exec: those go out first, in the same round
 // trip where the statement is a batch, so that deferring changes when a statement is sent, never
-// what the transaction reads. After Commit or Rollback they fail with pgx.ErrTxClosed.
+// what the transaction reads. After Commit or Rollback they fail with pgx.ErrTxClosed. (Conn
+// gives the bare connection, which knows nothing of what was deferred.)
 
 // pending returns a batch of the statements deferred so far (nil if none), and forgets them.
 func (t *Tx) pending() *pgx.Batch {
@@ -165,6 +166,14 @@ func (t *Tx) ready(ctx context.Context) error {
 		return t.Tx.SendBatch(ctx, b).Close()
 	}
 	return nil
+}
+
+// Begin starts a savepoint (pgx's pseudo-nested transaction), after the deferred statements.
+func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if err := t.ready(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Begin(ctx)
 }
 
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {

@@ -156,27 +156,33 @@ func TestExecRunsWithTheCommit(t *testing.T) {
 	require.Empty(t, tx.scope.execs)
 
 	require.NoError(t, Exec(ctx, tx, insert))
+	sp, err := tx.Begin(ctx) // a savepoint sees it too
+	require.NoError(t, err)
+	require.Equal(t, 2, count(sp))
+	require.NoError(t, sp.Commit(ctx))
+
+	require.NoError(t, Exec(ctx, tx, insert))
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT count(*) FROM effects`)
 	br := tx.SendBatch(ctx, batch)
 	var n int
 	require.NoError(t, br.QueryRow().Scan(&n))
 	require.NoError(t, br.Close())
-	require.Equal(t, 2, n, "a batch in the Tx sees it, its own results first")
+	require.Equal(t, 3, n, "a batch in the Tx sees it, its own results first")
 
 	// Deferred statements are planned for their arguments (prepared in a batch, they would
 	// otherwise settle on generic plans): this one inserts only under force_custom_plan.
 	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id)
 SELECT gen_random_uuid() WHERE current_setting('plan_cache_mode') = 'force_custom_plan'`))
 	require.NoError(t, tx.Commit(ctx))
-	require.Equal(t, 3, count(b.pool))
-	_, err := tx.Exec(ctx, `SELECT 1`)
+	require.Equal(t, 4, count(b.pool))
+	_, err = tx.Exec(ctx, `SELECT 1`)
 	require.ErrorIs(t, err, pgx.ErrTxClosed, "a Tx is not used after its commit")
 
 	plain, err := b.pool.Begin(context.Background())
 	require.NoError(t, err)
 	require.NoError(t, Exec(context.Background(), plain, insert))
-	require.Equal(t, 4, count(plain), "run at once outside a Tx")
+	require.Equal(t, 5, count(plain), "run at once outside a Tx")
 	require.NoError(t, plain.Rollback(context.Background()))
 }
 
