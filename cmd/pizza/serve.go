@@ -123,7 +123,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	defer endWebsockets()
 	gql := graph.NewHandler(graph.ServerConfig{
 		Context:          wsCtx,
-		Production:       cfg.Common.Env == "production",
+		Production:       cfg.production(),
 		MaxBodyBytes:     cfg.BFF.MaxBodyBytes,
 		MaxComplexity:    cfg.BFF.MaxComplexity,
 		MaxDepth:         cfg.BFF.MaxDepth,
