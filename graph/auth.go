@@ -13,6 +13,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/services/api"
 )
 
 // Claims are what a bearer token says about its holder.
@@ -83,6 +84,14 @@ func (c Claims) validate() error {
 		return errors.New("a CUSTOMER token needs its customerId")
 	case c.Role == model.RoleMaster && c.StoreID == "":
 		return errors.New("a MASTER token needs its storeId")
+	case c.Role == model.RoleCustomer:
+		if _, err := api.Key("customerId", c.CustomerID); err != nil {
+			return fmt.Errorf("a CUSTOMER token's customerId: %w", err)
+		}
+	case c.Role == model.RoleMaster:
+		if _, err := api.ParseID(c.StoreID); err != nil {
+			return fmt.Errorf("a MASTER token's storeId: %w", err)
+		}
 	}
 	return nil
 }

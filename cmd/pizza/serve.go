@@ -261,6 +261,9 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	svc.routes(srv.mux, logger)
 	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
 	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := api.ParseID(r.PathValue("orderId")); err != nil {
+			return api.Errorf(api.NotFound, "no order %q", r.PathValue("orderId"))
+		}
 		tl, err := outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
 		if err != nil {
 			return err

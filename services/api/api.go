@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
@@ -246,7 +248,8 @@ func PathID(r *http.Request, name string) (int64, error) {
 	return id, nil
 }
 
-// ParseID parses a positive integer id.
+// ParseID parses a positive integer id in its canonical form (no sign, space or leading zero):
+// the ids this system gives orders and stores.
 func ParseID(s string) (int64, error) {
 	var id int64
 	if _, err := fmt.Sscan(s, &id); err != nil || id <= 0 || fmt.Sprint(id) != s {
@@ -255,8 +258,8 @@ func ParseID(s string) (int64, error) {
 	return id, nil
 }
 
-// Text checks a required short text field: not blank, at most max characters, no control
-// characters. It returns the value trimmed.
+// Text checks a required short text field: not blank, at most max characters, valid UTF-8 with
+// nothing invisible or control-like in it (see printable). It returns the value trimmed.
 func Text(field, value string, max int) (string, error) {
 	v := strings.TrimSpace(value)
 	switch {
@@ -264,8 +267,42 @@ func Text(field, value string, max int) (string, error) {
 		return "", Invalid(field, "is required")
 	case len([]rune(v)) > max:
 		return "", Invalid(field, "must be at most %d characters", max)
-	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return "", Invalid(field, "must not contain control characters")
+	case !printable(v):
+		return "", Invalid(field, "must not contain control, format or invalid characters")
 	}
 	return v, nil
+}
+
+// MaxKeyLen bounds a customer id (and any other free-form key a client names things by).
+const MaxKeyLen = 64
+
+// Key checks an identifier chosen outside this system, such as a customer id: 1 to MaxKeyLen
+// characters, printable (see printable), and without surrounding space. It is never trimmed or
+// otherwise rewritten, because ids are compared exactly everywhere (a token's claim against an
+// argument, an argument against a stored row): "2 " is refused, not read as "2".
+func Key(field, value string) (string, error) {
+	switch {
+	case value == "":
+		return "", Invalid(field, "is required")
+	case strings.TrimSpace(value) != value:
+		return "", Invalid(field, "must not begin or end with space")
+	case len([]rune(value)) > MaxKeyLen:
+		return "", Invalid(field, "must be at most %d characters", MaxKeyLen)
+	case !printable(value):
+		return "", Invalid(field, "must not contain control, format or invalid characters")
+	}
+	return value, nil
+}
+
+// printable reports whether s is valid UTF-8 free of control characters (C0, DEL and C1, such
+// as U+0085), format characters (bidirectional overrides, zero-width ones, BOM), line and
+// paragraph separators, surrogates and private-use code points: what would make two values
+// that look the same differ, or break the display or the logs of whoever shows them.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Co, unicode.Cs) || r == utf8.RuneError
+	})
 }

@@ -6,6 +6,7 @@ package customercenter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -88,9 +89,17 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
 	ids := make([]string, 0, len(events))
 	for _, ev := range events {
-		if _, ok := lifecycle.StatusOf(ev.Type); ok {
-			ids = append(ids, ev.OrderID)
+		if _, ok := lifecycle.StatusOf(ev.Type); !ok {
+			continue
 		}
+		if _, err := api.ParseID(ev.OrderID); err != nil {
+			// No order can have this id: fail before any row is made for it. The batch rolls
+			// back, its events are applied one by one, and this one alone is dead-lettered.
+			return func(context.Context, pgx.Tx, []outbox.Event) error {
+				return fmt.Errorf("event %s: order id %q is not an order id", ev.ID, ev.OrderID)
+			}
+		}
+		ids = append(ids, ev.OrderID)
 	}
 	if len(ids) == 0 {
 		return func(context.Context, pgx.Tx, []outbox.Event) error { return nil }
@@ -187,7 +196,7 @@ const MaxLimit = 500
 
 // ByCustomer returns a customer's rows, newest first.
 func (s *Service) ByCustomer(ctx context.Context, customerID string, limit int) ([]Row, error) {
-	customerID, err := api.Text("customerId", customerID, 64)
+	customerID, err := api.Key("customerId", customerID)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +217,9 @@ ORDER BY placed_at DESC NULLS LAST, order_id DESC LIMIT $2`, customerID, limit)
 
 // ByOrder returns one order's row.
 func (s *Service) ByOrder(ctx context.Context, orderID string) (Row, error) {
+	if _, err := api.ParseID(orderID); err != nil {
+		return Row{}, api.Errorf(api.NotFound, "no myPage row for order %q", orderID)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM mypage WHERE order_id = $1`, orderID)
 	if err != nil {
 		return Row{}, err

@@ -118,6 +118,9 @@ func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p li
 
 // Get returns the delivery of an order.
 func (s *Service) Get(ctx context.Context, orderID string) (Delivery, error) {
+	if _, err := api.ParseID(orderID); err != nil {
+		return Delivery{}, api.Errorf(api.NotFound, "no delivery for order %q", orderID)
+	}
 	var (
 		d  Delivery
 		id int64

@@ -353,7 +353,7 @@ func placedEvent(o Order) (outbox.Event, error) {
 
 func validate(in PlaceInput) (PlaceInput, error) {
 	var err error
-	if in.CustomerID, err = api.Text("customerId", in.CustomerID, 64); err != nil {
+	if in.CustomerID, err = api.Key("customerId", in.CustomerID); err != nil {
 		return in, err
 	}
 	if in.Pizza, err = api.Text("pizza", in.Pizza, 100); err != nil {

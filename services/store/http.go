@@ -108,6 +108,9 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		return nil
 	}))
 	mux.HandleFunc("POST /store-orders/{orderId}/cooked", h(func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := api.ParseID(r.PathValue("orderId")); err != nil {
+			return api.Errorf(api.NotFound, "no store order %q", r.PathValue("orderId"))
+		}
 		o, err := s.MarkCooked(r.Context(), r.PathValue("orderId"))
 		if err != nil {
 			return err

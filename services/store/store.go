@@ -133,6 +133,9 @@ WHERE store_id = $1 AND ($2 = '' OR status = $2) ORDER BY received_at, order_id`
 
 // Order returns one store order.
 func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
+	if _, err := api.ParseID(orderID); err != nil {
+		return Order{}, api.Errorf(api.NotFound, "no store order %q", orderID)
+	}
 	const q = `SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL`
 	rows, err := s.pool.Query(ctx, q, orderID)
 	if err != nil {
