@@ -101,8 +101,16 @@ func (m *measurer) set(set ast.SelectionSet) shape {
 
 func saturate(n int) int { return min(n, 1<<30) }
 
-// introspects reports whether a root selection asks for __schema or __type.
+// introspects reports whether a root selection asks for __schema or __type. Each fragment is
+// looked into once, so a document of fragments spreading one another twice over costs its size,
+// not the size of its expansion.
 func introspects(set ast.SelectionSet) bool {
+	return introspector{seen: map[string]bool{}}.set(set)
+}
+
+type introspector struct{ seen map[string]bool }
+
+func (in introspector) set(set ast.SelectionSet) bool {
 	for _, sel := range set {
 		switch s := sel.(type) {
 		case *ast.Field:
@@ -110,12 +118,15 @@ func introspects(set ast.SelectionSet) bool {
 				return true
 			}
 		case *ast.InlineFragment:
-			if introspects(s.SelectionSet) {
+			if in.set(s.SelectionSet) {
 				return true
 			}
 		case *ast.FragmentSpread:
-			if s.Definition != nil && introspects(s.Definition.SelectionSet) {
-				return true
+			if s.Definition != nil && !in.seen[s.Name] {
+				in.seen[s.Name] = true
+				if in.set(s.Definition.SelectionSet) {
+					return true
+				}
 			}
 		}
 	}
