@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/stretchr/testify/require"
 )
 
@@ -85,4 +86,91 @@ func TestIntrospectionCheckIsLinearInTheDocument(t *testing.T) {
 	resp = postQuery(t, h, `query { ...A } fragment A on Query { ...B ...B } fragment B on Query { ...{ __schema { queryType { name } } } }`)
 	require.Equal(t, codeBadUserInput, resp.code(), "%+v", resp.Errors)
 	require.Equal(t, "introspection is disabled", resp.Errors[0].Message)
+}
+
+// Documents whose validation costs more than their size are refused before any validation rule
+// runs, in development and production alike, with a BAD_USER_INPUT naming the bound. On the old
+// code each of these was validated: the first took over a second of CPU, and every conflict of
+// the last was reported (250,000 errors).
+func TestOversizedDocumentsAreRefusedBeforeValidation(t *testing.T) {
+	t.Parallel()
+	many := func(n int, f func(i int) string) string {
+		var b strings.Builder
+		for i := range n {
+			b.WriteString(f(i))
+		}
+		return b.String()
+	}
+	cases := []struct{ name, query, bound string }{
+		{"4,900 __typename (54 KB)", "{" + strings.Repeat(" __typename", 4900) + "}", `named "__typename" in one selection set`},
+		{"the same, with a comment to miss the cache", "# 12345\n{" + strings.Repeat(" __typename", 4900) + "}", `named "__typename"`},
+		{"400 aliases of one name, conflicting", "{" + many(400, func(i int) string { return []string{" a:stores{id}", " a:order(id:1){id}"}[i%2] }) + "}", `named "a"`},
+		{"300 fragments spread side by side", "{" + many(300, func(i int) string { return fmt.Sprintf(" ...F%d", i) }) + "}" +
+			many(300, func(i int) string { return fmt.Sprintf(" fragment F%d on Query { __typename }", i) }), "fragments are spread in one selection set"},
+		{"900 operations", many(900, func(i int) string { return fmt.Sprintf("query q%d { __typename } ", i) }), "over 500 selections"},
+		{"a chain of 600 fragments", "{ ...F0 }" + many(600, func(i int) string { return fmt.Sprintf(" fragment F%d on Query { ...F%d }", i, i+1) }) +
+			" fragment F600 on Query { __typename }", "over 500 selections"},
+		{"200 operations spreading one fragment", many(200, func(i int) string { return fmt.Sprintf("query q%d { ...F } ", i) }) +
+			"fragment F on Query {" + many(40, func(i int) string { return fmt.Sprintf(" t%d: __typename", i) }) + " }", "would visit over"},
+		{"inline fragments 900 deep", "{" + strings.Repeat(" ...{", 900) + " __typename" + strings.Repeat(" }", 900) + "}", "nested over 32 deep"},
+	}
+	for _, production := range []bool{false, true} {
+		h := newTestHandler(t, ServerConfig{Production: production})
+		for _, c := range cases {
+			resp := postQuery(t, h, c.query)
+			require.Equal(t, http.StatusUnprocessableEntity, resp.status, "%s: %+v", c.name, resp.Errors)
+			require.Len(t, resp.Errors, 1, c.name)
+			require.Equal(t, codeBadUserInput, resp.code(), c.name)
+			require.Contains(t, resp.Errors[0].Message, "document too large to validate", c.name)
+			require.Contains(t, resp.Errors[0].Message, c.bound, c.name)
+		}
+	}
+}
+
+// Within the bounds, validation reports at most 100 errors however many conflicts there are;
+// ordinary documents, and graphql-js's full introspection query, are never refused for size.
+func TestDocumentsWithinTheBoundsAreValidated(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(t, ServerConfig{})
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 25 {
+		fmt.Fprintf(&b, " o%d: order(id: %d) { ", i, i)
+		for j := range 16 {
+			fmt.Fprintf(&b, " x: %s", []string{"id", "pizza"}[j%2])
+		}
+		b.WriteString(" }")
+	}
+	b.WriteString("}")
+	resp := postQuery(t, h, b.String()) // 25 × 64 conflicts
+	require.Equal(t, http.StatusUnprocessableEntity, resp.status)
+	require.Equal(t, maxValidationErrors+1, len(resp.Errors))
+	require.Contains(t, resp.Errors[0].Message, `Fields "x" conflict`)
+	require.Equal(t, "too many validation errors; only the first 100 are shown", resp.Errors[maxValidationErrors].Message)
+
+	for _, q := range []string{introspection.NewQuery(introspection.QueryOptions{OneOf: true}),
+		`query A { stores { ...S } } query B { stores { ...S id } } fragment S on Store { id name ... on Store { region open } }`,
+	} {
+		resp = postQuery(t, h, q)
+		for _, e := range resp.Errors {
+			require.NotContains(t, e.Message, "too large", q)
+		}
+	}
+	resp = postQuery(t, h, `{ __type(name: "Store") { fields { name } } }`)
+	require.Empty(t, resp.Errors)
+}
+
+// In production a document naming __schema or __type anywhere is refused before validation.
+func TestProductionRefusesIntrospectionBeforeValidation(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(t, ServerConfig{Production: true})
+	for _, q := range []string{
+		`{ __schema { types { name } } }`,
+		`query A { __typename } query B { ...F } fragment F on Query { __type(name: "Order") { name } }`,
+		`{ stores { __type(name: "Order") { name } } }`, // invalid where it stands; refused all the same
+	} {
+		resp := postQuery(t, h, q)
+		require.Equal(t, codeBadUserInput, resp.code(), q)
+		require.Equal(t, "introspection is disabled", resp.Errors[0].Message, q)
+	}
 }

@@ -92,8 +92,11 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 		cfg.MaxBodyBytes, cfg.Logger))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	cache := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(cache)
 	srv.SetParserTokenLimit(cfg.MaxTokens)
+	srv.SetValidationRulesFn(validationRules())
+	srv.Use(newDocumentLimits(cfg.MaxTokens, cfg.Production, cache))
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
 		cfg.Logger.ErrorContext(ctx, "resolver panicked", "panic", v)
