@@ -362,10 +362,20 @@ func tooLarge(format string, args ...any) *gqlerror.Error {
 const maxValidationErrors = 100
 
 // validationRules are gqlparser's default rules, reporting at most maxValidationErrors errors
-// together.
-func validationRules() func() *rules.Rules {
+// together; without suggest, each rule that can suggest ("Did you mean ...?": fields, scalar
+// leafs, enum values and input fields, argument names, type names) is its variant that does not.
+// gqlgen's SetDisableSuggestion swaps only the first two.
+func validationRules(suggest bool) func() *rules.Rules {
 	return func() *rules.Rules {
 		base := rules.NewDefaultRules()
+		if !suggest {
+			for _, r := range []validator.Rule{rules.FieldsOnCorrectTypeRuleWithoutSuggestions,
+				rules.ScalarLeafsRuleWithoutSuggestions, rules.ValuesOfCorrectTypeRuleWithoutSuggestions,
+				rules.KnownArgumentNamesRuleWithoutSuggestions, rules.KnownTypeNamesRuleWithoutSuggestions} {
+				base.RemoveRule(strings.TrimSuffix(r.Name, "WithoutSuggestions"))
+				base.AddRule(r.Name, r.RuleFunc)
+			}
+		}
 		errs := 0
 		out := rules.NewRules()
 		for name, f := range base.GetInner() {

@@ -174,3 +174,30 @@ func TestProductionRefusesIntrospectionBeforeValidation(t *testing.T) {
 		require.Equal(t, "introspection is disabled", resp.Errors[0].Message, q)
 	}
 }
+
+// In production no validation error suggests anything; in development they do.
+func TestProductionSuggestsNothing(t *testing.T) {
+	t.Parallel()
+	queries := []string{
+		`{ storeOrders(storeId: "1", status: COOKE) { orderId } }`, // an enum value
+		`{ stores { idd } }`,                         // a field
+		`{ stores(regio: "x") { id } }`,              // an argument
+		`{ ...F } fragment F on Quer { __typename }`, // a type
+		`mutation { placeOrder(input: {customerId: "1", pizzza: "p", qty: 1, region: "r"}) { id } }`, // an input field
+	}
+	dev, prod := newTestHandler(t, ServerConfig{}), newTestHandler(t, ServerConfig{Production: true})
+	for _, q := range queries {
+		resp := postQuery(t, prod, q)
+		require.NotEmpty(t, resp.Errors, q)
+		for _, e := range resp.Errors {
+			require.Equal(t, codeBadUserInput, e.Extensions["code"], q)
+			require.NotContains(t, e.Message, "Did you mean", q)
+		}
+		resp = postQuery(t, dev, q)
+		var suggested bool
+		for _, e := range resp.Errors {
+			suggested = suggested || strings.Contains(e.Message, "Did you mean")
+		}
+		require.True(t, suggested, "development suggests: %s %+v", q, resp.Errors)
+	}
+}

@@ -27,7 +27,7 @@ import (
 type ServerConfig struct {
 	// Context ends every websocket when it is done (default: never).
 	Context context.Context
-	// Production turns off introspection and field suggestions.
+	// Production turns off introspection and every suggestion ("Did you mean ...?").
 	Production bool
 	// MaxBodyBytes bounds a request body (default 64 KiB).
 	MaxBodyBytes int64
@@ -95,7 +95,7 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	cache := lru.New[*ast.QueryDocument](1000)
 	srv.SetQueryCache(cache)
 	srv.SetParserTokenLimit(cfg.MaxTokens)
-	srv.SetValidationRulesFn(validationRules())
+	srv.SetValidationRulesFn(validationRules(!cfg.Production))
 	srv.Use(newDocumentLimits(cfg.MaxTokens, cfg.Production, cache))
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
