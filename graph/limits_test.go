@@ -3,6 +3,7 @@ package graph
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -200,4 +201,47 @@ func TestProductionSuggestsNothing(t *testing.T) {
 		}
 		require.True(t, suggested, "development suggests: %s %+v", q, resp.Errors)
 	}
+}
+
+// A body over the limit is refused with 413 whether or not it says its length up front.
+func TestOversizedBodiesAreRefused(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(newTestHandler(t, ServerConfig{MaxBodyBytes: 1 << 10}))
+	t.Cleanup(srv.Close)
+	query := `{"query": "{ __typename }` + strings.Repeat(" ", 2<<10) + `"}`
+	for _, chunked := range []bool{false, true} {
+		req := chunkedPost(t, srv.URL, query, chunked)
+		resp := send(t, req)
+		require.Equal(t, http.StatusRequestEntityTooLarge, resp.status, "chunked %v: %+v", chunked, resp.Errors)
+		require.Equal(t, codeBadUserInput, resp.code())
+	}
+	// Under the limit, chunked or not, it is answered.
+	resp := send(t, chunkedPost(t, srv.URL, `{"query": "{ __typename }"}`, true))
+	require.Equal(t, http.StatusOK, resp.status, "%+v", resp.Errors)
+	require.Empty(t, resp.Errors)
+}
+
+// chunkedPost is a JSON POST of body, sent chunked (no Content-Length) or not.
+func chunkedPost(t *testing.T, base, body string, chunked bool) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/graphql", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if chunked {
+		req.ContentLength, req.TransferEncoding = -1, []string{"chunked"}
+	}
+	return req
+}
+
+// send does req against a real server and decodes the GraphQL response.
+func send(t *testing.T, req *http.Request) testResponse {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	out := testResponse{status: resp.StatusCode}
+	require.NoError(t, json.Unmarshal(b, &out), "%s", b)
+	return out
 }

@@ -1,8 +1,10 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -163,7 +165,17 @@ func guard(maxBody int64, next http.Handler) http.Handler {
 				writeGraphQLError(w, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			// Read here, so that a body without a length (chunked) is refused like one with.
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+			if err != nil {
+				if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+					writeGraphQLError(w, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
+				} else {
+					writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "could not read the request body")
+				}
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		default:
 			w.Header().Set("Allow", "GET, POST")
 			writeGraphQLError(w, http.StatusMethodNotAllowed, codeBadUserInput, "use GET or POST")
