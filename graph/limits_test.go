@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -244,4 +245,23 @@ func send(t *testing.T, req *http.Request) testResponse {
 	out := testResponse{status: resp.StatusCode}
 	require.NoError(t, json.Unmarshal(b, &out), "%s", b)
 	return out
+}
+
+// A GET's query string is bounded like a POST's body: 414 past the limit.
+func TestOversizedQueryStringsAreRefused(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(newTestHandler(t, ServerConfig{MaxBodyBytes: 1 << 10}))
+	t.Cleanup(srv.Close)
+	get := func(query string) testResponse {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/graphql?query="+url.QueryEscape(query), nil)
+		require.NoError(t, err)
+		return send(t, req)
+	}
+	resp := get("{ __typename }" + strings.Repeat(" ", 2<<10))
+	require.Equal(t, http.StatusRequestURITooLong, resp.status, "%+v", resp.Errors)
+	require.Equal(t, codeBadUserInput, resp.code())
+
+	resp = get("{ __typename }" + strings.Repeat(" ", 900))
+	require.Equal(t, http.StatusOK, resp.status, "%+v", resp.Errors)
+	require.Empty(t, resp.Errors)
 }

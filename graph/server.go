@@ -31,7 +31,7 @@ type ServerConfig struct {
 	Context context.Context
 	// Production turns off introspection and every suggestion ("Did you mean ...?").
 	Production bool
-	// MaxBodyBytes bounds a request body (default 64 KiB).
+	// MaxBodyBytes bounds a request body, and a URL's query string (default 64 KiB).
 	MaxBodyBytes int64
 	// MaxComplexity, MaxDepth, MaxAliases and MaxTokens bound an operation's shape (defaults
 	// 500, 10, 30, 5000).
@@ -140,12 +140,17 @@ func timeRootFields(reg prometheus.Registerer) graphql.RootFieldMiddleware {
 	}
 }
 
-// guard admits only what the API speaks before anything is parsed: bounded bodies, JSON POSTs
+// guard admits only what the API speaks before anything is parsed: bounded bodies and query
+// strings, JSON POSTs
 // (a form or text/plain POST is what a cross-site page can send without asking), GETs, and
 // websocket upgrades offering graphql-transport-ws. It also notes the method for shapeLimits.
 func guard(maxBody int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upgrade := r.Header.Get("Upgrade")
+		if int64(len(r.URL.RawQuery)) > maxBody { // a GET's query is its body
+			writeGraphQLError(w, http.StatusRequestURITooLong, codeBadUserInput, "query string too long")
+			return
+		}
 		switch {
 		case upgrade != "" && !strings.EqualFold(upgrade, "websocket"):
 			writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "the only upgrade offered is websocket")
