@@ -42,6 +42,10 @@ type ServerConfig struct {
 	// InitTimeout bounds the wait for a websocket's connection_init (default 5s), and KeepAlive
 	// is the interval of pings on it (default 15s).
 	InitTimeout, KeepAlive time.Duration
+	// MaxSocketOperations bounds the operations running at once on one websocket: its
+	// subscriptions, and queries or mutations not yet answered (default 100). One more is
+	// answered with an error for its id.
+	MaxSocketOperations int
 	// SubscriberBuffer is each subscriber's buffer of rows not yet sent (default 32).
 	SubscriberBuffer int
 	// Metrics, when set, receives the GraphQL latency histogram.
@@ -76,6 +80,9 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	if cfg.MaxTokens <= 0 {
 		cfg.MaxTokens = 5000
 	}
+	if cfg.MaxSocketOperations <= 0 {
+		cfg.MaxSocketOperations = 100
+	}
 	if cfg.InitTimeout <= 0 {
 		cfg.InitTimeout = 5 * time.Second
 	}
@@ -91,7 +98,7 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 		cfg.Context = context.Background()
 	}
 	srv.AddTransport(newWSTransport(cfg.Context, auth, cfg.AllowedOrigins, cfg.InitTimeout, cfg.KeepAlive,
-		cfg.MaxBodyBytes, cfg.Logger))
+		cfg.MaxBodyBytes, cfg.MaxSocketOperations, cfg.Logger))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	cache := lru.New[*ast.QueryDocument](1000)
