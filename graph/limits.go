@@ -189,7 +189,7 @@ var _ interface {
 } = documentLimits{}
 
 // newDocumentLimits bounds documents so that validating one costs at most a few milliseconds.
-// The bounds are far above what a client writes: graphql-js's full introspection query has 75
+// The bounds are far above what a client writes: graphql-js's full introspection query has 78
 // selections nested 10 deep.
 func newDocumentLimits(tokens int, production bool, cache graphql.Cache[*ast.QueryDocument]) documentLimits {
 	const selections = 500
