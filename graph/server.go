@@ -1,8 +1,10 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -27,9 +29,9 @@ import (
 type ServerConfig struct {
 	// Context ends every websocket when it is done (default: never).
 	Context context.Context
-	// Production turns off introspection and field suggestions.
+	// Production turns off introspection and every suggestion ("Did you mean ...?").
 	Production bool
-	// MaxBodyBytes bounds a request body (default 64 KiB).
+	// MaxBodyBytes bounds a request body, and a URL's query string (default 64 KiB).
 	MaxBodyBytes int64
 	// MaxComplexity, MaxDepth, MaxAliases and MaxTokens bound an operation's shape (defaults
 	// 500, 10, 30, 5000).
@@ -40,6 +42,10 @@ type ServerConfig struct {
 	// InitTimeout bounds the wait for a websocket's connection_init (default 5s), and KeepAlive
 	// is the interval of pings on it (default 15s).
 	InitTimeout, KeepAlive time.Duration
+	// MaxSocketOperations bounds the operations running at once on one websocket: its
+	// subscriptions, and queries or mutations not yet answered (default 100). One more is
+	// answered with an error for its id.
+	MaxSocketOperations int
 	// SubscriberBuffer is each subscriber's buffer of rows not yet sent (default 32).
 	SubscriberBuffer int
 	// Metrics, when set, receives the GraphQL latency histogram.
@@ -74,6 +80,9 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	if cfg.MaxTokens <= 0 {
 		cfg.MaxTokens = 5000
 	}
+	if cfg.MaxSocketOperations <= 0 {
+		cfg.MaxSocketOperations = 100
+	}
 	if cfg.InitTimeout <= 0 {
 		cfg.InitTimeout = 5 * time.Second
 	}
@@ -89,11 +98,14 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 		cfg.Context = context.Background()
 	}
 	srv.AddTransport(newWSTransport(cfg.Context, auth, cfg.AllowedOrigins, cfg.InitTimeout, cfg.KeepAlive,
-		cfg.MaxBodyBytes, cfg.Logger))
+		cfg.MaxBodyBytes, cfg.MaxSocketOperations, cfg.Logger))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	cache := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(cache)
 	srv.SetParserTokenLimit(cfg.MaxTokens)
+	srv.SetValidationRulesFn(validationRules(!cfg.Production))
+	srv.Use(newDocumentLimits(cfg.MaxTokens, cfg.Production, cache))
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
 		cfg.Logger.ErrorContext(ctx, "resolver panicked", "panic", v)
@@ -135,12 +147,17 @@ func timeRootFields(reg prometheus.Registerer) graphql.RootFieldMiddleware {
 	}
 }
 
-// guard admits only what the API speaks before anything is parsed: bounded bodies, JSON POSTs
+// guard admits only what the API speaks before anything is parsed: bounded bodies and query
+// strings, JSON POSTs
 // (a form or text/plain POST is what a cross-site page can send without asking), GETs, and
 // websocket upgrades offering graphql-transport-ws. It also notes the method for shapeLimits.
 func guard(maxBody int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upgrade := r.Header.Get("Upgrade")
+		if int64(len(r.URL.RawQuery)) > maxBody { // a GET's query is its body
+			writeGraphQLError(w, http.StatusRequestURITooLong, codeBadUserInput, "query string too long")
+			return
+		}
 		switch {
 		case upgrade != "" && !strings.EqualFold(upgrade, "websocket"):
 			writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "the only upgrade offered is websocket")
@@ -160,7 +177,17 @@ func guard(maxBody int64, next http.Handler) http.Handler {
 				writeGraphQLError(w, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			// Read here, so that a body without a length (chunked) is refused like one with.
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+			if err != nil {
+				if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+					writeGraphQLError(w, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
+				} else {
+					writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "could not read the request body")
+				}
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		default:
 			w.Header().Set("Allow", "GET, POST")
 			writeGraphQLError(w, http.StatusMethodNotAllowed, codeBadUserInput, "use GET or POST")

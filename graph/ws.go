@@ -38,6 +38,7 @@ type wsTransport struct {
 	initTimeout time.Duration
 	keepAlive   time.Duration
 	readLimit   int64
+	maxOps      int // running operations per socket
 	logger      *slog.Logger
 }
 
@@ -56,7 +57,7 @@ const (
 const wsWriteTimeout = 10 * time.Second
 
 func newWSTransport(base context.Context, auth *Auth, allowedOrigins []string, initTimeout, keepAlive time.Duration,
-	readLimit int64, logger *slog.Logger) *wsTransport {
+	readLimit int64, maxOps int, logger *slog.Logger) *wsTransport {
 	return &wsTransport{
 		upgrader: websocket.Upgrader{
 			ReadBufferSize:  512,
@@ -67,7 +68,8 @@ func newWSTransport(base context.Context, auth *Auth, allowedOrigins []string, i
 				writeGraphQLError(w, status, codeBadUserInput, reason.Error())
 			},
 		},
-		auth: auth, base: base, initTimeout: initTimeout, keepAlive: keepAlive, readLimit: readLimit, logger: logger,
+		auth: auth, base: base, initTimeout: initTimeout, keepAlive: keepAlive, readLimit: readLimit, maxOps: maxOps,
+		logger: logger,
 	}
 }
 
@@ -233,14 +235,16 @@ func (c *wsConn) ping() {
 }
 
 // start registers a subscribe message's operation and runs it on a goroutine of its own, so the
-// reader stays small and answers pings while a resolver works.
+// reader stays small and answers pings while a resolver works. A socket already running maxOps
+// operations gets an error for this one instead (the socket and its other operations go on).
 func (c *wsConn) start(id string, payload json.RawMessage) bool {
 	quoted, _ := json.Marshal(id)
 	op := &wsOperation{c: c, id: id, quotedID: quoted}
 	op.ctx, op.cancel = context.WithCancel(c.ctx)
 	c.mu.Lock()
 	_, dup := c.ops[id]
-	if !dup && !c.closed {
+	full := len(c.ops) >= c.t.maxOps
+	if !dup && !full && !c.closed {
 		c.ops[id] = op
 	}
 	c.mu.Unlock()
@@ -248,6 +252,11 @@ func (c *wsConn) start(id string, payload json.RawMessage) bool {
 		op.cancel()
 		c.closeWith(closeSubscriberExists, "Subscriber for "+id+" already exists")
 		return false
+	}
+	if full {
+		op.cancel()
+		return op.sendFrame("error", gqlerror.List{coded(codeBadUserInput,
+			"at most %d operations may run on one websocket; complete one first", c.t.maxOps)}) == nil
 	}
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(payload))

@@ -241,3 +241,30 @@ func TestWebsocketKeepAlive(t *testing.T) {
 		polite.send(wsMessage{Type: "pong"})
 	}
 }
+
+// A socket runs at most MaxSocketOperations operations (100 by default): one more gets an error
+// for its id, and the socket and its subscriptions go on; completing one makes room.
+func TestWebsocketOperationsAreCapped(t *testing.T) {
+	t.Parallel()
+	f := newWSFixture(t, time.Minute)
+	ws := f.connect(t, "c-1")
+	for i := range 100 {
+		ws.subscribe(fmt.Sprint("s", i), "c-1")
+	}
+	waitFor(t, "100 subscriptions", func() bool { return f.hub.Subscribers() == 100 })
+	ws.subscribe("one-too-many", "c-1")
+	m := ws.read()
+	require.Equal(t, "error", m.Type)
+	require.Equal(t, "one-too-many", m.ID)
+	require.Contains(t, string(m.Payload), `"code":"BAD_USER_INPUT"`)
+	require.Contains(t, string(m.Payload), "at most 100 operations may run on one websocket")
+
+	f.hub.Publish(update(t, "o-1", "c-1", 1, lifecycle.Received))
+	for range 100 {
+		require.Equal(t, "next", ws.read().Type, "the socket's subscriptions go on")
+	}
+	ws.send(wsMessage{ID: "s0", Type: "complete"})
+	waitFor(t, "the completion", func() bool { return f.hub.Subscribers() == 99 })
+	ws.subscribe("one-more", "c-1")
+	waitFor(t, "the new subscription", func() bool { return f.hub.Subscribers() == 100 })
+}
