@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run run-split test infra migrate generate bench lint fmt tidy check
+.PHONY: run run-split test chaos infra migrate generate bench lint fmt tidy check
 
 ## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process
 run: infra
@@ -24,6 +24,12 @@ run-split: infra
 test: infra
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
+
+## chaos: the fault suite at length: each scenario (TestChaos*) under a steady load of orders for
+## PIZZA_CHAOS (default 2m), one after another, then the checker's table. Loopback only; never part of make test.
+PIZZA_CHAOS ?= 2m
+chaos: infra
+	PIZZA_CHAOS=$(PIZZA_CHAOS) $(GO) test -count=1 -run '^TestChaos' -parallel 1 -v -timeout 90m ./cmd/pizza/ | grep -v '^=== \(RUN\|PAUSE\|CONT\)'
 
 ## infra: start PostgreSQL and RabbitMQ when they do not answer (idempotent)
 infra:

@@ -1,0 +1,423 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
+)
+
+// The fault suite: each scenario runs a steady load of orders through the public GraphQL API
+// while a fault is injected and healed, then a checker reads all four databases and the
+// dead-letter queues and reports what became of every order. In `make test` each scenario is
+// short; `make chaos` (PIZZA_CHAOS=<duration>) runs each one's load that long and prints the
+// checker's table at the end.
+
+// chaosLength is how long each scenario's load runs, and its fault lasts half of it.
+func chaosLength() (time.Duration, bool) {
+	if v := os.Getenv("PIZZA_CHAOS"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err == nil && d > 0 {
+			return d, true
+		}
+	}
+	return 4 * time.Second, false
+}
+
+// chaosRate is the steady load: placements per second.
+const chaosRate = 40
+
+// chaosLoad places orders at a steady rate through the BFF, as an agent for ten customers, and
+// cooks what the store received, as its master. It records every answer.
+type chaosLoad struct {
+	base, agent, master, storeID, region string
+
+	sent        atomic.Int64
+	mu          sync.Mutex
+	accepted    []string       // order ids the API acknowledged
+	firstFailed map[string]int // first answers that were errors, by extensions.code (or TRANSPORT)
+	failed      map[string]int // placements that never succeeded, by their last code
+	cooked      atomic.Int64
+	healed      atomic.Pointer[time.Time] // when the fault ended
+}
+
+// chaosClient is the load's HTTP client: a placement's answer may take long while a dependency is
+// away, but never forever.
+var chaosClient = &http.Client{Timeout: 30 * time.Second}
+
+func (l *chaosLoad) gql(ctx context.Context, tok, query string, vars map[string]any) (map[string]json.RawMessage, string) {
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.base+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return nil, "REQUEST"
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := chaosClient.Do(req)
+	if err != nil {
+		return nil, "TRANSPORT"
+	}
+	defer resp.Body.Close()
+	var out gqlResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Sprintf("HTTP_%d", resp.StatusCode)
+	}
+	if len(out.Errors) > 0 {
+		return nil, cmpOr(out.code(), "NO_CODE")
+	}
+	return out.Data, ""
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// run places orders at chaosRate until ctx ends, each in its own goroutine (a slow answer does not
+// slow the rate), and waits for every answer.
+func (l *chaosLoad) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / chaosRate)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-tick.C:
+		}
+		l.sent.Add(1)
+		wg.Go(func() { l.place(context.WithoutCancel(ctx), i) })
+	}
+}
+
+// place places one order. A retryable failure (UNAVAILABLE, or no answer at all) is retried with
+// the same idempotency key, as a careful client would, until 15 s after the fault healed: the
+// first answer's code is counted either way, and an order that never succeeded counts as failed.
+func (l *chaosLoad) place(ctx context.Context, i int) {
+	in := map[string]any{"customerId": fmt.Sprint("chaos-", i%10), "pizza": "불고기피자", "qty": 1 + i%3,
+		"region": l.region, "idempotencyKey": uuid.NewString()}
+	for attempt := 0; ; attempt++ {
+		data, code := l.gql(ctx, l.agent, placeMutation, map[string]any{"in": in})
+		if code == "" {
+			var o gqlOrder
+			if err := json.Unmarshal(data["placeOrder"], &o); err != nil || o.ID == "" {
+				code = "BAD_ANSWER"
+			} else {
+				l.mu.Lock()
+				l.accepted = append(l.accepted, o.ID)
+				l.mu.Unlock()
+				return
+			}
+		}
+		if attempt == 0 {
+			l.mu.Lock()
+			l.firstFailed[code]++
+			l.mu.Unlock()
+		}
+		healed := l.healed.Load()
+		if (code != "UNAVAILABLE" && code != "TRANSPORT") || (healed != nil && time.Since(*healed) > 15*time.Second) {
+			l.mu.Lock()
+			l.failed[code]++
+			l.mu.Unlock()
+			return
+		}
+		time.Sleep(250 * time.Millisecond) // a client's backoff between retries
+	}
+}
+
+// cook marks every order the store has received cooked, every 200 ms, until ctx ends. Failures
+// (the store away, an order already cooked) are retried on the next pass.
+func (l *chaosLoad) cook(ctx context.Context) {
+	const list = `query($s: ID!) { storeOrders(storeId: $s, status: RECEIVED) { orderId } }`
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		data, code := l.gql(ctx, l.master, list, map[string]any{"s": l.storeID})
+		if code != "" {
+			continue
+		}
+		var orders []struct{ OrderID string }
+		_ = json.Unmarshal(data["storeOrders"], &orders)
+		for _, o := range orders {
+			if _, code := l.gql(ctx, l.master, cookMutation, map[string]any{"id": o.OrderID}); code == "" {
+				l.cooked.Add(1)
+			}
+		}
+	}
+}
+
+// chaosResult is one row of the checker's table.
+type chaosResult struct {
+	scenario                         string
+	sent, accepted                   int64
+	firstFailed, failed              map[string]int
+	lost, duplicated, phantom, inDLQ int
+	converged                        time.Duration // from the heal to every view agreeing
+	ok                               bool
+}
+
+var (
+	chaosResultsMu sync.Mutex
+	chaosResults   []chaosResult
+)
+
+// TestMain prints the fault suite's table after every test ran, when any scenario did.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if len(chaosResults) > 0 {
+		slices.SortFunc(chaosResults, func(a, b chaosResult) int { return strings.Compare(a.scenario, b.scenario) })
+		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		length, _ := chaosLength()
+		fmt.Fprintf(w, "\nfault suite: %s of load at %d orders/s per scenario, the fault lasting half of it\n", length, chaosRate)
+		fmt.Fprintln(w, "scenario\tsent\taccepted\tretried\tfailed\tlost\tduplicated\tphantom\tleft in DLQ\ttime to converge\t")
+		codes := func(m map[string]int) string {
+			var out []string
+			for code, n := range m {
+				out = append(out, fmt.Sprintf("%d %s", n, code))
+			}
+			slices.Sort(out)
+			return cmpOr(strings.Join(out, ", "), "0")
+		}
+		for _, r := range chaosResults {
+			conv := r.converged.Round(10 * time.Millisecond).String()
+			if !r.ok {
+				conv = "never"
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", r.scenario, r.sent, r.accepted,
+				codes(r.firstFailed), codes(r.failed), r.lost, r.duplicated, r.phantom, r.inDLQ, conv)
+		}
+		_ = w.Flush()
+	}
+	os.Exit(code)
+}
+
+// chaosSystem is the whole system with every component in a `pizza serve` of its own, so that a
+// scenario can stop and restart any of them.
+type chaosSystem struct {
+	*system
+	mu    sync.Mutex
+	stops map[db.Service]func()
+}
+
+// stop stops the components (SIGTERM, drained).
+func (cs *chaosSystem) stop(components ...db.Service) {
+	for _, c := range components {
+		cs.mu.Lock()
+		stop := cs.stops[c]
+		cs.mu.Unlock()
+		stop()
+	}
+}
+
+// restart starts the components again, each in its own `pizza serve`, and waits until they are ready.
+func (cs *chaosSystem) restart(t *testing.T, components ...db.Service) {
+	for _, c := range components {
+		stop := cs.start(t, c)
+		cs.mu.Lock()
+		cs.stops[c] = stop
+		cs.mu.Unlock()
+	}
+}
+
+// chaosScenario is a fault: inject starts it, and the function it returns heals it.
+type chaosScenario struct {
+	name string
+	// env changes the system's environment before anything starts (pointing a URL at a proxy).
+	env func(t *testing.T, sys *system)
+	// inject starts the fault on the running system and returns what heals it.
+	inject func(t *testing.T, cs *chaosSystem) (heal func())
+	// mayFail are the codes a placement's first answer may carry while the fault lasts (the
+	// retryable UNAVAILABLE when the order service's own database is away): anything else, and
+	// any placement that never succeeds, fails the run.
+	mayFail []string
+}
+
+// runChaos runs one scenario: the whole system on its own databases and broker names, the load
+// for chaosLength, the fault during its middle half, and then the checker.
+func runChaos(t *testing.T, sc chaosScenario) {
+	length, _ := chaosLength()
+	sys := newSystem(t, nil)
+	if sc.env != nil {
+		sc.env(t, sys)
+	}
+	cs := &chaosSystem{system: sys, stops: map[db.Service]func(){}}
+	cs.restart(t, db.Services...)
+	base := sys.startBFF(t)
+	storeID := registerStore(t, base, "강남점", "강남구")
+	l := &chaosLoad{base: base, agent: mint(t, model.RoleAgent, ""), master: mint(t, model.RoleMaster, storeID),
+		storeID: storeID, region: "강남구", firstFailed: map[string]int{}, failed: map[string]int{}}
+
+	ctx, stop := context.WithTimeout(context.Background(), length)
+	defer stop()
+	cookCtx, stopCooking := context.WithCancel(context.Background())
+	defer stopCooking()
+	loadDone, cookDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(loadDone); l.run(ctx) }()
+	go func() { defer close(cookDone); l.cook(cookCtx) }()
+
+	// The schedule (healthy, faulty, healthy) is time itself, not a wait for a condition.
+	time.Sleep(length / 4)
+	heal := sc.inject(t, cs)
+	time.Sleep(length / 2)
+	heal()
+	healed := time.Now()
+	l.healed.Store(&healed)
+	<-loadDone // the load's last answers are in (the cook goes on until stopped below)
+
+	res := chaosResult{scenario: sc.name, sent: l.sent.Load()}
+	l.mu.Lock()
+	accepted := slices.Clone(l.accepted)
+	res.firstFailed, res.failed = maps.Clone(l.firstFailed), maps.Clone(l.failed)
+	l.mu.Unlock()
+	res.accepted = int64(len(accepted))
+
+	res.ok = waitFor(60*time.Second+length, func() bool { return chaosConverged(sys, accepted) })
+	res.converged = time.Since(healed)
+	stopCooking()
+	<-cookDone
+	chaosCount(t, sys, accepted, &res)
+
+	chaosResultsMu.Lock()
+	chaosResults = append(chaosResults, res)
+	chaosResultsMu.Unlock()
+	t.Logf("%s: sent %d, accepted %d, first answers failed %v, failed %v, lost %d, duplicated %d, phantom %d, in DLQ %d, converged %v after the heal",
+		sc.name, res.sent, res.accepted, res.firstFailed, res.failed, res.lost, res.duplicated, res.phantom, res.inDLQ, res.converged)
+
+	require.True(t, res.ok, "%s: the views never agreed on every accepted order", sc.name)
+	require.NotZero(t, res.accepted, "the load placed orders")
+	for code := range res.firstFailed {
+		require.Contains(t, sc.mayFail, code, "%s: placeOrder answered %s during the fault", sc.name, code)
+	}
+	require.Empty(t, res.failed, "%s: placements that never succeeded", sc.name)
+	require.Zero(t, res.lost, "%s: accepted orders missing from a view", sc.name)
+	require.Zero(t, res.duplicated, "%s: effects that happened twice", sc.name)
+	require.Zero(t, res.phantom, "%s: orders written that no placement was told about", sc.name)
+	require.Zero(t, res.inDLQ, "%s: messages dead-lettered for a fault that was not theirs", sc.name)
+}
+
+// waitFor polls cond every 100 ms until it holds or within passes.
+func waitFor(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// chaosConverged reports whether every accepted order has reached a final state that the order
+// service, the store, delivery and myPage agree on: cancelled or rejected, or delivered.
+func chaosConverged(sys *system, ids []string) bool {
+	ctx := context.Background()
+	statuses := func(s db.Service, q string) map[string]string {
+		rows, err := sys.pools[s].Query(ctx, q, ids)
+		if err != nil {
+			return nil // the database may still be coming back
+		}
+		out := map[string]string{}
+		for rows.Next() {
+			var id, st string
+			if rows.Scan(&id, &st) == nil {
+				out[id] = st
+			}
+		}
+		if rows.Err() != nil {
+			return nil
+		}
+		return out
+	}
+	orders := statuses(db.Order, `SELECT id::text, status FROM orders WHERE id::text = ANY($1)`)
+	mypage := statuses(db.CustomerCenter, `SELECT order_id, status FROM mypage WHERE order_id = ANY($1)`)
+	deliveries := statuses(db.Delivery, `SELECT order_id, status FROM deliveries WHERE order_id = ANY($1)`)
+	for _, id := range ids {
+		st := orders[id]
+		switch st {
+		case "CANCELLED", "REJECTED":
+			if deliveries[id] == "STARTED" {
+				return false
+			}
+		case "DELIVERY_STARTED":
+			if deliveries[id] != "STARTED" {
+				return false
+			}
+		default:
+			return false // not final yet
+		}
+		if mypage[id] != st {
+			return false
+		}
+	}
+	return true
+}
+
+// chaosCount fills in what the checker found once the views agreed (or gave up waiting):
+// accepted orders missing from a view (lost), effects recorded twice (duplicated), orders the
+// order service holds that no placement was told about (phantom), and dead letters.
+func chaosCount(t *testing.T, sys *system, ids []string, res *chaosResult) {
+	ctx := context.Background()
+	count := func(s db.Service, q string, args ...any) int {
+		var n int
+		require.NoError(t, sys.pools[s].QueryRow(ctx, q, args...).Scan(&n), q)
+		return n
+	}
+	res.lost = len(ids) - count(db.CustomerCenter, `SELECT count(*) FROM mypage WHERE order_id = ANY($1) AND status <> 'ORDERED'`, ids)
+	res.lost += len(ids) - count(db.Order, `SELECT count(*) FROM orders WHERE id::text = ANY($1)`, ids)
+	for s, typ := range map[db.Service]string{db.Order: "order.placed", db.Store: "store.order_received", db.Delivery: "delivery.started"} {
+		res.duplicated += count(s, `SELECT count(*) FROM (SELECT order_id FROM outbox_events WHERE type = $1 GROUP BY order_id HAVING count(*) > 1) d`, typ)
+	}
+	res.phantom = count(db.Order, `SELECT count(*) FROM orders WHERE NOT (id::text = ANY($1))`, ids)
+
+	conn, err := amqp.Dial(outboxtest.URL())
+	require.NoError(t, err)
+	defer conn.Close()
+	for _, s := range db.Services {
+		ch, err := conn.Channel()
+		require.NoError(t, err)
+		q, err := ch.QueueDeclarePassive(string(s)+".events"+sys.env["PIZZA_QUEUE_SUFFIX"]+".dlq", true, false, false, false, nil)
+		if err == nil {
+			res.inDLQ += q.Messages
+		}
+		_ = ch.Close()
+	}
+}
+
+// Delivery and customercenter stopped in the middle of the load, with the store cooking
+// meanwhile: no placement fails, and when they return every view catches up.
+func TestChaosDownstreamServicesDown(t *testing.T) {
+	t.Parallel()
+	runChaos(t, chaosScenario{
+		name: "delivery and customercenter down",
+		inject: func(t *testing.T, cs *chaosSystem) func() {
+			cs.stop(db.Delivery, db.CustomerCenter)
+			return func() { cs.restart(t, db.Delivery, db.CustomerCenter) }
+		},
+	})
+}
