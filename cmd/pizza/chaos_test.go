@@ -221,6 +221,8 @@ type chaosSystem struct {
 	*system
 	mu    sync.Mutex
 	stops map[db.Service]func()
+	// procs, for a scenario of OS processes, is its topology instead.
+	procs *procTopology
 }
 
 // stop stops the components (SIGTERM, drained).
@@ -254,6 +256,9 @@ type chaosScenario struct {
 	// retryable UNAVAILABLE when the order service's own database is away): anything else, and
 	// any placement that never succeeds, fails the run.
 	mayFail []string
+	// replicas, when set, runs the system as OS processes (see procTopology): that many replicas
+	// of every component, the BFF's behind a balancer.
+	replicas int
 }
 
 // runChaos runs one scenario: the whole system on its own databases and broker names, the load
@@ -265,8 +270,13 @@ func runChaos(t *testing.T, sc chaosScenario) {
 		sc.env(t, sys)
 	}
 	cs := &chaosSystem{system: sys, stops: map[db.Service]func(){}}
-	cs.restart(t, db.Services...)
-	base := sys.startBFF(t)
+	var base string
+	if sc.replicas > 0 {
+		cs.procs, base = newProcTopology(t, sys, sc.replicas)
+	} else {
+		cs.restart(t, db.Services...)
+		base = sys.startBFF(t)
+	}
 	storeID := registerStore(t, base, "강남점", "강남구")
 	l := &chaosLoad{base: base, agent: mint(t, model.RoleAgent, ""), master: mint(t, model.RoleMaster, storeID),
 		storeID: storeID, region: "강남구", firstFailed: map[string]int{}, failed: map[string]int{}}
@@ -418,6 +428,27 @@ func TestChaosDownstreamServicesDown(t *testing.T) {
 		inject: func(t *testing.T, cs *chaosSystem) func() {
 			cs.stop(db.Delivery, db.CustomerCenter)
 			return func() { cs.restart(t, db.Delivery, db.CustomerCenter) }
+		},
+	})
+}
+
+// The original project's zero-downtime check: split into processes, two replicas of everything,
+// each replica restarted in turn (SIGTERM, drained, started again) under load: no request fails.
+func TestChaosRollingRestart(t *testing.T) {
+	t.Parallel()
+	runChaos(t, chaosScenario{
+		name:     "rolling restart, one replica at a time",
+		replicas: 2,
+		inject: func(t *testing.T, cs *chaosSystem) func() {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for _, name := range []string{"order#1", "order#2", "store#1", "store#2", "delivery#1", "delivery#2",
+					"customercenter#1", "customercenter#2", "bff#1", "bff#2"} {
+					cs.procs.restart(t, name)
+				}
+			}()
+			return func() { <-done }
 		},
 	})
 }

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/db"
+)
+
+// The fault suite's scenarios that need real OS processes: kill -9, and restarts one replica at
+// a time. Each component replica is a `pizza serve` process of the binary built from this tree.
+
+var (
+	pizzaBinOnce sync.Once
+	pizzaBin     string
+	pizzaBinErr  error
+)
+
+// buildPizza builds the pizza binary once per test run.
+func buildPizza(t *testing.T) string {
+	t.Helper()
+	pizzaBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pizza-chaos-bin-")
+		if err != nil {
+			pizzaBinErr = err
+			return
+		}
+		pizzaBin = filepath.Join(dir, "pizza")
+		out, err := exec.Command("go", "build", "-o", pizzaBin, ".").CombinedOutput()
+		if err != nil {
+			pizzaBinErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	require.NoError(t, pizzaBinErr)
+	return pizzaBin
+}
+
+// proc is one running `pizza serve` process.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startProc runs `pizza serve components...` with env and waits until readyURL answers 200.
+func startProc(t *testing.T, env map[string]string, readyURL string, components ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(buildPizza(t), append([]string{"serve"}, components...)...)
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
+	logs, err := os.CreateTemp("", "pizza-chaos-"+strings.Join(components, "-")+"-*.log")
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = logs.Close(); close(p.done) }()
+	t.Cleanup(func() { p.signal(syscall.SIGKILL) })
+	require.Eventually(t, func() bool {
+		select {
+		case <-p.done:
+			return false
+		default:
+		}
+		resp, err := http.Get(readyURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond, "%v never became ready (logs: %s)", components, logs.Name())
+	return p
+}
+
+// signal sends sig and waits for the process to end.
+func (p *proc) signal(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+	<-p.done
+}
+
+// balancer is what stands in front of the BFF replicas in a deployment (a Kubernetes Service, a
+// load balancer): it spreads requests over the replicas and sends a request elsewhere when a
+// replica refuses the connection, which is safe because nothing was sent.
+type balancer struct {
+	mu       sync.Mutex
+	backends []string // host:port
+	next     atomic.Uint64
+}
+
+func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	backends := b.backends
+	b.mu.Unlock()
+	start := int(b.next.Add(1))
+	for i := range backends {
+		target := backends[(start+i)%len(backends)]
+		conn, err := net.DialTimeout("tcp", target, time.Second)
+		if err != nil {
+			continue
+		}
+		_ = conn.Close()
+		rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+		rp.Transport = balancerTransport
+		rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+		rp.ServeHTTP(w, r)
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+}
+
+// balancerTransport dials for every request, as the dial is what tells a replica that is gone.
+var balancerTransport = &http.Transport{DisableKeepAlives: true}
+
+// procTopology runs the system split into processes: replicas of every service component and of
+// the BFF, callers listing every replica's URL.
+type procTopology struct {
+	sys      *system
+	mu       sync.Mutex
+	procs    map[string]*proc // by replica name, such as "order#1"
+	env      map[string]map[string]string
+	ready    map[string]string
+	comps    map[string][]string
+	balancer *balancer
+}
+
+// newProcTopology starts replicas of each service and of the BFF behind a balancer, and returns
+// the balancer's base URL.
+func newProcTopology(t *testing.T, sys *system, replicas int) (*procTopology, string) {
+	pt := &procTopology{sys: sys, procs: map[string]*proc{}, env: map[string]map[string]string{},
+		ready: map[string]string{}, comps: map[string][]string{}, balancer: &balancer{}}
+	addrs := map[db.Service][]string{}
+	for _, s := range db.Services {
+		key := strings.ToUpper(string(s))
+		addrs[s] = []string{sys.env[key+"_ADDR"]}
+		for range replicas - 1 {
+			addrs[s] = append(addrs[s], freeAddr(t))
+		}
+		var urls []string
+		for _, a := range addrs[s] {
+			urls = append(urls, "http://"+a)
+		}
+		sys.env[key+"_URL"] = strings.Join(urls, ",")
+	}
+	for _, s := range db.Services {
+		for i, a := range addrs[s] {
+			name := fmt.Sprintf("%s#%d", s, i+1)
+			env := maps.Clone(sys.env)
+			env[strings.ToUpper(string(s))+"_ADDR"] = a
+			pt.env[name], pt.ready[name], pt.comps[name] = env, "http://"+a+"/readyz", []string{string(s)}
+		}
+	}
+	for i := range replicas {
+		name := fmt.Sprintf("bff#%d", i+1)
+		env := maps.Clone(sys.env)
+		env["PIZZA_HTTP_ADDR"] = freeAddr(t)
+		pt.env[name], pt.ready[name], pt.comps[name] = env, "http://"+env["PIZZA_HTTP_ADDR"]+"/readyz", []string{"bff"}
+		pt.balancer.backends = append(pt.balancer.backends, env["PIZZA_HTTP_ADDR"])
+	}
+	for name := range pt.env {
+		pt.start(t, name)
+	}
+	srv := &http.Server{Handler: pt.balancer}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return pt, "http://" + ln.Addr().String()
+}
+
+func (pt *procTopology) start(t *testing.T, name string) {
+	p := startProc(t, pt.env[name], pt.ready[name], pt.comps[name]...)
+	pt.mu.Lock()
+	pt.procs[name] = p
+	pt.mu.Unlock()
+}
+
+// restart stops one replica gracefully (SIGTERM: it drains) and starts it again. A BFF replica
+// leaves the balancer first, as a pod leaves its Service's endpoints before it is signalled.
+func (pt *procTopology) restart(t *testing.T, name string) {
+	pt.mu.Lock()
+	p := pt.procs[name]
+	pt.mu.Unlock()
+	addr := pt.env[name]["PIZZA_HTTP_ADDR"]
+	if pt.comps[name][0] == "bff" {
+		pt.balancer.remove(addr)
+	}
+	p.signal(syscall.SIGTERM)
+	pt.start(t, name)
+	if pt.comps[name][0] == "bff" {
+		pt.balancer.add(addr)
+	}
+}
+
+func (b *balancer) remove(addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.backends = slices.DeleteFunc(slices.Clone(b.backends), func(a string) bool { return a == addr })
+}
+
+func (b *balancer) add(addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.backends = append(slices.Clone(b.backends), addr)
+}
