@@ -8,16 +8,23 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
+	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/delivery"
 	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/services/order"
+	"github.com/1588-pizza/pizza/services/store"
 )
 
 // tryGQL is gql for goroutines other than the test's: it reports failures instead of failing.
@@ -237,4 +244,156 @@ SELECT count(*) FROM outbox_events WHERE order_id = $1 AND type = 'customercente
 	}
 	require.Zero(t, sys.count(t, db.Store, `SELECT sum(unfinished) FROM stores`), "every order was cooked or cancelled")
 	t.Logf("%d of %d cancels took effect, %d cooks", nCancelled, n, n-nCancelled)
+}
+
+// breakerOf reads one of the order service's breakers from its metrics: "0" closed, "2" open.
+func breakerOf(t *testing.T, sys *system, name string) string {
+	_, body := get(t, "http://"+sys.env["ORDER_ADDR"]+"/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, `pizza_breaker_state{breaker="`+name+`"}`) {
+			return strings.Fields(line)[1]
+		}
+	}
+	return ""
+}
+
+// publish sends one event straight to the system's exchange, as a relay would.
+func publish(t *testing.T, sys *system, ev outbox.Event) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := amqp.Dial(outboxtest.URL())
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	body, err := json.Marshal(ev)
+	require.NoError(t, err)
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, sys.env["PIZZA_EXCHANGE"], ev.Type, true, false,
+		amqp.Publishing{MessageId: ev.ID.String(), DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: body})
+	require.NoError(t, err)
+	ok, err := dc.WaitContext(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
+
+// 6. Every answer to a cancel, through the services: the store decides once it may have the
+// order, and an unreachable store means UNAVAILABLE with nothing written.
+func TestCancelIsDecidedByTheStore(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, map[string]string{
+		"STORE_CHECK_TIMEOUT": "5s", // no placement here may be refused for a slow machine
+		"BREAKER_TRIP_AFTER":  "2",
+		"BREAKER_OPEN_FOR":    "1s",
+	})
+	sys.start(t, db.Order, db.Delivery, db.CustomerCenter)
+	stopStore := sys.start(t, db.Store)
+	ctx := context.Background()
+	_, err := sys.store.Register(ctx, store.RegisterInput{Name: "강남점", Region: "강남구", Open: open(true)})
+	require.NoError(t, err)
+	received := func() string {
+		t.Helper()
+		o, err := sys.order.Place(ctx, order.PlaceInput{CustomerID: "5", Pizza: "불고기피자", Qty: 1, Region: "강남구"})
+		require.NoError(t, err)
+		sys.waitOrder(t, o.ID, lifecycle.Received)
+		return o.ID
+	}
+	cancelledEvents := func(orderID string) int {
+		return sys.count(t, db.Order, `SELECT count(*) FROM outbox_events WHERE order_id = $1 AND type = 'order.cancelled'`, orderID)
+	}
+
+	t.Run("cancel twice: the same answer, one cancellation", func(t *testing.T) {
+		id := received()
+		for range 2 {
+			o, err := sys.order.Cancel(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, lifecycle.Cancelled, o.Status)
+		}
+		require.Equal(t, 1, cancelledEvents(id))
+		sys.waitMyPage(t, id, status(lifecycle.Cancelled))
+		_, err := sys.store.MarkCooked(ctx, id)
+		requireCode(t, err, api.Conflict)
+		require.ErrorContains(t, err, "cancelled")
+	})
+
+	t.Run("cancel a cooked order: CONFLICT, nothing written", func(t *testing.T) {
+		id := received()
+		_, err := sys.store.MarkCooked(ctx, id)
+		require.NoError(t, err)
+		_, err = sys.order.Cancel(ctx, id) // the order service may not know it is cooked yet: the store does
+		requireCode(t, err, api.Conflict)
+		require.Regexp(t, "COOKED|DELIVERY_STARTED", err.Error())
+		sys.waitMyPage(t, id, status(lifecycle.DeliveryStarted))
+		sys.waitOrder(t, id, lifecycle.DeliveryStarted)
+		require.Zero(t, cancelledEvents(id))
+		require.Zero(t, sys.count(t, db.Store, `SELECT count(*) FROM outbox_events WHERE order_id = $1 AND type = 'store.order_cancelled'`, id))
+	})
+
+	t.Run("cancel before the store has the order: it is never assigned", func(t *testing.T) {
+		// An order the order service has sent (ORDERED) whose order.placed the store has not
+		// consumed yet: written here directly, its event published only after the cancel.
+		details := lifecycle.OrderDetails{CustomerID: "5", Pizza: "콤비네이션피자", Qty: 2, Region: "강남구", PlacedAt: time.Now().UTC().Truncate(time.Microsecond)}
+		var n int64
+		require.NoError(t, sys.pools[db.Order].QueryRow(ctx, `
+INSERT INTO orders (customer_id, pizza, qty, region, status, placed_at) VALUES ($1, $2, $3, $4, 'ORDERED', $5) RETURNING id`,
+			details.CustomerID, details.Pizza, details.Qty, details.Region, details.PlacedAt).Scan(&n))
+		id := fmt.Sprint(n)
+		o, err := sys.order.Cancel(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, lifecycle.Cancelled, o.Status)
+
+		ev, err := outbox.NewEvent(lifecycle.OrderPlaced, id, "order", lifecycle.Payload{OrderDetails: details})
+		require.NoError(t, err)
+		publish(t, sys, ev)
+		require.Eventually(t, func() bool {
+			return sys.count(t, db.Store, `SELECT count(*) FROM outbox_inbox WHERE event_id = $1`, ev.ID) == 1
+		}, 20*time.Second, 5*time.Millisecond, "the store never consumed order.placed")
+		require.Zero(t, sys.count(t, db.Store, `SELECT count(*) FROM store_orders WHERE order_id = $1 AND (status <> 'CANCELLED' OR store_id IS NOT NULL)`, id))
+		require.Zero(t, sys.count(t, db.Store, `SELECT count(*) FROM outbox_events WHERE order_id = $1 AND type = 'store.order_received'`, id))
+		require.Zero(t, sys.count(t, db.Store, `SELECT sum(unfinished) FROM stores`))
+		row := sys.waitMyPage(t, id, status(lifecycle.Cancelled))
+		require.Equal(t, details.Pizza, row.Pizza)
+		require.Equal(t, 1, cancelledEvents(id))
+	})
+
+	t.Run("a cancel the store accepted is recorded even if the order service did not get to it", func(t *testing.T) {
+		id := received()
+		// The store's answer, as if the order service failed right after it asked.
+		require.NoError(t, sys.store.CancelOrder(ctx, id))
+		sys.waitOrder(t, id, lifecycle.Cancelled) // from store.order_cancelled
+		sys.waitMyPage(t, id, status(lifecycle.Cancelled))
+		require.Eventually(t, func() bool {
+			d, err := sys.delivery(id)
+			return err == nil && d.Status == delivery.Cancelled
+		}, 20*time.Second, 5*time.Millisecond, "delivery never heard of the cancellation")
+		o, err := sys.order.Cancel(ctx, id) // the customer's retry
+		require.NoError(t, err)
+		require.Equal(t, lifecycle.Cancelled, o.Status)
+		require.Equal(t, 1, cancelledEvents(id), "one order.cancelled, written while folding store.order_cancelled")
+	})
+
+	t.Run("cancel with the store down: UNAVAILABLE, nothing written; the breaker opens, then lets a retry through", func(t *testing.T) {
+		id := received()
+		stopStore()
+		for range 3 { // two failures open the breaker; the third call is refused without trying
+			_, err := sys.order.Cancel(ctx, id)
+			requireCode(t, err, api.Unavailable)
+		}
+		require.Equal(t, "2", breakerOf(t, sys, "store-cancel"), "the cancel breaker is open")
+		require.Equal(t, "0", breakerOf(t, sys, "store-availability"), "placing orders is not affected")
+		o, err := sys.order.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, lifecycle.Received, o.Status)
+		require.Zero(t, cancelledEvents(id))
+		require.Zero(t, sys.count(t, db.Store, `SELECT count(*) FROM store_orders WHERE order_id = $1 AND status <> 'RECEIVED'`, id))
+
+		sys.start(t, db.Store)
+		require.Eventually(t, func() bool {
+			o, err = sys.order.Cancel(ctx, id)
+			return err == nil
+		}, 20*time.Second, 50*time.Millisecond, "the cancel never went through once the store was back")
+		require.Equal(t, lifecycle.Cancelled, o.Status)
+		require.Equal(t, "0", breakerOf(t, sys, "store-cancel"))
+		sys.waitMyPage(t, id, status(lifecycle.Cancelled))
+	})
 }
