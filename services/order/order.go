@@ -652,7 +652,8 @@ var Keys = []string{
 	lifecycle.DeliveryStartedEvent,
 }
 
-// Handle folds another service's event into the order's status with the lattice.
+// Handle folds another service's event into the order's status with the lattice. An order that
+// store.order_cancelled turns CANCELLED is announced with order.cancelled, as Cancel would have.
 func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
 	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
 }
