@@ -37,12 +37,14 @@ type commonConfig struct {
 	TraceService  string `env:"OTEL_SERVICE_NAME" envDefault:"pizza"`
 }
 
-// orderConfig is the order service's synchronous availability check and its breaker.
+// orderConfig is the order service's synchronous calls to the store service (the availability
+// check and the cancel) and their breakers.
 type orderConfig struct {
-	StoreCheckTimeout time.Duration `env:"STORE_CHECK_TIMEOUT" envDefault:"1s"`
-	BreakerTripAfter  uint32        `env:"BREAKER_TRIP_AFTER" envDefault:"5"`
-	BreakerOpenFor    time.Duration `env:"BREAKER_OPEN_FOR" envDefault:"10s"`
-	BreakerProbes     uint32        `env:"BREAKER_PROBES" envDefault:"1"`
+	StoreCheckTimeout  time.Duration `env:"STORE_CHECK_TIMEOUT" envDefault:"1s"`
+	StoreCancelTimeout time.Duration `env:"STORE_CANCEL_TIMEOUT" envDefault:"5s"`
+	BreakerTripAfter   uint32        `env:"BREAKER_TRIP_AFTER" envDefault:"5"`
+	BreakerOpenFor     time.Duration `env:"BREAKER_OPEN_FOR" envDefault:"10s"`
+	BreakerProbes      uint32        `env:"BREAKER_PROBES" envDefault:"1"`
 }
 
 // relayConfig tunes a service's outbox relay and consumer; every service reads the same names.

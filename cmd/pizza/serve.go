@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/1588-pizza/pizza/db"
@@ -348,21 +349,29 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 	switch s {
 	case db.Order:
 		svc := order.New(pool, ob, store.NewClient(cfg.Store.URL), order.Config{
-			CheckTimeout: cfg.OrderTuning.StoreCheckTimeout,
-			TripAfter:    cfg.OrderTuning.BreakerTripAfter,
-			OpenFor:      cfg.OrderTuning.BreakerOpenFor,
-			Probes:       cfg.OrderTuning.BreakerProbes,
-			Logger:       logger,
+			CheckTimeout:  cfg.OrderTuning.StoreCheckTimeout,
+			CancelTimeout: cfg.OrderTuning.StoreCancelTimeout,
+			TripAfter:     cfg.OrderTuning.BreakerTripAfter,
+			OpenFor:       cfg.OrderTuning.BreakerOpenFor,
+			Probes:        cfg.OrderTuning.BreakerProbes,
+			Logger:        logger,
 		})
 		if err := reg.Register(ordersByStatus{pool: pool}); err != nil {
 			return service{}, err
 		}
-		err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "pizza_breaker_state",
-			Help:        "State of the order service's breaker on the store availability check: 0 closed, 1 half-open, 2 open.",
-			ConstLabels: prometheus.Labels{"breaker": "store-availability"},
-		}, func() float64 { return float64(svc.BreakerState()) }))
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, err
+		breakers := map[string]func() gobreaker.State{"store-availability": svc.BreakerState, "store-cancel": svc.CancelBreakerState}
+		for name, state := range breakers {
+			err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "pizza_breaker_state",
+				Help: "State of the order service's breakers on its calls to the store service (store-availability: " +
+					"the availability check; store-cancel: asking it to cancel an order): 0 closed, 1 half-open, 2 open.",
+				ConstLabels: prometheus.Labels{"breaker": name},
+			}, func() float64 { return float64(state()) }))
+			if err != nil {
+				return service{}, err
+			}
+		}
+		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
 	case db.Store:
 		svc := store.New(pool, ob)
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil

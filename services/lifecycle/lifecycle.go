@@ -26,8 +26,9 @@ const (
 )
 
 // rank orders statuses in the lattice: a join keeps the higher rank. Cancelled outranks Rejected
-// so that an order both rejected by its store and cancelled by its customer (the two can race)
-// ends the same way in every view: CANCELLED, the customer's own word.
+// so that an order both rejected by its store and cancelled by its customer ends the same way in
+// every view: CANCELLED, the customer's own word. (The store now refuses to cancel an order it
+// rejected, but events of an earlier version may say both.)
 func (s Status) rank() int {
 	switch s {
 	case Ordered:

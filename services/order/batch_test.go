@@ -2,6 +2,7 @@ package order
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -15,11 +16,15 @@ import (
 	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
-// storeFunc is a StoreChecker made of a function: the availability check is our own interface,
-// and these tests are about what Place writes, not about the store service.
+// storeFunc is a Store whose availability check is a function: the calls to the store are our
+// own interface, and these tests are about what Place writes, not about the store service.
 type storeFunc func(ctx context.Context, region string) (bool, error)
 
 func (f storeFunc) AnyOpen(ctx context.Context, region string) (bool, error) { return f(ctx, region) }
+
+func (f storeFunc) CancelOrder(context.Context, string) error {
+	return errors.New("these tests do not cancel")
+}
 
 // newGroupService is an order service on a database of its own, with a write-only outbox (the
 // events stay in river_job, where outbox_events shows them) and every region open.

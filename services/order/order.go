@@ -1,6 +1,7 @@
 // Package order owns orders: placing them (after a synchronous availability check with the store
-// service, behind a circuit breaker), cancelling them, and keeping their status current from the
-// other services' events.
+// service, behind a circuit breaker), cancelling them (once the store service, which owns an
+// order it has received, accepted the cancellation: a synchronous call behind a breaker of its
+// own), and keeping their status current from the other services' events.
 package order
 
 import (
@@ -55,16 +56,25 @@ type PlaceInput struct {
 	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 }
 
-// StoreChecker answers the availability check; the store service's client is one.
-type StoreChecker interface {
+// Store is what the order service asks the store service synchronously; the store service's
+// client is one.
+type Store interface {
+	// AnyOpen is the availability check.
 	AnyOpen(ctx context.Context, region string) (bool, error)
+	// CancelOrder asks the store to cancel an order: nil when it did (or had), an *api.Error
+	// CONFLICT when the order is cooked (or was rejected) already.
+	CancelOrder(ctx context.Context, orderID string) error
 }
 
-// Config tunes the availability check and its breaker.
+// Config tunes the synchronous calls to the store service and their breakers.
 type Config struct {
 	// CheckTimeout bounds one availability call (default 1s).
 	CheckTimeout time.Duration
-	// TripAfter consecutive failures open the breaker (default 5).
+	// CancelTimeout bounds one call asking the store to cancel an order (default 5s): it waits
+	// for the order's row, which a racing markCooked may hold.
+	CancelTimeout time.Duration
+	// TripAfter consecutive failures open a breaker (default 5). The availability check and the
+	// cancel call each have their own breaker with these settings.
 	TripAfter uint32
 	// OpenFor is how long the open breaker refuses calls before letting probes through (default 10s).
 	OpenFor time.Duration
@@ -76,20 +86,24 @@ type Config struct {
 
 // Service is the order service's logic.
 type Service struct {
-	pool     *pgxpool.Pool
-	outbox   *outbox.Outbox
-	store    StoreChecker
-	cfg      Config
-	breaker  *gobreaker.CircuitBreaker[bool]
-	openedAt atomic.Pointer[time.Time] // the breaker's last opening (monotonic)
-	checks   flights                   // availability checks in flight, by region
-	groups   groups
+	pool          *pgxpool.Pool
+	outbox        *outbox.Outbox
+	store         Store
+	cfg           Config
+	breaker       *gobreaker.CircuitBreaker[bool]
+	cancelBreaker *gobreaker.CircuitBreaker[struct{}]
+	openedAt      atomic.Pointer[time.Time] // the availability breaker's last opening (monotonic)
+	checks        flights                   // availability checks in flight, by region
+	groups        groups
 }
 
 // New returns the service.
-func New(pool *pgxpool.Pool, ob *outbox.Outbox, store StoreChecker, cfg Config) *Service {
+func New(pool *pgxpool.Pool, ob *outbox.Outbox, store Store, cfg Config) *Service {
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = time.Second
+	}
+	if cfg.CancelTimeout <= 0 {
+		cfg.CancelTimeout = 5 * time.Second
 	}
 	if cfg.TripAfter == 0 {
 		cfg.TripAfter = 5
@@ -119,11 +133,32 @@ func New(pool *pgxpool.Pool, ob *outbox.Outbox, store StoreChecker, cfg Config) 
 			cfg.Logger.Warn("store availability breaker changed state", "from", from.String(), "to", to.String())
 		},
 	})
+	s.cancelBreaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "store-cancel",
+		MaxRequests: cfg.Probes,
+		Timeout:     cfg.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.TripAfter },
+		// The store's answer, whatever it is, is a working store.
+		IsSuccessful: func(err error) bool {
+			switch api.CodeOf(err) {
+			case api.Conflict, api.NotFound, api.BadUserInput:
+				return true
+			}
+			return err == nil
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			cfg.Logger.Warn("store cancel breaker changed state", "from", from.String(), "to", to.String())
+		},
+	})
 	return s
 }
 
-// BreakerState is the breaker's state: closed, half-open or open.
+// BreakerState is the availability breaker's state: closed, half-open or open.
 func (s *Service) BreakerState() gobreaker.State { return s.breaker.State() }
+
+// CancelBreakerState is the state of the breaker on the calls asking the store to cancel.
+func (s *Service) CancelBreakerState() gobreaker.State { return s.cancelBreaker.State() }
 
 // Place records an order. With an open store in its region it is ORDERED and announced with
 // order.placed; with none it is REJECTED / NO_OPEN_STORE; when the store service is slow, failing
@@ -519,12 +554,70 @@ func (s *Service) Get(ctx context.Context, id string) (Order, error) {
 	return o, err
 }
 
-// Cancel cancels an order not yet known to be cooked, announcing order.cancelled. Cancelling a
-// cooked, delivered or rejected order is a CONFLICT; cancelling a cancelled one changes nothing.
+// Cancel cancels an order. The store service decides whether it can: it owns the pizza once it
+// has the order, and of a racing cancel and markCooked it lets exactly one take effect. So an
+// ORDERED or RECEIVED order is cancelled only after the store, asked synchronously through a
+// breaker, said yes (it cancels the order it holds, or remembers the cancellation for an order
+// still on its way); then it is recorded CANCELLED and announced with order.cancelled. The store
+// saying no (cooked already) is a CONFLICT with its reason; the store unreachable, failing or shut
+// out by the open breaker is UNAVAILABLE (retry), and nothing is written here. An order known
+// cooked, delivered or rejected is a CONFLICT without asking; a cancelled one is returned as it
+// is.
 func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
+	o, err := s.Get(ctx, id)
+	if err != nil {
+		return Order{}, err
+	}
+	switch o.Status {
+	case lifecycle.Cancelled:
+		return o, nil
+	case lifecycle.Ordered, lifecycle.Received:
+	case lifecycle.Rejected:
+		return Order{}, api.Errorf(api.Conflict, "order %s was rejected (%s) and cannot be cancelled", id, o.RejectReason)
+	default:
+		return Order{}, api.Errorf(api.Conflict, "order %s is already %s and can no longer be cancelled", id, o.Status)
+	}
+	if err := s.askStoreToCancel(ctx, o.ID); err != nil {
+		return Order{}, err
+	}
+	// The store has cancelled it: record that even if our caller has gone meanwhile. (Its
+	// store.order_cancelled event would record it too, a little later.)
+	return s.recordCancel(context.WithoutCancel(ctx), o.ID)
+}
+
+// askStoreToCancel asks the store service, through the cancel breaker, to cancel an order.
+func (s *Service) askStoreToCancel(ctx context.Context, id string) error {
+	_, err := s.cancelBreaker.Execute(func() (struct{}, error) {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CancelTimeout)
+		defer cancel()
+		err := s.store.CancelOrder(cctx, id)
+		if err != nil && ctx.Err() != nil {
+			return struct{}{}, errCallerGone // the caller's own cancel or deadline, not the store's fault
+		}
+		return struct{}{}, err
+	})
+	if err == nil {
+		return nil
+	}
+	switch api.CodeOf(err) {
+	case api.Conflict, api.NotFound, api.BadUserInput:
+		return err // the store's answer, with its reason
+	}
+	if ctx.Err() != nil {
+		return api.Errorf(api.Unavailable, "request cancelled")
+	}
+	if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
+		s.cfg.Logger.WarnContext(ctx, "store cancel call failed", "order_id", id, "err", err)
+	}
+	return api.Errorf(api.Unavailable, "the store service could not be asked to cancel order %s; retry shortly", id)
+}
+
+// recordCancel records a cancellation the store accepted: CANCELLED, announced with
+// order.cancelled, unless it is recorded already (a concurrent cancel, or the store's event).
+func (s *Service) recordCancel(ctx context.Context, id string) (Order, error) {
 	n, err := api.ParseID(id)
 	if err != nil {
-		return Order{}, api.Errorf(api.NotFound, "no order %q", id)
+		return Order{}, err
 	}
 	var o Order
 	err = outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
@@ -532,19 +625,8 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 		if err != nil {
 			return err
 		}
-		o, err = pgx.CollectExactlyOneRow(rows, scanOrder)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return api.Errorf(api.NotFound, "no order %s", id)
-		}
-		if err != nil {
+		if o, err = pgx.CollectExactlyOneRow(rows, scanOrder); err != nil || o.Status == lifecycle.Cancelled {
 			return err
-		}
-		switch o.Status {
-		case lifecycle.Cancelled:
-			return nil
-		case lifecycle.Ordered, lifecycle.Received:
-		default:
-			return api.Errorf(api.Conflict, "order %s is %s and can no longer be cancelled", id, o.Status)
 		}
 		rows, err = tx.Query(ctx, `UPDATE orders SET status = 'CANCELLED', updated_at = now() WHERE id = $1 RETURNING `+columns, n)
 		if err != nil {
@@ -563,9 +645,15 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 }
 
 // Keys are the routing keys the order service consumes.
-var Keys = []string{lifecycle.StoreOrderReceived, lifecycle.StoreOrderRejected, lifecycle.StoreOrderCooked, lifecycle.DeliveryStartedEvent}
+// store.order_cancelled records a cancellation the store accepted even when this service failed
+// between the store's answer and its own record of it.
+var Keys = []string{
+	lifecycle.StoreOrderReceived, lifecycle.StoreOrderRejected, lifecycle.StoreOrderCooked, lifecycle.StoreOrderCancelled,
+	lifecycle.DeliveryStartedEvent,
+}
 
-// Handle folds another service's event into the order's status with the lattice.
+// Handle folds another service's event into the order's status with the lattice. An order that
+// store.order_cancelled turns CANCELLED is announced with order.cancelled, as Cancel would have.
 func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
 	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
 }
@@ -647,6 +735,18 @@ SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orde
 			}
 			if next == string(lifecycle.Rejected) && reason == "" {
 				reason = string(st.payload.RejectReason)
+			}
+			if next == string(lifecycle.Cancelled) && o.status != next {
+				// The store accepted a cancellation this service has not recorded (it failed,
+				// or has not got there yet, after the store's answer): record it as Cancel
+				// would, announced with order.cancelled, so every cancelled order has one.
+				ev, err := outbox.NewEvent(lifecycle.OrderCancelled, st.ev.OrderID, Producer, lifecycle.Payload{})
+				if err != nil {
+					return err
+				}
+				if err := s.outbox.Write(outbox.EventContext(ctx, st.ev), tx, ev); err != nil {
+					return err
+				}
 			}
 			if next != o.status || storeID != o.storeID || reason != o.reason {
 				o.status, o.storeID, o.reason, o.changed = next, storeID, reason, true

@@ -57,3 +57,10 @@ func (c *Client) MarkCooked(ctx context.Context, orderID string) (Order, error) 
 	var o Order
 	return o, c.c.Do(ctx, http.MethodPost, "/store-orders/"+url.PathEscape(orderID)+"/cooked", nil, &o)
 }
+
+// CancelOrder asks the store service to cancel an order (the order service's synchronous call,
+// before it records a cancellation): a CONFLICT when the order is cooked, or was rejected,
+// already.
+func (c *Client) CancelOrder(ctx context.Context, orderID string) error {
+	return c.c.Do(ctx, http.MethodPost, "/store-orders/"+url.PathEscape(orderID)+"/cancel", nil, nil)
+}

@@ -18,6 +18,7 @@ import (
 //	GET  /stores/{id}/orders?status=S     the store's orders
 //	GET  /store-orders/{orderId}          one store order
 //	POST /store-orders/{orderId}/cooked   mark cooked
+//	POST /store-orders/{orderId}/cancel   decide a cancel (the order service asks before it cancels)
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 		return api.Handle(logger, f)
@@ -116,6 +117,14 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 			return err
 		}
 		api.WriteJSON(w, http.StatusOK, o)
+		return nil
+	}))
+	mux.HandleFunc("POST /store-orders/{orderId}/cancel", h(func(w http.ResponseWriter, r *http.Request) error {
+		c, err := s.Cancel(r.Context(), r.PathValue("orderId"))
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, c)
 		return nil
 	}))
 }

@@ -1,6 +1,7 @@
 // Package store owns the chain stores and the orders they receive: registering and opening
 // stores, the availability check the order service calls, assigning each placed order to the
-// least busy open store of its region, and marking orders cooked.
+// least busy open store of its region, marking orders cooked, and deciding cancellations of the
+// orders it has (of a racing cancel and cook, exactly one takes effect).
 package store
 
 import (
@@ -148,8 +149,10 @@ func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
 	return o, err
 }
 
-// MarkCooked records that the store finished cooking an order it received. Cooking a cancelled
-// or rejected order is a CONFLICT; cooking a cooked one changes nothing.
+// MarkCooked records that the store finished cooking an order it received. It locks the order's
+// row as Cancel does, so a racing cancel and cook are decided one after the other: once cooked,
+// the order can no longer be cancelled, and cooking a cancelled (or rejected) order is a
+// CONFLICT. Cooking a cooked one changes nothing.
 func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error) {
 	var out Order
 	err := outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
@@ -170,6 +173,8 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 			out = o
 			return nil
 		case lifecycle.Received:
+		case lifecycle.Cancelled:
+			return api.Errorf(api.Conflict, "order %s was cancelled and cannot be cooked", orderID)
 		default:
 			return api.Errorf(api.Conflict, "order %s is %s and cannot be cooked", orderID, o.Status)
 		}
@@ -357,32 +362,101 @@ ON CONFLICT (order_id) DO NOTHING RETURNING order_id`,
 // Keys are the routing keys the store service consumes.
 var Keys = []string{lifecycle.OrderPlaced, lifecycle.OrderCancelled}
 
-// cancel cancels the store's order: cancel wins even over a cooked order, whose pizza then never
-// leaves for delivery. A cancellation that arrives before the order is remembered.
-func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
-	var (
-		status  string
-		storeID *int64
-	)
-	err := tx.QueryRow(ctx, `SELECT status, store_id FROM store_orders WHERE order_id = $1 FOR UPDATE`, orderID).Scan(&status, &storeID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		tag, err := tx.Exec(ctx, `INSERT INTO store_orders (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, orderID)
-		if err != nil || tag.RowsAffected() == 1 {
+// Cancellation is the store's answer to a cancel it accepted.
+type Cancellation struct {
+	OrderID string           `json:"orderId"`
+	StoreID string           `json:"storeId,omitempty"` // empty: no store had received it
+	Status  lifecycle.Status `json:"status"`            // CANCELLED
+}
+
+// Cancel decides a customer's cancel: the store owns the pizza once it has the order, so the
+// order service asks here, synchronously, before it records a cancellation. The order's row is
+// locked as MarkCooked locks it, so of a racing cancel and cook exactly one takes effect:
+//
+//   - RECEIVED: cancelled, announced with store.order_cancelled; it will never be cooked.
+//   - not here yet (order.placed still on its way): a cancelled row stands in for it, announced
+//     with store.order_cancelled, and the order is never assigned when it arrives.
+//   - CANCELLED already: the same answer again, nothing written.
+//   - COOKED: a CONFLICT; delivery is under way. REJECTED (no store was open): a CONFLICT.
+//
+// The store.order_cancelled event also tells the order service, so a cancellation accepted here
+// is recorded there even when the order service fails before it records it itself.
+func (s *Service) Cancel(ctx context.Context, orderID string) (Cancellation, error) {
+	if _, err := api.ParseID(orderID); err != nil {
+		return Cancellation{}, api.Errorf(api.NotFound, "no order %q", orderID)
+	}
+	out := Cancellation{OrderID: orderID, Status: lifecycle.Cancelled}
+	err := outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+		status, storeID, err := s.lockOrStandIn(ctx, tx, orderID)
+		if err != nil {
 			return err
 		}
-		// The order arrived under us (its assignment committed first): cancel that.
-		return s.cancel(ctx, tx, orderID)
+		if storeID != nil {
+			out.StoreID = strconv.FormatInt(*storeID, 10)
+		}
+		switch status {
+		case "": // a stand-in was written
+		case lifecycle.Cancelled:
+			return nil
+		case lifecycle.Received:
+			if err := s.cancelReceived(ctx, tx, orderID, *storeID); err != nil {
+				return err
+			}
+		case lifecycle.Rejected:
+			return api.Errorf(api.Conflict, "order %s was rejected (no store in its region was open) and cannot be cancelled", orderID)
+		default:
+			return api.Errorf(api.Conflict, "order %s is already %s and can no longer be cancelled", orderID, status)
+		}
+		return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: out.StoreID})
+	})
+	return out, err
+}
+
+// lockOrStandIn locks the order's row and returns its status and store, or, when the store has
+// not heard of the order yet, inserts a CANCELLED row in its place (status ""): the assignment
+// leaves an order it finds already here as it is.
+func (s *Service) lockOrStandIn(ctx context.Context, tx pgx.Tx, orderID string) (lifecycle.Status, *int64, error) {
+	for {
+		var (
+			status  string
+			storeID *int64
+		)
+		err := tx.QueryRow(ctx, `SELECT status, store_id FROM store_orders WHERE order_id = $1 FOR UPDATE`, orderID).Scan(&status, &storeID)
+		if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+			return lifecycle.Status(status), storeID, err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO store_orders (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, orderID)
+		if err != nil || tag.RowsAffected() == 1 {
+			return "", nil, err
+		}
+		// The order arrived under us (its assignment committed first): lock that.
 	}
-	if err != nil || status == string(lifecycle.Cancelled) {
-		return err
-	}
+}
+
+// cancelReceived cancels a RECEIVED order whose row tx holds locked, freeing its store.
+func (s *Service) cancelReceived(ctx context.Context, tx pgx.Tx, orderID string, storeID int64) error {
 	if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
 		return err
 	}
-	if status == string(lifecycle.Received) {
-		if err := addUnfinished(ctx, tx, *storeID, -1); err != nil {
+	return addUnfinished(ctx, tx, storeID, -1)
+}
+
+// cancel applies order.cancelled. The order service writes it only after Cancel accepted the
+// cancellation here, so the order is normally CANCELLED already and nothing changes. Events
+// written by an earlier version, which cancelled without asking the store, may find it in any
+// state: then the cancel wins, even over a cooked order, whose pizza never leaves for delivery,
+// so every view still ends CANCELLED. A cancellation that arrives before the order is remembered.
+func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
+	status, storeID, err := s.lockOrStandIn(ctx, tx, orderID)
+	if err != nil || status == "" || status == lifecycle.Cancelled {
+		return err
+	}
+	if status == lifecycle.Received {
+		if err := s.cancelReceived(ctx, tx, orderID, *storeID); err != nil {
 			return err
 		}
+	} else if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
+		return err
 	}
 	if storeID == nil {
 		return nil // it was rejected: no store holds it, nothing to announce
