@@ -221,3 +221,16 @@ func (b *balancer) add(addr string) {
 	defer b.mu.Unlock()
 	b.backends = append(slices.Clone(b.backends), addr)
 }
+
+// kill ends one replica with SIGKILL: no drain, no goodbye.
+func (pt *procTopology) kill(name string) {
+	pt.mu.Lock()
+	p := pt.procs[name]
+	pt.mu.Unlock()
+	p.signal(syscall.SIGKILL)
+}
+
+// names are the topology's replicas, sorted.
+func (pt *procTopology) names() []string {
+	return slices.Sorted(maps.Keys(pt.env))
+}

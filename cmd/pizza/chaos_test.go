@@ -111,6 +111,10 @@ func (l *chaosLoad) run(ctx context.Context) {
 	}
 }
 
+// retryable are the answers a client retries: the API's UNAVAILABLE, no answer at all, and a
+// load balancer's "no backend" (502, 503).
+var retryable = []string{"UNAVAILABLE", "TRANSPORT", "HTTP_502", "HTTP_503"}
+
 // place places one order. A retryable failure (UNAVAILABLE, or no answer at all) is retried with
 // the same idempotency key, as a careful client would, until 15 s after the fault healed: the
 // first answer's code is counted either way, and an order that never succeeded counts as failed.
@@ -136,7 +140,7 @@ func (l *chaosLoad) place(ctx context.Context, i int) {
 			l.mu.Unlock()
 		}
 		healed := l.healed.Load()
-		if (code != "UNAVAILABLE" && code != "TRANSPORT") || (healed != nil && time.Since(*healed) > 15*time.Second) {
+		if !slices.Contains(retryable, code) || (healed != nil && time.Since(*healed) > 15*time.Second) {
 			l.mu.Lock()
 			l.failed[code]++
 			l.mu.Unlock()
@@ -262,7 +266,8 @@ type chaosScenario struct {
 }
 
 // runChaos runs one scenario: the whole system on its own databases and broker names, the load
-// for chaosLength, the fault during its middle half, and then the checker.
+// for chaosLength (longer when healing takes longer), the fault during its middle half, and then
+// the checker.
 func runChaos(t *testing.T, sc chaosScenario) {
 	length, _ := chaosLength()
 	sys := newSystem(t, nil)
@@ -281,7 +286,7 @@ func runChaos(t *testing.T, sc chaosScenario) {
 	l := &chaosLoad{base: base, agent: mint(t, model.RoleAgent, ""), master: mint(t, model.RoleMaster, storeID),
 		storeID: storeID, region: "강남구", firstFailed: map[string]int{}, failed: map[string]int{}}
 
-	ctx, stop := context.WithTimeout(context.Background(), length)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	cookCtx, stopCooking := context.WithCancel(context.Background())
 	defer stopCooking()
@@ -293,9 +298,11 @@ func runChaos(t *testing.T, sc chaosScenario) {
 	time.Sleep(length / 4)
 	heal := sc.inject(t, cs)
 	time.Sleep(length / 2)
-	heal()
+	heal() // may take longer than planned (restarts wait for readiness): the load goes on meanwhile
 	healed := time.Now()
 	l.healed.Store(&healed)
+	time.Sleep(length / 4)
+	stop()
 	<-loadDone // the load's last answers are in (the cook goes on until stopped below)
 
 	res := chaosResult{scenario: sc.name, sent: l.sent.Load()}
@@ -449,6 +456,29 @@ func TestChaosRollingRestart(t *testing.T) {
 				}
 			}()
 			return func() { <-done }
+		},
+	})
+}
+
+// kill -9 of every process at once in the middle of the load, then a restart: placements during
+// the outage fail without an answer and are retried with their idempotency keys; nothing
+// accepted is lost, nothing happens twice.
+func TestChaosKillEverything(t *testing.T) {
+	t.Parallel()
+	runChaos(t, chaosScenario{
+		name:     "kill -9 of every process",
+		replicas: 1,
+		mayFail:  retryable,
+		inject: func(t *testing.T, cs *chaosSystem) func() {
+			names := cs.procs.names()
+			for _, name := range names {
+				cs.procs.kill(name)
+			}
+			return func() {
+				for _, name := range names {
+					cs.procs.start(t, name)
+				}
+			}
 		},
 	})
 }

@@ -182,8 +182,21 @@ func NewClient(base string) *Client {
 }
 
 // Do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not nil). An error
-// answer comes back as its *Error; a service that cannot be reached is UNAVAILABLE.
+// answer comes back as its *Error; a service that cannot be reached is UNAVAILABLE. A POST is
+// sent elsewhere only when the connection to a replica could not even be made; other methods are
+// idempotent, and are sent again to the next replica when one fails without answering.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	return c.do(ctx, method, path, in, out, method != http.MethodPost)
+}
+
+// DoIdempotent is Do for a call that the service treats as idempotent (a POST carrying an
+// idempotency key, a cancel, a cook): when a replica fails without answering (it closed a kept-
+// alive connection as it shut down, say), the call is sent again, to the next replica.
+func (c *Client) DoIdempotent(ctx context.Context, method, path string, in, out any) error {
+	return c.do(ctx, method, path, in, out, true)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any, idempotent bool) error {
 	var payload []byte
 	if in != nil {
 		var err error
@@ -206,10 +219,16 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		if in != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
+		if idempotent {
+			// net/http retries a request with this header on a fresh connection when a kept-alive
+			// one turns out closed; the services do not read it.
+			req.Header["Idempotency-Key"] = []string{"internal"}
+		}
 		resp, err = c.http.Do(req)
 		var opErr *net.OpError
-		if err == nil || ctx.Err() != nil || !errors.As(err, &opErr) || opErr.Op != "dial" {
-			break // only a refused or failed dial is safe to try elsewhere: nothing was sent
+		dialFailed := errors.As(err, &opErr) && opErr.Op == "dial"
+		if err == nil || ctx.Err() != nil || (!idempotent && !dialFailed) {
+			break // a POST is tried elsewhere only when nothing was sent
 		}
 	}
 	if err != nil {

@@ -17,6 +17,9 @@ func NewClient(base string) *Client { return &Client{c: api.NewClient(base)} }
 // Place places an order.
 func (c *Client) Place(ctx context.Context, in PlaceInput) (Order, error) {
 	var o Order
+	if in.IdempotencyKey != "" { // the service returns the first order for the key: safe to repeat
+		return o, c.c.DoIdempotent(ctx, http.MethodPost, "/orders", in, &o)
+	}
 	return o, c.c.Do(ctx, http.MethodPost, "/orders", in, &o)
 }
 
@@ -29,5 +32,5 @@ func (c *Client) Get(ctx context.Context, id string) (Order, error) {
 // Cancel cancels an order.
 func (c *Client) Cancel(ctx context.Context, id string) (Order, error) {
 	var o Order
-	return o, c.c.Do(ctx, http.MethodPost, "/orders/"+url.PathEscape(id)+"/cancel", nil, &o)
+	return o, c.c.DoIdempotent(ctx, http.MethodPost, "/orders/"+url.PathEscape(id)+"/cancel", nil, &o) // cancelling twice answers the same
 }

@@ -55,12 +55,12 @@ func (c *Client) Order(ctx context.Context, orderID string) (Order, error) {
 // MarkCooked marks an order cooked.
 func (c *Client) MarkCooked(ctx context.Context, orderID string) (Order, error) {
 	var o Order
-	return o, c.c.Do(ctx, http.MethodPost, "/store-orders/"+url.PathEscape(orderID)+"/cooked", nil, &o)
+	return o, c.c.DoIdempotent(ctx, http.MethodPost, "/store-orders/"+url.PathEscape(orderID)+"/cooked", nil, &o) // cooking twice answers the same
 }
 
 // CancelOrder asks the store service to cancel an order (the order service's synchronous call,
 // before it records a cancellation): a CONFLICT when the order is cooked, or was rejected,
 // already.
 func (c *Client) CancelOrder(ctx context.Context, orderID string) error {
-	return c.c.Do(ctx, http.MethodPost, "/store-orders/"+url.PathEscape(orderID)+"/cancel", nil, nil)
+	return c.c.DoIdempotent(ctx, http.MethodPost, "/store-orders/"+url.PathEscape(orderID)+"/cancel", nil, nil) // cancelling twice answers the same
 }
