@@ -252,6 +252,11 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		if err := pool.Ping(ctx); err != nil {
 			return fmt.Errorf("database: %w", err)
 		}
+		// The consumer's deliveries waiting for the database (a ping can pass while transactions
+		// still fail: too many connections, a server shutting down).
+		if err := consumer.Err(); err != nil {
+			return fmt.Errorf("consumer: %w", err)
+		}
 		if !pub.Connected() || !consumer.Connected() {
 			return errors.New("rabbitmq: not connected")
 		}
@@ -434,7 +439,10 @@ func newOpsServer(component, addr string, ready func(context.Context) error, reg
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// A series that cannot be collected (the outbox backlog, the orders by status: they query the
+	// database) is left out, counted in promhttp_metric_handler_errors_total; the rest is served.
+	// Failing the whole scrape would hide every series exactly while a database is away.
+	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	base, cancel := context.WithCancel(context.Background())
 	o.cancelBase = cancel
 	handler := instrument(component, o.mux, httpDuration(reg))
