@@ -144,7 +144,7 @@ func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Consumer{cfg: cfg, pool: pool}
+	return &Consumer{cfg: cfg, pool: pool, outage: outage{metrics: cfg.Metrics, queue: cfg.Queue.Name}}
 }
 
 // Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler

@@ -30,7 +30,9 @@ func unavailable(err error) bool {
 
 // outage tracks the consumer's database being unavailable.
 type outage struct {
-	active atomic.Bool // waiting > 0: a success must end the outage
+	active  atomic.Bool // waiting > 0: a success must end the outage
+	metrics *Metrics    // pizza_consumer_database_unavailable{queue}, set under mu
+	queue   string
 
 	mu        sync.Mutex
 	waiting   int           // retry loops waiting for the database
@@ -49,6 +51,7 @@ func (o *outage) enter(err error) {
 	o.waiting++
 	o.err = err
 	o.active.Store(true)
+	o.metrics.setUnavailable(o.queue, true)
 }
 
 // failed records a later error of a loop that waits already.
@@ -65,6 +68,7 @@ func (o *outage) leave() {
 	if o.waiting == 0 {
 		o.err = nil
 		o.active.Store(false)
+		o.metrics.setUnavailable(o.queue, false)
 	}
 }
 
@@ -123,7 +127,6 @@ func (c *Consumer) persist(ctx context.Context, stopping <-chan struct{}, acks *
 	defer func() {
 		if waiting {
 			c.outage.leave()
-			c.cfg.Metrics.setUnavailable(q, c.outage.active.Load())
 		}
 	}()
 	for n := 1; ; n++ {
@@ -145,7 +148,6 @@ func (c *Consumer) persist(ctx context.Context, stopping <-chan struct{}, acks *
 			if !waiting {
 				waiting = true
 				c.outage.enter(err)
-				c.cfg.Metrics.setUnavailable(q, true)
 			} else {
 				c.outage.failed(err)
 			}

@@ -70,7 +70,8 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 				"the consumer should report its database unavailable")
 			require.ErrorContains(t, c.Err(), "database unavailable")
 			require.False(t, c.Healthy())
-			// Many more tries than MaxAttempts for every worker (8): each would have dead-lettered.
+			// Tries far beyond MaxAttempts: at most 8 transactions wait (Concurrency), so on average
+			// each was tried 30 times, where 3 failures dead-lettered it before.
 			require.Eventually(t, func() bool { return b.waited("unavailable") >= 10*maxAttempts*8 }, 60*time.Second, 10*time.Millisecond,
 				"the deliveries should be tried again and again")
 			require.Zero(t, outboxtest.QueueDepth(t, b.queue.DLQ()), "nothing dead-lettered during the outage")
@@ -102,7 +103,7 @@ func TestShutdownDuringDatabaseOutageLeavesDeliveriesQueued(t *testing.T) {
 	proxy, pool := b.proxiedPool(t)
 	p := b.publisher(t, outboxtest.URL())
 	c := NewConsumer(pool, b.consumerConfig(func(c *ConsumerConfig) {
-		c.MaxAttempts = 1
+		c.MaxAttempts, c.BatchSize = 1, 1                        // each delivery waits on its own (Concurrency 8)
 		c.RetryBackoff, c.MaxRetryBackoff = time.Hour, time.Hour // only a shutdown ends the wait
 	}), recordEffect)
 	ctx, cancel := context.WithCancel(context.Background())
