@@ -379,6 +379,9 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 
 // openPool opens a pool of at most maxConns connections; asyncCommit sets synchronous_commit=off
 // on its sessions.
+// defaultConnectTimeout bounds a connection attempt to a service's database.
+const defaultConnectTimeout = 5 * time.Second
+
 func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -395,6 +398,12 @@ func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (
 	}
 	if asyncCommit {
 		pc.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
+	// A server that drops packets (down behind a firewall, a partition) would hold a connection
+	// attempt for the kernel's two minutes: the consumer would not know its database was away,
+	// and requests would hang. A URL that sets connect_timeout keeps its own.
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	return pgxpool.NewWithConfig(ctx, pc)
 }
