@@ -433,7 +433,7 @@ func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delive
 		tags[i] = it.d.DeliveryTag
 	}
 	var duplicate []bool
-	err, stopped := c.persist(ctx, stopping, acks, tags, c.cfg.Logger.With("queue", c.cfg.Queue.Name), func() (err error) {
+	stopped, err := c.persist(ctx, stopping, acks, tags, c.cfg.Logger.With("queue", c.cfg.Queue.Name), func() (err error) {
 		duplicate, err = c.applyAll(ctx, events)
 		return err
 	})
@@ -490,7 +490,7 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d
 	tags := []uint64{d.DeliveryTag}
 	for attempt := 1; ; attempt++ {
 		var duplicate bool
-		err, stopped := c.persist(ctx, stopping, acks, tags, log, func() (err error) {
+		stopped, err := c.persist(ctx, stopping, acks, tags, log, func() (err error) {
 			duplicate, err = c.apply(ctx, ev)
 			return err
 		})

@@ -120,7 +120,7 @@ func (c *Consumer) Healthy() bool { return c.Err() == nil }
 // because the consumer is stopping: the deliveries stay unacked, for the broker to redeliver.
 // tags are the deliveries at stake: while they wait, the acker does not hold later acks behind
 // them.
-func (c *Consumer) persist(ctx context.Context, stopping <-chan struct{}, acks *acker, tags []uint64, log *slog.Logger, try func() error) (err error, stopped bool) {
+func (c *Consumer) persist(ctx context.Context, stopping <-chan struct{}, acks *acker, tags []uint64, log *slog.Logger, try func() error) (stopped bool, err error) {
 	q := c.cfg.Queue.Name
 	wait := c.cfg.RetryBackoff
 	waiting := false // entered the outage
@@ -136,10 +136,10 @@ func (c *Consumer) persist(ctx context.Context, stopping <-chan struct{}, acks *
 			if waiting {
 				log.InfoContext(ctx, "database available again", "tries", n)
 			}
-			return nil, false
+			return false, nil
 		}
 		if ctx.Err() != nil {
-			return err, true // the handlers' context ends only when stopping
+			return true, err // the handlers' context ends only when stopping
 		}
 		var reason string
 		switch {
@@ -154,7 +154,7 @@ func (c *Consumer) persist(ctx context.Context, stopping <-chan struct{}, acks *
 		case db.Conflict(err):
 			reason = "conflict"
 		default:
-			return err, false
+			return false, err
 		}
 		if n == 1 {
 			for _, t := range tags {
@@ -175,7 +175,7 @@ func (c *Consumer) persist(ctx context.Context, stopping <-chan struct{}, acks *
 			timer.Stop()
 		case <-stopping:
 			timer.Stop()
-			return err, true
+			return true, err
 		}
 		wait = min(2*wait, c.cfg.MaxRetryBackoff)
 	}
