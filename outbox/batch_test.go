@@ -226,8 +226,6 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 		defer conn.Close()
 		ch, err := conn.Channel()
 		require.NoError(t, err)
-		dlq, err := conn.Channel()
-		require.NoError(t, err)
 		var ds []amqp.Delivery
 		for range 3 {
 			d, ok, err := ch.Get(b.queue.Name, false)
@@ -236,7 +234,7 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 			ds = append(ds, d)
 		}
 		c := NewConsumer(b.pool, b.consumerConfig(nil), recordEffect)
-		require.Empty(t, c.applyBatch(ctx, dlq, newAcker(ch, 64), ds), "the batch settles every delivery")
+		require.Empty(t, c.applyBatch(ctx, newAcker(ch, 64), ds, make(chan struct{})), "the batch settles every delivery")
 		require.Equal(t, effectCount{rows: 2, distinct: 2}, b.effects(t))
 		require.Equal(t, 1.0, b.consumed("duplicate"))
 		require.Equal(t, 2.0, b.consumed("applied"))

@@ -20,7 +20,9 @@ import (
 )
 
 // Handler applies one event inside tx, the transaction that also records the event in the inbox.
-// Returning an error rolls both back; the delivery is retried, then dead-lettered.
+// Returning an error rolls both back; the delivery is retried, then dead-lettered, unless the
+// error shows the database unavailable (db.Unavailable) or a conflict (db.Conflict): those are
+// retried for as long as they last (see Consumer). Wrap errors with %w, so they can be told.
 type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
 
 // BatchHandler applies several events, in their order, inside tx: a service that can apply a batch
@@ -49,10 +51,14 @@ type ConsumerConfig struct {
 	BatchSize int
 	// MaxAttempts bounds how often a failing handler runs for one delivery before the delivery is
 	// dead-lettered (default 5), with RetryBackoff doubling between attempts (default 50ms).
-	MaxAttempts  int
-	RetryBackoff time.Duration
-	Metrics      *Metrics
-	Logger       *slog.Logger
+	// Attempts that fail because the database is unavailable, or on a deadlock or serialization
+	// conflict, do not count: they are tried again as long as that lasts, RetryBackoff doubling
+	// up to MaxRetryBackoff (default 5s).
+	MaxAttempts     int
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	Metrics         *Metrics
+	Logger          *slog.Logger
 
 	// afterCommit runs after the handler's transaction committed and before the ack: a test
 	// hook for crashing there.
@@ -61,12 +67,15 @@ type ConsumerConfig struct {
 
 // Consumer applies the events of one durable queue to a service's database exactly once: each
 // delivery runs in a transaction that first records its eventId in the inbox (a duplicate is
-// skipped), commits, and only then acks.
+// skipped), commits, and only then acks. A handler failing on a healthy database is retried
+// MaxAttempts times, then dead-lettered; while the database is unavailable nothing is
+// dead-lettered: the deliveries wait, unacked, until it is back, and Err reports the outage.
 type Consumer struct {
 	cfg     ConsumerConfig
 	pool    *pgxpool.Pool
 	handler BatchHandler  // or, for a prepared consumer:
 	prepare BatchPreparer // the handler it returns, one per transaction
+	outage  outage
 
 	mu        sync.Mutex
 	connected bool
@@ -129,10 +138,13 @@ func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 50 * time.Millisecond
 	}
+	if cfg.MaxRetryBackoff <= 0 {
+		cfg.MaxRetryBackoff = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Consumer{cfg: cfg, pool: pool}
+	return &Consumer{cfg: cfg, pool: pool, outage: outage{metrics: cfg.Metrics, queue: cfg.Queue.Name}}
 }
 
 // Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
@@ -258,7 +270,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 				if batch == nil {
 					return
 				}
-				for _, d := range c.applyBatch(hctx, dlq, acks, batch) {
+				for _, d := range c.applyBatch(hctx, acks, batch, stopping) {
 					c.handle(hctx, dlq, acks, d, stopping)
 				}
 			}
@@ -281,6 +293,12 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 		result = fmt.Errorf("broker cancelled consumer %s (queue deleted?)", tag)
 	}
 	close(stopping)
+	if c.outage.active.Load() {
+		// Nothing can commit while the database is away, and an attempt on a connection that
+		// hangs would hold the shutdown: end the attempts in flight, leaving their deliveries
+		// unacked.
+		cancelHandlers()
+	}
 	wg.Wait()
 	return result
 }
@@ -382,8 +400,10 @@ func (c *Consumer) sampleDepth(conn *amqp.Connection, stopping <-chan struct{}) 
 // each after the commit, and returns those it did not settle: when any handler fails, the whole
 // batch rolls back and every delivery goes through handle, alone, with its retries. Malformed
 // messages are dead-lettered at once. Events are applied in order-id order, so concurrent
-// batches take their row locks in one order.
-func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, acks *acker, ds []amqp.Delivery) (rest []amqp.Delivery) {
+// batches take their row locks in one order. While the database is unavailable (or the batch
+// loses a conflict) the batch is tried again whole, as handle does; when the consumer stops
+// meanwhile, none is returned: they stay unacked.
+func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delivery, stopping <-chan struct{}) (rest []amqp.Delivery) {
 	if len(ds) == 1 {
 		return ds
 	}
@@ -408,7 +428,18 @@ func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, acks *acke
 	for i, it := range items {
 		events[i] = it.ev
 	}
-	duplicate, err := c.applyAll(ctx, events)
+	tags := make([]uint64, len(items))
+	for i, it := range items {
+		tags[i] = it.d.DeliveryTag
+	}
+	var duplicate []bool
+	stopped, err := c.persist(ctx, stopping, acks, tags, c.cfg.Logger.With("queue", c.cfg.Queue.Name), func() (err error) {
+		duplicate, err = c.applyAll(ctx, events)
+		return err
+	})
+	if stopped {
+		return nil
+	}
 	if err != nil {
 		c.cfg.Logger.DebugContext(ctx, "batch failed, applying its deliveries one by one", "size", len(items), "err", err)
 		for _, it := range items {
@@ -416,9 +447,7 @@ func (c *Consumer) applyBatch(ctx context.Context, dlq *amqp.Channel, acks *acke
 		}
 		return rest
 	}
-	tags := make([]uint64, len(items))
-	for i, it := range items {
-		tags[i] = it.d.DeliveryTag
+	for _, it := range items {
 		if c.cfg.afterCommit != nil {
 			c.cfg.afterCommit(it.ev) // committed, not yet acked
 		}
@@ -458,8 +487,16 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d
 	log = log.With("event_id", ev.ID, "type", ev.Type, "order_id", ev.OrderID)
 
 	wait := c.cfg.RetryBackoff
+	tags := []uint64{d.DeliveryTag}
 	for attempt := 1; ; attempt++ {
-		duplicate, err := c.apply(ctx, ev)
+		var duplicate bool
+		stopped, err := c.persist(ctx, stopping, acks, tags, log, func() (err error) {
+			duplicate, err = c.apply(ctx, ev)
+			return err
+		})
+		if stopped {
+			return // unacked: the broker redelivers it to whoever consumes next
+		}
 		if err == nil {
 			if c.cfg.afterCommit != nil {
 				c.cfg.afterCommit(ev)

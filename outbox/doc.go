@@ -55,4 +55,14 @@
 // confirmed, the delivery is rejected (Reject, requeue=false), and the queue's own dead-letter
 // arguments put it in the same DLQ. On quorum queues a delivery limit also dead-letters a message
 // that kills its consumer before any ack.
+//
+// Only a handler that fails on a healthy database counts toward MaxAttempts. A transaction that
+// fails because the database is away (db.Unavailable: refused, reset or broken connections,
+// SQLSTATE class 08, 57P01-57P03, 53300, timeouts, and ErrCommitUnknown, whose retry the inbox
+// makes safe) or that loses a deadlock or serialization conflict (db.Conflict) is tried again,
+// whole, for as long as that lasts, with backoff doubling up to MaxRetryBackoff: its deliveries
+// stay unacked and are never dead-lettered, the other prefetched ones wait behind them, and
+// Consumer.Err reports the outage (a service's /readyz with it) until a transaction commits
+// again, which wakes every waiting delivery. A consumer stopped meanwhile ends its waits (and
+// attempts in flight) at once and leaves the deliveries to the broker.
 package outbox

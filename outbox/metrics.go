@@ -17,6 +17,8 @@ type Metrics struct {
 	deadLettered *prometheus.CounterVec
 	redelivered  *prometheus.CounterVec
 	retried      *prometheus.CounterVec
+	waited       *prometheus.CounterVec
+	unavailable  *prometheus.GaugeVec
 	lag          *prometheus.HistogramVec
 	depth        *prometheus.GaugeVec
 	reg          prometheus.Registerer
@@ -50,6 +52,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pizza_consumer_handler_retries_total",
 			Help: "Handler attempts that failed and were retried after a backoff.",
 		}, []string{"queue"}),
+		waited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pizza_consumer_transient_retries_total",
+			Help: "Consumer transactions tried again, not counted as handler attempts, because the database was unavailable (reason unavailable) or the transaction lost a deadlock or serialization conflict (reason conflict).",
+		}, []string{"queue", "reason"}),
+		unavailable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pizza_consumer_database_unavailable",
+			Help: "1 while the consumer's deliveries wait, unacked, for its database to come back.",
+		}, []string{"queue"}),
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pizza_consumer_lag_seconds",
 			Help:    "From an event's occurredAt to its application by a consumer: how far behind the consumer runs.",
@@ -60,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Messages ready in the consumer's queue, sampled every few seconds.",
 		}, []string{"queue"}),
 	}
-	reg.MustRegister(m.published, m.unroutable, m.consumed, m.deadLettered, m.redelivered, m.retried, m.lag, m.depth)
+	reg.MustRegister(m.published, m.unroutable, m.consumed, m.deadLettered, m.redelivered, m.retried, m.waited, m.unavailable, m.lag, m.depth)
 	return m
 }
 
@@ -109,6 +119,22 @@ func (m *Metrics) setDepth(queue string, n int) {
 func (m *Metrics) incRetried(queue string) {
 	if m != nil {
 		m.retried.WithLabelValues(queue).Inc()
+	}
+}
+
+func (m *Metrics) incWaited(queue, reason string) {
+	if m != nil {
+		m.waited.WithLabelValues(queue, reason).Inc()
+	}
+}
+
+func (m *Metrics) setUnavailable(queue string, v bool) {
+	if m != nil {
+		f := 0.0
+		if v {
+			f = 1
+		}
+		m.unavailable.WithLabelValues(queue).Set(f)
 	}
 }
 

@@ -165,8 +165,9 @@ func TestReadyzReportsUnreachableBroker(t *testing.T) {
 	require.NoError(t, <-done)
 }
 
-// Pools plan for data in memory (random_page_cost 1.1) and the relay's commits do not wait for
-// the disk; a URL that sets either keeps its own.
+// Pools plan for data in memory (random_page_cost 1.1), the relay's commits do not wait for
+// the disk, and connection attempts give up after defaultConnectTimeout; a URL that sets any of
+// them keeps its own.
 func TestPoolSessionSettings(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -190,8 +191,13 @@ func TestPoolSessionSettings(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, tc.pageCost, show(pool, "random_page_cost"), tc.url)
 		require.Equal(t, tc.syncCommit, show(pool, "synchronous_commit"), tc.url)
+		require.Equal(t, defaultConnectTimeout, pool.Config().ConnConfig.ConnectTimeout, tc.url)
 		pool.Close()
 	}
+	pool, err := openPool(ctx, withParam(url, "connect_timeout=2"), 1, false)
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Second, pool.Config().ConnConfig.ConnectTimeout, "the URL's own")
+	pool.Close()
 }
 
 func withParam(url, kv string) string {

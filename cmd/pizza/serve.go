@@ -253,6 +253,11 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		if err := pool.Ping(ctx); err != nil {
 			return fmt.Errorf("database: %w", err)
 		}
+		// The consumer's deliveries waiting for the database (a ping can pass while transactions
+		// still fail: too many connections, a server shutting down).
+		if err := consumer.Err(); err != nil {
+			return fmt.Errorf("consumer: %w", err)
+		}
 		if !pub.Connected() || !consumer.Connected() {
 			return errors.New("rabbitmq: not connected")
 		}
@@ -386,6 +391,9 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 
 // openPool opens a pool of at most maxConns connections; asyncCommit sets synchronous_commit=off
 // on its sessions.
+// defaultConnectTimeout bounds a connection attempt to a service's database.
+const defaultConnectTimeout = 5 * time.Second
+
 func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -402,6 +410,12 @@ func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (
 	}
 	if asyncCommit {
 		pc.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
+	// A server that drops packets (down behind a firewall, a partition) would hold a connection
+	// attempt for the kernel's two minutes: the consumer would not know its database was away,
+	// and requests would hang. A URL that sets connect_timeout keeps its own.
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	return pgxpool.NewWithConfig(ctx, pc)
 }
@@ -446,7 +460,10 @@ func newOpsServer(component, addr string, ready func(context.Context) error, reg
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// A series that cannot be collected (the outbox backlog, the orders by status: they query the
+	// database) is left out, counted in promhttp_metric_handler_errors_total; the rest is served.
+	// Failing the whole scrape would hide every series exactly while a database is away.
+	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	base, cancel := context.WithCancel(context.Background())
 	o.cancelBase = cancel
 	handler := instrument(component, o.mux, httpDuration(reg))

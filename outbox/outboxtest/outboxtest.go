@@ -1,12 +1,15 @@
 // Package outboxtest gives tests their own RabbitMQ names (exchange and queues deleted when the
-// test ends) and a TCP proxy that can cut every connection through it, to inject broker faults.
+// test ends) and a TCP proxy that can cut every connection through it or stop and start again, to
+// inject broker and database faults.
 package outboxtest
 
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -102,12 +105,15 @@ func deleteAll(t testing.TB, n Names) {
 	_ = ch.ExchangeDelete(n.Exchange, false, false)
 }
 
-// Proxy forwards TCP connections to a target and can cut them all at once.
+// Proxy forwards TCP connections to a target (RabbitMQ, PostgreSQL) and injects network faults:
+// Cut breaks the connections through it, Stop takes it away altogether (connections cut, new ones
+// refused) until Start brings it back on the same port.
 type Proxy struct {
-	ln     net.Listener
 	target string
+	addr   string // fixed at the first listen: Start listens here again
 
 	mu     sync.Mutex
+	ln     net.Listener // nil while stopped
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
@@ -118,24 +124,36 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
+	p := &Proxy{target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
+	p.serve(ln)
 	t.Cleanup(p.Close)
 	return p
 }
 
 // Addr is the proxy's host:port.
-func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+func (p *Proxy) Addr() string { return p.addr }
 
 // AMQPURL is url with its host:port replaced by the proxy's.
 func (p *Proxy) AMQPURL() string { return "amqp://guest:guest@" + p.Addr() + "/" }
+
+// URL is rawURL (a postgres:// or amqp:// URL) with its host:port replaced by the proxy's.
+func (p *Proxy) URL(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	u.Host = p.Addr()
+	return u.String()
+}
 
 // Cut closes every connection through the proxy, as a network failure would; new connections
 // are still accepted. It returns how many were cut.
 func (p *Proxy) Cut() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.cut()
+}
+
+func (p *Proxy) cut() int {
 	n := 0
 	for c := range p.conns {
 		_ = c.Close()
@@ -145,20 +163,63 @@ func (p *Proxy) Cut() int {
 	return n / 2
 }
 
-// Close stops accepting and cuts everything.
+// Stop takes the target away: the listener closes (connections are refused) and every
+// connection through it is cut. Start brings it back.
+func (p *Proxy) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+	p.cut()
+}
+
+// Start listens again on the proxy's port after Stop (a no-op while it runs). It retries for a
+// few seconds should the port still be held.
+func (p *Proxy) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("proxy closed")
+	}
+	if p.ln != nil {
+		return nil
+	}
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			p.serve(ln)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // the port is taken; it is free again within moments
+	}
+}
+
+// Close stops accepting and cuts everything, for good.
 func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	_ = p.ln.Close()
-	p.Cut()
+	p.Stop()
 	p.wg.Wait()
 }
 
-func (p *Proxy) accept() {
+// serve accepts on ln until it closes; p.mu is held or p not yet shared.
+func (p *Proxy) serve(ln net.Listener) {
+	p.ln = ln
+	p.wg.Add(1)
+	go p.accept(ln)
+}
+
+func (p *Proxy) accept(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -168,11 +229,11 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.mu.Lock()
-		if p.closed {
+		if p.closed || p.ln != ln { // stopped while dialling
 			p.mu.Unlock()
 			_ = c.Close()
 			_ = up.Close()
-			return
+			continue
 		}
 		p.conns[c] = struct{}{}
 		p.conns[up] = struct{}{}

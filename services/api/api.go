@@ -19,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/1588-pizza/pizza/db"
 )
 
 // Code is a stable error code, the same the GraphQL API shows in extensions.code.
@@ -57,11 +59,15 @@ func Invalid(field, format string, args ...any) *Error {
 	return &Error{Code: BadUserInput, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-// CodeOf is err's code: an *Error's own, INTERNAL for anything else.
+// CodeOf is err's code: an *Error's own, UNAVAILABLE for a database that could not be reached
+// or lost a conflict (db.Transient: retrying shortly may succeed), INTERNAL for anything else.
 func CodeOf(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	if db.Transient(err) {
+		return Unavailable
 	}
 	return Internal
 }
@@ -91,16 +97,23 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// WriteError writes err as {"error": {...}} with its status; an error without a code is logged
-// with its detail and shown only as INTERNAL.
+// WriteError writes err as {"error": {...}} with its status. An error without a code is logged
+// with its detail and shown only as UNAVAILABLE (503) when the service's database could not be
+// reached or the transaction lost a conflict (db.Transient: the same request may succeed
+// shortly), else as INTERNAL.
 func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			return // the caller went away; nobody reads the answer
 		}
-		logger.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = &Error{Code: Internal, Message: "internal error"}
+		if db.Transient(err) {
+			logger.WarnContext(r.Context(), "database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = &Error{Code: Unavailable, Message: "the service's database is unavailable or busy; retry shortly"}
+		} else {
+			logger.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = &Error{Code: Internal, Message: "internal error"}
+		}
 	}
 	WriteJSON(w, status(e.Code), struct {
 		Error *Error `json:"error"`
