@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -480,5 +481,62 @@ func TestChaosKillEverything(t *testing.T) {
 				}
 			}
 		},
+	})
+}
+
+// proxied puts every service database named in keys (or AMQP_URL) behind one fault proxy.
+func proxied(proxy **outboxtest.Proxy, keys ...string) func(t *testing.T, sys *system) {
+	return func(t *testing.T, sys *system) {
+		u, err := url.Parse(sys.env[keys[0]])
+		require.NoError(t, err)
+		*proxy = outboxtest.NewProxy(t, u.Host)
+		for _, k := range keys {
+			sys.env[k] = (*proxy).URL(t, sys.env[k])
+		}
+	}
+}
+
+func stopProxy(p **outboxtest.Proxy) func(*testing.T, *chaosSystem) func() {
+	return func(t *testing.T, _ *chaosSystem) func() {
+		(*p).Stop()
+		return func() { require.NoError(t, (*p).Start()) }
+	}
+}
+
+// The customercenter's database away in the middle of the load: its consumer waits it out
+// (nothing dead-lettered), placements never notice, and every accepted order reaches myPage.
+func TestChaosCustomerCenterDatabaseDown(t *testing.T) {
+	t.Parallel()
+	var p *outboxtest.Proxy
+	runChaos(t, chaosScenario{
+		name:   "customercenter database down",
+		env:    proxied(&p, "CUSTOMERCENTER_DATABASE_URL"),
+		inject: stopProxy(&p),
+	})
+}
+
+// Every service's database away at once (the PostgreSQL server down): placements answer the
+// retryable UNAVAILABLE and succeed when retried with their keys; nothing is lost, duplicated or
+// dead-lettered.
+func TestChaosPostgresDown(t *testing.T) {
+	t.Parallel()
+	var p *outboxtest.Proxy
+	runChaos(t, chaosScenario{
+		name:    "PostgreSQL down",
+		env:     proxied(&p, "ORDER_DATABASE_URL", "STORE_DATABASE_URL", "DELIVERY_DATABASE_URL", "CUSTOMERCENTER_DATABASE_URL"),
+		inject:  stopProxy(&p),
+		mayFail: []string{"UNAVAILABLE"},
+	})
+}
+
+// RabbitMQ away in the middle of the load: placements never fail (the outbox keeps the events),
+// and everything flows once it is back.
+func TestChaosRabbitMQDown(t *testing.T) {
+	t.Parallel()
+	var p *outboxtest.Proxy
+	runChaos(t, chaosScenario{
+		name:   "RabbitMQ down",
+		env:    proxied(&p, "AMQP_URL"),
+		inject: stopProxy(&p),
 	})
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -88,12 +90,37 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 	require.ErrorContains(t, err, "OUTBOX_FETCH_COOLDOWN must be at least 1ms")
 }
 
+// freeAddr is a loopback address for a component to listen on later. A port the kernel hands
+// out for ":0" could be handed out again (to a proxy, a test server, an outgoing connection)
+// before the component binds it, so the port is picked below the ephemeral range instead, never
+// twice in this process, and checked free.
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Helper()
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for range 1000 {
+		port := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		if freePorts.used[port] {
+			continue
+		}
+		freePorts.used[port] = true
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			_ = ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
+
+// The ports freeAddr picks from: below Linux's default ephemeral range (32768-60999).
+const freePortLow, freePortHigh = 20000, 32000
+
+var freePorts = struct {
+	sync.Mutex
+	used map[int]bool
+}{used: map[int]bool{}}
 
 func get(t *testing.T, url string) (int, string) {
 	resp, err := http.Get(url)
