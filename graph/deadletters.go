@@ -125,6 +125,9 @@ func (r *Resolver) changeDeadLetters(ctx context.Context, service, action string
 		IDs []string `json:"ids"`
 	}
 	if err := c.Do(ctx, http.MethodPost, "/dead-letters/"+action, in, &out); err != nil {
+		if code := api.CodeOf(err); code == api.NotFound || code == api.BadUserInput {
+			return nil, err // names the service already
+		}
 		return nil, fromService(service, err)
 	}
 	if out.IDs == nil {
