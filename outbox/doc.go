@@ -55,4 +55,12 @@
 // confirmed, the delivery is rejected (Reject, requeue=false), and the queue's own dead-letter
 // arguments put it in the same DLQ. On quorum queues a delivery limit also dead-letters a message
 // that kills its consumer before any ack.
+//
+// # Dead letters
+//
+// DeadLetters moves a service's DLQ into its database (outbox_dead_letters) as messages arrive,
+// since a queue cannot be listed without consuming it: insert, then ack, one row per eventId.
+// Operators list them, replay them (published with confirms to the service's own queue through
+// the default exchange, then deleted; the inbox absorbs a replay of what was applied) or discard
+// them.
 package outbox
