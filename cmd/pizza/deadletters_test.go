@@ -100,7 +100,8 @@ func (sys *system) metric(t *testing.T, s db.Service, prefix string) string {
 func TestDeadLettersThroughGraphQL(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t, map[string]string{"CONSUMER_MAX_ATTEMPTS": "3"})
-	sys.start(t, db.Services...)
+	sys.start(t, db.Order, db.Store, db.CustomerCenter)
+	stopDelivery := sys.start(t, db.Delivery)
 	base := sys.startBFF(t)
 	storeID := registerStore(t, base, "강남점", "강남구")
 	o := placed(t, base, mint(t, model.RoleCustomer, "1"), "1", "강남구")
@@ -210,6 +211,10 @@ func TestDeadLettersThroughGraphQL(t *testing.T) {
 	rows, started := sys.deliveriesOf(t, o.ID)
 	require.Equal(t, 1, rows, "one delivery")
 	require.Equal(t, 1, started, "one delivery.started")
+	for _, s := range []db.Service{db.Order, db.CustomerCenter} { // they consume store.order_cooked too
+		require.Empty(t, sys.metric(t, s, `pizza_consumer_consumed_total{outcome="duplicate",queue="`+sys.queue(s)+`",type="store.order_cooked"}`),
+			"a replay goes to the service that dead-lettered it, no other")
+	}
 
 	// Discarded: gone.
 	gql(t, base, admin, discard, map[string]any{"service": "delivery", "ids": []string{bad.ID}}).decode(t, "discardDeadLetters", &out)
@@ -220,6 +225,22 @@ func TestDeadLettersThroughGraphQL(t *testing.T) {
 	require.Equal(t, "2", sys.metric(t, db.Delivery, `pizza_dead_letters_replayed_total{service="delivery"}`))
 	require.Equal(t, "1", sys.metric(t, db.Delivery, `pizza_dead_letters_discarded_total{service="delivery"}`))
 	require.Equal(t, "0", sys.metric(t, db.Store, `pizza_dead_letters_parked{service="store"}`))
+
+	// A service that cannot be reached: the others' dead letters, and an error naming it.
+	require.NoError(t, sys.pools[db.Store].QueryRow(context.Background(),
+		`INSERT INTO outbox_dead_letters (dedupe_key, reason, body) VALUES ('k', 'malformed', '{') RETURNING id::text`).Scan(new(string)))
+	stopDelivery()
+	resp = gql(t, base, admin, deadLettersQuery, nil)
+	require.Len(t, resp.Errors, 1)
+	require.Equal(t, "UNAVAILABLE", resp.code())
+	require.True(t, strings.HasPrefix(resp.Errors[0].Message, "delivery: "), resp.Errors[0].Message)
+	var rest []gqlDeadLetter
+	require.NoError(t, json.Unmarshal(resp.Data["deadLetters"], &rest))
+	require.Len(t, rest, 1)
+	require.Equal(t, "store", rest[0].Service)
+	resp = gql(t, base, admin, deadLettersQuery, map[string]any{"service": "delivery"})
+	require.Equal(t, "UNAVAILABLE", resp.code())
+	require.Empty(t, resp.Data["deadLetters"], "no dead letters from a service that cannot be asked")
 }
 
 // pizza dlq works on the databases and the broker directly: with the delivery service down it
