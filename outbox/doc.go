@@ -65,4 +65,12 @@
 // Consumer.Err reports the outage (a service's /readyz with it) until a transaction commits
 // again, which wakes every waiting delivery. A consumer stopped meanwhile ends its waits (and
 // attempts in flight) at once and leaves the deliveries to the broker.
+//
+// # Dead letters
+//
+// DeadLetters moves a service's DLQ into its database (outbox_dead_letters) as messages arrive,
+// since a queue cannot be listed without consuming it: insert, then ack, one row per eventId.
+// Operators list them, replay them (published with confirms to the service's own queue through
+// the default exchange, then deleted; the inbox absorbs a replay of what was applied) or discard
+// them.
 package outbox

@@ -21,6 +21,8 @@ type Metrics struct {
 	unavailable  *prometheus.GaugeVec
 	lag          *prometheus.HistogramVec
 	depth        *prometheus.GaugeVec
+	replayed     *prometheus.CounterVec // dead letters
+	discarded    *prometheus.CounterVec
 	reg          prometheus.Registerer
 }
 
@@ -69,8 +71,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pizza_consumer_queue_depth",
 			Help: "Messages ready in the consumer's queue, sampled every few seconds.",
 		}, []string{"queue"}),
+		replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pizza_dead_letters_replayed_total",
+			Help: "Dead letters an operator replayed onto the service's queue.",
+		}, []string{"service"}),
+		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pizza_dead_letters_discarded_total",
+			Help: "Dead letters an operator discarded.",
+		}, []string{"service"}),
 	}
-	reg.MustRegister(m.published, m.unroutable, m.consumed, m.deadLettered, m.redelivered, m.retried, m.waited, m.unavailable, m.lag, m.depth)
+	reg.MustRegister(m.published, m.unroutable, m.consumed, m.deadLettered, m.redelivered, m.retried, m.waited, m.unavailable, m.lag, m.depth,
+		m.replayed, m.discarded)
 	return m
 }
 
@@ -113,6 +124,18 @@ func (m *Metrics) observeLag(queue string, ev Event) {
 func (m *Metrics) setDepth(queue string, n int) {
 	if m != nil {
 		m.depth.WithLabelValues(queue).Set(float64(n))
+	}
+}
+
+func (m *Metrics) addReplayed(service string, n int) {
+	if m != nil {
+		m.replayed.WithLabelValues(service).Add(float64(n))
+	}
+}
+
+func (m *Metrics) addDiscarded(service string, n int) {
+	if m != nil {
+		m.discarded.WithLabelValues(service).Add(float64(n))
 	}
 }
 

@@ -32,6 +32,11 @@ commands:
                           print a signed bearer token; R is customer, agent, master or admin
   bench [--short] [--clients N] [--rate R] [--record FILE]
                           measure the whole system against a pgx baseline (make bench)
+  dlq list [--service S] [--limit N] [--json]
+  dlq replay --service S (ID ... | --all)
+  dlq discard --service S ID ...
+                          list, replay or discard the services' dead letters, working on their
+                          databases and RabbitMQ directly (the services need not run)
   probe URL               exit 0 when URL answers 200 (container health checks)
 
 Configuration is read from the environment; see README.md.
@@ -91,6 +96,8 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return token(cfg, rest, stdout, logger)
 	case "bench":
 		return bench(ctx, cfg, rest, stdout, logger)
+	case "dlq":
+		return dlq(ctx, cfg, rest, stdout, logger)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

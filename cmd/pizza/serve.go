@@ -248,6 +248,16 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	if svc.prepare != nil {
 		consumer = outbox.NewPreparedConsumer(pool, ccfg, svc.prepare)
 	}
+	// Dead letters are parked from the DLQ into the service's database, for operators to replay.
+	dead := outbox.NewDeadLetters(pool, outbox.DeadLetterConfig{
+		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Queue: ccfg.Queue, Service: string(s),
+		Metrics: metrics, Logger: logger,
+	})
+	deadCollector := dead.Collector()
+	if err := reg.Register(deadCollector); err != nil {
+		return err
+	}
+	defer reg.Unregister(deadCollector)
 
 	ready := func(ctx context.Context) error {
 		if err := pool.Ping(ctx); err != nil {
@@ -277,6 +287,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		api.WriteJSON(w, http.StatusOK, tl)
 		return nil
 	}))
+	deadLetterRoutes(srv.mux, dead, logger)
 	ln, err := net.Listen("tcp", sc.Addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)
@@ -291,6 +302,8 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	consumerDone := make(chan struct{})
 	go func() { defer close(consumerDone); _ = consumer.Run(ctx) }()
+	deadDone := make(chan struct{})
+	go func() { defer close(deadDone); _ = dead.Run(ctx) }()
 	logger.InfoContext(ctx, "serving", "addr", ln.Addr().String())
 
 	httpDone := make(chan error, 1)
@@ -312,6 +325,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	stop()
 	<-consumerDone // it stops taking deliveries and finishes the ones in flight
+	<-deadDone
 	if err := ob.Stop(sctx); err != nil {
 		logger.WarnContext(sctx, "relay did not stop cleanly", "err", err)
 	}

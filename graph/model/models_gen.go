@@ -10,6 +10,43 @@ import (
 	"time"
 )
 
+// A message a service's consumer gave up on (dead-lettered), parked in that service's database until
+// an admin replays or discards it.
+type DeadLetter struct {
+	// unique within its service: what replayDeadLetters and discardDeadLetters take
+	ID string `json:"id"`
+	// the service that could not apply it: order, store, delivery or customercenter
+	Service string `json:"service"`
+	// the event's id; null when the message is no event (reason malformed)
+	EventID *string `json:"eventId,omitempty"`
+	// the event's type, such as store.order_cooked; null when the message is no event
+	Type *string `json:"type,omitempty"`
+	// the routing key it was published with (an event's is its type)
+	RoutingKey string `json:"routingKey"`
+	// the event's order; null when the message is no event
+	OrderID *string `json:"orderId,omitempty"`
+	// malformed (not an event: it will never apply), handler_failed (the service failed to apply it
+	// attempts times), or the broker's own reason (rejected, delivery_limit, expired)
+	Reason string `json:"reason"`
+	// the last error; null when the broker dead-lettered it
+	Error *string `json:"error,omitempty"`
+	// how many times the service tried to apply it (0 for malformed)
+	Attempts int `json:"attempts"`
+	// when it was parked, moments after it was dead-lettered while the service runs
+	DeadLetteredAt time.Time `json:"deadLetteredAt"`
+	// the message as received: the event's JSON
+	Body string `json:"body"`
+}
+
+// What replayDeadLetters or discardDeadLetters did.
+type DeadLetterOutcome struct {
+	Service string `json:"service"`
+	// how many dead letters were replayed or discarded
+	Count int `json:"count"`
+	// their ids
+	Ids []string `json:"ids"`
+}
+
 type EventConsumption struct {
 	Service string    `json:"service"`
 	At      time.Time `json:"at"`

@@ -1,0 +1,137 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
+)
+
+// maxDeadLetters bounds a deadLetters listing, as the services' internal API does.
+const maxDeadLetters = 500
+
+// deadLetterService is the named service's client (every service's is in Backends.Timelines), or
+// BAD_USER_INPUT naming the services there are.
+func (r *Resolver) deadLetterService(name string) (*api.Client, error) {
+	if c, ok := r.be.Timelines[name]; ok {
+		return c, nil
+	}
+	return nil, api.Invalid("service", "unknown service %q (want one of %s)", name, strings.Join(r.serviceNames(), ", "))
+}
+
+func (r *Resolver) serviceNames() []string {
+	names := make([]string, 0, len(r.be.Timelines))
+	for name := range r.be.Timelines {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// fromService names the service an error came from.
+func fromService(service string, err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return &api.Error{Code: ae.Code, Field: ae.Field, Message: service + ": " + ae.Message}
+	}
+	return fmt.Errorf("%s: %w", service, err)
+}
+
+// deadLetters asks one service, or every service at once, for its oldest dead letters and
+// merges them, oldest first. With every service asked, one that fails is reported beside the
+// others' dead letters.
+func (r *Resolver) deadLetters(ctx context.Context, service *string, limit *int) ([]*model.DeadLetter, error) {
+	n := 50
+	if limit != nil {
+		n = *limit
+	}
+	if n < 1 || n > maxDeadLetters {
+		return nil, api.Invalid("limit", "must be from 1 to %d", maxDeadLetters)
+	}
+	names := r.serviceNames()
+	if service != nil {
+		if _, err := r.deadLetterService(*service); err != nil {
+			return nil, err
+		}
+		names = []string{*service}
+	}
+	lists := make([][]outbox.DeadLetter, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			errs[i] = r.be.Timelines[name].Do(ctx, http.MethodGet, "/dead-letters?limit="+strconv.Itoa(n), nil, &lists[i])
+		})
+	}
+	wg.Wait()
+	var all []outbox.DeadLetter
+	for i, err := range errs {
+		if err != nil {
+			if service != nil {
+				return nil, fromService(names[i], err)
+			}
+			graphql.AddError(ctx, fromService(names[i], err))
+			continue
+		}
+		all = append(all, lists[i]...)
+	}
+	slices.SortStableFunc(all, func(a, b outbox.DeadLetter) int {
+		if c := a.DeadLetteredAt.Compare(b.DeadLetteredAt); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Service, b.Service); c != 0 {
+			return c
+		}
+		return int(a.ID - b.ID)
+	})
+	out := make([]*model.DeadLetter, 0, min(n, len(all)))
+	for _, dl := range all[:min(n, len(all))] {
+		out = append(out, toDeadLetter(dl))
+	}
+	return out, nil
+}
+
+func toDeadLetter(dl outbox.DeadLetter) *model.DeadLetter {
+	orNull := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	return &model.DeadLetter{
+		ID: strconv.FormatInt(dl.ID, 10), Service: dl.Service, EventID: orNull(dl.EventID), Type: orNull(dl.Type),
+		RoutingKey: dl.RoutingKey, OrderID: orNull(dl.OrderID), Reason: dl.Reason, Error: orNull(dl.Error),
+		Attempts: dl.Attempts, DeadLetteredAt: dl.DeadLetteredAt, Body: dl.Body,
+	}
+}
+
+// changeDeadLetters asks the service to replay or discard dead letters.
+func (r *Resolver) changeDeadLetters(ctx context.Context, service, action string, in any) (*model.DeadLetterOutcome, error) {
+	c, err := r.deadLetterService(service)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	if err := c.Do(ctx, http.MethodPost, "/dead-letters/"+action, in, &out); err != nil {
+		if code := api.CodeOf(err); code == api.NotFound || code == api.BadUserInput {
+			return nil, err // names the service already
+		}
+		return nil, fromService(service, err)
+	}
+	if out.IDs == nil {
+		out.IDs = []string{}
+	}
+	return &model.DeadLetterOutcome{Service: service, Count: len(out.IDs), Ids: out.IDs}, nil
+}
