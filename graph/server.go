@@ -58,7 +58,7 @@ type Backends struct {
 	Orders         *order.Client
 	Stores         *store.Client
 	CustomerCenter *api.Client
-	// Timelines are every service's client, by service name, for orderTimeline.
+	// Timelines are every service's client, by service name: for orderTimeline and the dead letters.
 	Timelines map[string]*api.Client
 }
 
