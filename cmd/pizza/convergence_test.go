@@ -2,19 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/outbox/outboxtest"
 	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/delivery"
@@ -99,22 +96,7 @@ VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'REJECTED' THEN 'STORE_BUSY' END, $6)
 	}
 	rng.Shuffle(len(published), func(i, j int) { published[i], published[j] = published[j], published[i] })
 
-	conn, err := amqp.Dial(outboxtest.URL())
-	require.NoError(t, err)
-	defer conn.Close()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	require.NoError(t, ch.Confirm(false))
-	for _, ev := range published {
-		body, err := json.Marshal(ev)
-		require.NoError(t, err)
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, sys.env["PIZZA_EXCHANGE"], ev.Type, true, false,
-			amqp.Publishing{MessageId: ev.ID.String(), DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: body})
-		require.NoError(t, err)
-		ok, err := dc.WaitContext(ctx)
-		require.NoError(t, err)
-		require.True(t, ok)
-	}
+	publish(t, sys, published...)
 
 	// Wait until delivery has applied every distinct event routed to it, so that what it has not
 	// started by then it never will.

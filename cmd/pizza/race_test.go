@@ -257,8 +257,9 @@ func breakerOf(t *testing.T, sys *system, name string) string {
 	return ""
 }
 
-// publish sends one event straight to the system's exchange, as a relay would.
-func publish(t *testing.T, sys *system, ev outbox.Event) {
+// publish sends events straight to the system's exchange, in their order, as a relay would,
+// each confirmed by the broker.
+func publish(t *testing.T, sys *system, events ...outbox.Event) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := amqp.Dial(outboxtest.URL())
@@ -267,14 +268,16 @@ func publish(t *testing.T, sys *system, ev outbox.Event) {
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	require.NoError(t, ch.Confirm(false))
-	body, err := json.Marshal(ev)
-	require.NoError(t, err)
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, sys.env["PIZZA_EXCHANGE"], ev.Type, true, false,
-		amqp.Publishing{MessageId: ev.ID.String(), DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: body})
-	require.NoError(t, err)
-	ok, err := dc.WaitContext(ctx)
-	require.NoError(t, err)
-	require.True(t, ok)
+	for _, ev := range events {
+		body, err := json.Marshal(ev)
+		require.NoError(t, err)
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, sys.env["PIZZA_EXCHANGE"], ev.Type, true, false,
+			amqp.Publishing{MessageId: ev.ID.String(), DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: body})
+		require.NoError(t, err)
+		ok, err := dc.WaitContext(ctx)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
 }
 
 // 6. Every answer to a cancel, through the services: the store decides once it may have the
