@@ -200,6 +200,13 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		return fmt.Errorf("%s: %w", s, err)
 	}
 	defer relayPool.Close()
+	for role, p := range map[string]*pgxpool.Pool{"main": pool, "relay": relayPool} {
+		c := db.NewPoolCollector(p, string(s), role)
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+		defer reg.Unregister(c)
+	}
 
 	pub := outbox.NewPublisher(outbox.PublisherConfig{
 		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Name: "pizza-" + string(s) + "-relay", Logger: logger,
