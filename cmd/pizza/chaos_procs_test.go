@@ -1,13 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,23 +106,35 @@ type balancer struct {
 }
 
 func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
 	b.mu.Lock()
 	backends := b.backends
 	b.mu.Unlock()
 	start := int(b.next.Add(1))
 	for i := range backends {
-		target := backends[(start+i)%len(backends)]
-		conn, err := net.DialTimeout("tcp", target, time.Second)
+		out := r.Clone(r.Context())
+		out.RequestURI, out.Host = "", ""
+		out.URL.Scheme, out.URL.Host = "http", backends[(start+i)%len(backends)]
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		resp, err := balancerTransport.RoundTrip(out)
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			continue // refused: nothing was sent, so another replica may take it
+		}
 		if err != nil {
-			continue
-		}
-		_ = conn.Close()
-		rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
-		rp.Transport = balancerTransport
-		rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 			w.WriteHeader(http.StatusBadGateway)
+			return
 		}
-		rp.ServeHTTP(w, r)
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		_ = resp.Body.Close()
 		return
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
@@ -202,6 +215,9 @@ func (pt *procTopology) restart(t *testing.T, name string) {
 	addr := pt.env[name]["PIZZA_HTTP_ADDR"]
 	if pt.comps[name][0] == "bff" {
 		pt.balancer.remove(addr)
+		// As a pod's preStop pause: requests already routed to it reach it before it stops
+		// listening (it drains what it has).
+		time.Sleep(200 * time.Millisecond)
 	}
 	p.signal(syscall.SIGTERM)
 	pt.start(t, name)
