@@ -160,6 +160,8 @@ type procTopology struct {
 func newProcTopology(t *testing.T, sys *system, replicas int) (*procTopology, string) {
 	pt := &procTopology{sys: sys, procs: map[string]*proc{}, env: map[string]map[string]string{},
 		ready: map[string]string{}, comps: map[string][]string{}, balancer: &balancer{}}
+	// Every process keeps few connections: ten of them share PostgreSQL with the other tests.
+	sys.env["PIZZA_DB_MAX_CONNS"] = "2"
 	addrs := map[db.Service][]string{}
 	for _, s := range db.Services {
 		key := strings.ToUpper(string(s))

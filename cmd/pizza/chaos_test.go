@@ -175,6 +175,9 @@ func (l *chaosLoad) cook(ctx context.Context) {
 	}
 }
 
+// chaosSlot admits one scenario at a time.
+var chaosSlot = make(chan struct{}, 1)
+
 // chaosResult is one row of the checker's table.
 type chaosResult struct {
 	scenario                         string
@@ -270,6 +273,11 @@ type chaosScenario struct {
 // for chaosLength (longer when healing takes longer), the fault during its middle half, and then
 // the checker.
 func runChaos(t *testing.T, sc chaosScenario) {
+	// One scenario at a time: each is a whole system under load (up to ten processes), and
+	// together they would take more of PostgreSQL's 100 connections than the rest of the suite
+	// leaves.
+	chaosSlot <- struct{}{}
+	defer func() { <-chaosSlot }()
 	length, _ := chaosLength()
 	sys := newSystem(t, nil)
 	if sc.env != nil {

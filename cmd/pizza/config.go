@@ -47,6 +47,12 @@ type orderConfig struct {
 	BreakerProbes      uint32        `env:"BREAKER_PROBES" envDefault:"1"`
 }
 
+// storeConfig is the store service's own tuning.
+type storeConfig struct {
+	// CheckConns are the availability check's own connections, apart from the service's pool.
+	CheckConns int `env:"STORE_CHECK_CONNS" envDefault:"2"`
+}
+
 // relayConfig tunes a service's outbox relay and consumer; every service reads the same names.
 type relayConfig struct {
 	Workers           int           `env:"OUTBOX_WORKERS" envDefault:"256"`
@@ -168,6 +174,7 @@ type config struct {
 	BFF         bffConfig
 	Relay       relayConfig
 	OrderTuning orderConfig
+	StoreTuning storeConfig
 
 	Order          serviceConfig `envPrefix:"ORDER_"`
 	Store          serviceConfig `envPrefix:"STORE_"`
@@ -215,6 +222,9 @@ func loadConfig(environ map[string]string) (config, error) {
 	case envDevelopment, envProduction:
 	default:
 		return c, fmt.Errorf("configuration: PIZZA_ENV must be %s or %s (exactly, lower case), not %q", envDevelopment, envProduction, c.Common.Env)
+	}
+	if c.StoreTuning.CheckConns < 1 {
+		return c, fmt.Errorf("configuration: STORE_CHECK_CONNS must be at least 1, not %d", c.StoreTuning.CheckConns)
 	}
 	switch c.Common.QueueType {
 	case outbox.QueueClassic, outbox.QueueQuorum:

@@ -32,6 +32,7 @@ func testEnv(t *testing.T) map[string]string {
 		"PIZZA_QUEUE_SUFFIX": names.Suffix(),
 		"PIZZA_LOG_LEVEL":    "warn",
 		"PIZZA_DB_MAX_CONNS": "4", // many systems run at once against one server's 100 connections
+		"STORE_CHECK_CONNS":  "1",
 		"PIZZA_HTTP_ADDR":    freeAddr(t),
 	}
 	for _, s := range db.Services {

@@ -200,7 +200,18 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		return fmt.Errorf("%s: %w", s, err)
 	}
 	defer relayPool.Close()
-	for role, p := range map[string]*pgxpool.Pool{"main": pool, "relay": relayPool} {
+	pools := map[string]*pgxpool.Pool{"main": pool, "relay": relayPool}
+	if s == db.Store {
+		// The availability check answers the order service synchronously, behind its breaker:
+		// its connections are its own, so it never queues behind the service's other work.
+		checkPool, err := openPool(ctx, sc.DatabaseURL, cfg.StoreTuning.CheckConns, false)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+		defer checkPool.Close()
+		pools["check"] = checkPool
+	}
+	for role, p := range pools {
 		c := db.NewPoolCollector(p, string(s), role)
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -236,7 +247,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	defer reg.Unregister(ob.Collector())
 
-	svc, err := newService(cfg, s, pool, ob, reg, logger)
+	svc, err := newService(cfg, s, pools, ob, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -371,7 +382,10 @@ type service struct {
 	prepare outbox.BatchPreparer // applies a transaction's events at once, when the service can
 }
 
-func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox, reg prometheus.Registerer, logger *slog.Logger) (service, error) {
+// newService builds service s on its pools: "main", and for the store "check", its availability
+// check's own.
+func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *outbox.Outbox, reg prometheus.Registerer, logger *slog.Logger) (service, error) {
+	pool := pools["main"]
 	switch s {
 	case db.Order:
 		svc := order.New(pool, ob, store.NewClient(cfg.Store.URL), order.Config{
@@ -399,7 +413,7 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 		}
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
 	case db.Store:
-		svc := store.New(pool, ob)
+		svc := store.New(pool, ob).WithCheckPool(pools["check"])
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
@@ -410,11 +424,11 @@ func newService(cfg config, s db.Service, pool *pgxpool.Pool, ob *outbox.Outbox,
 	}
 }
 
-// openPool opens a pool of at most maxConns connections; asyncCommit sets synchronous_commit=off
-// on its sessions.
 // defaultConnectTimeout bounds a connection attempt to a service's database.
 const defaultConnectTimeout = 5 * time.Second
 
+// openPool opens a pool of at most maxConns connections; asyncCommit sets synchronous_commit=off
+// on its sessions.
 func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {

@@ -50,11 +50,22 @@ type RegisterInput struct {
 // Service is the store service's logic over its database and outbox.
 type Service struct {
 	pool   *pgxpool.Pool
+	check  *pgxpool.Pool // the availability check's own connections (pool when not set)
 	outbox *outbox.Outbox
 }
 
 // New returns the service.
-func New(pool *pgxpool.Pool, ob *outbox.Outbox) *Service { return &Service{pool: pool, outbox: ob} }
+func New(pool *pgxpool.Pool, ob *outbox.Outbox) *Service {
+	return &Service{pool: pool, check: pool, outbox: ob}
+}
+
+// WithCheckPool gives the availability check connections of its own, so that it never waits
+// for one behind the service's other work (its consumer's backlog, cooks queued on a row lock):
+// the order service's breaker then opens when this database is slow, not when the pool is busy.
+func (s *Service) WithCheckPool(p *pgxpool.Pool) *Service {
+	s.check = p
+	return s
+}
 
 // Producer names this service on its events.
 const Producer = "store"
@@ -110,7 +121,7 @@ func (s *Service) List(ctx context.Context, region string) ([]Store, error) {
 func (s *Service) AnyOpen(ctx context.Context, region string) (bool, error) {
 	const q = `SELECT EXISTS (SELECT 1 FROM stores WHERE region = $1 AND open)`
 	var open bool
-	err := s.pool.QueryRow(ctx, q, region).Scan(&open)
+	err := s.check.QueryRow(ctx, q, region).Scan(&open)
 	return open, err
 }
 
