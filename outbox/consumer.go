@@ -57,6 +57,10 @@ type ConsumerConfig struct {
 	MaxAttempts     int
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
+	// Check, when set, refuses events that are well-formed but can mean nothing to this system
+	// (an order id no order can have, say): such a message is dead-lettered as malformed at
+	// once, before any handler sees it, as a body that is not an event is.
+	Check func(Event) error
 	Metrics         *Metrics
 	Logger          *slog.Logger
 
@@ -413,7 +417,7 @@ func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delive
 	}
 	items := make([]item, 0, len(ds))
 	for _, d := range ds {
-		ev, err := ParseEvent(d.Body)
+		ev, err := c.parse(d.Body)
 		if err != nil {
 			rest = append(rest, d) // handle dead-letters it with its reason
 			continue
@@ -470,6 +474,18 @@ func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delive
 	return rest
 }
 
+// parse decodes a delivery's body into an event and checks it with the configured Check.
+func (c *Consumer) parse(body []byte) (Event, error) {
+	ev, err := ParseEvent(body)
+	if err != nil || c.cfg.Check == nil {
+		return ev, err
+	}
+	if err := c.cfg.Check(ev); err != nil {
+		return Event{}, fmt.Errorf("invalid event: %w", err)
+	}
+	return ev, nil
+}
+
 // handle processes one delivery to its end: acked, dead-lettered, or left unacked for the
 // broker to redeliver when the consumer is stopping or has lost its connection.
 func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d amqp.Delivery, stopping <-chan struct{}) {
@@ -478,7 +494,7 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d
 	if d.Redelivered {
 		c.cfg.Metrics.incRedelivered(q)
 	}
-	ev, err := ParseEvent(d.Body)
+	ev, err := c.parse(d.Body)
 	if err != nil {
 		log.WarnContext(ctx, "dead-lettering malformed message", "err", err)
 		c.deadLetter(ctx, dlq, acks, d, ReasonMalformed, err, 0, log)

@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // 6. Bad input on every internal endpoint gets a clear 4xx with a code (and the field, for bad
@@ -124,6 +127,45 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 			var n int
 			require.NoError(t, sys.pools[s].QueryRow(context.Background(), "SELECT count(*) FROM "+tbl).Scan(&n))
 			require.Zero(t, n, "%s: %s has rows after bad input only", s, tbl)
+		}
+	}
+}
+
+// An event that is well-formed but names an order no order can have ("abc", as a buggy or
+// hostile producer might send) is dead-lettered as malformed by every service it reaches, and
+// none of them makes a row for it (customercenter once made a myPage row for one).
+func TestEventsForImpossibleOrdersAreDeadLetteredEverywhere(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.Services...)
+	ctx := context.Background()
+	details := lifecycle.Payload{OrderDetails: lifecycle.OrderDetails{CustomerID: "1", Pizza: "p", Qty: 1, Region: "강남구", PlacedAt: time.Now()}}
+	// order.placed reaches store and customercenter; store.order_cooked reaches order, delivery
+	// and customercenter: every service's consumer sees at least one.
+	var events []outbox.Event
+	for _, id := range []string{"abc", "0", "01", "-1", "1 "} {
+		for _, typ := range []string{lifecycle.OrderPlaced, lifecycle.StoreOrderCooked} {
+			ev, err := outbox.NewEvent(typ, id, "test", details)
+			require.NoError(t, err)
+			events = append(events, ev)
+		}
+	}
+	publish(t, sys, events...)
+	want := map[db.Service]int{db.Order: 5, db.Store: 5, db.Delivery: 5, db.CustomerCenter: 10}
+	for s, n := range want {
+		require.Eventually(t, func() bool {
+			var got int
+			err := sys.pools[s].QueryRow(ctx, `SELECT count(*) FROM outbox_dead_letters WHERE reason = 'malformed' AND attempts = 0`).Scan(&got)
+			return err == nil && got == n
+		}, 20*time.Second, 20*time.Millisecond, "%s dead-letters the %d events it got, as malformed, at once", s, n)
+	}
+	for s, tables := range map[db.Service][]string{
+		db.Order: {"orders"}, db.Store: {"store_orders"}, db.Delivery: {"deliveries"}, db.CustomerCenter: {"mypage"},
+	} {
+		for _, tbl := range append(tables, "outbox_inbox", "outbox_events") {
+			var n int
+			require.NoError(t, sys.pools[s].QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&n))
+			require.Zero(t, n, "%s: %s has rows for impossible orders", s, tbl)
 		}
 	}
 }

@@ -259,6 +259,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		Concurrency: cfg.Relay.Concurrency,
 		MaxAttempts: cfg.Relay.MaxAttempts,
 		BatchSize:   cfg.Relay.BatchSize,
+		Check:       lifecycle.CheckEvent,
 		Metrics:     metrics,
 		Logger:      logger,
 	}

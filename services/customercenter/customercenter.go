@@ -6,7 +6,6 @@ package customercenter
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -89,17 +88,9 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Ev
 func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
 	ids := make([]string, 0, len(events))
 	for _, ev := range events {
-		if _, ok := lifecycle.StatusOf(ev.Type); !ok {
-			continue
+		if _, ok := lifecycle.StatusOf(ev.Type); ok {
+			ids = append(ids, ev.OrderID)
 		}
-		if _, err := api.ParseID(ev.OrderID); err != nil {
-			// No order can have this id: fail before any row is made for it. The batch rolls
-			// back, its events are applied one by one, and this one alone is dead-lettered.
-			return func(context.Context, pgx.Tx, []outbox.Event) error {
-				return fmt.Errorf("event %s: order id %q is not an order id", ev.ID, ev.OrderID)
-			}
-		}
-		ids = append(ids, ev.OrderID)
 	}
 	if len(ids) == 0 {
 		return func(context.Context, pgx.Tx, []outbox.Event) error { return nil }

@@ -62,30 +62,3 @@ func TestBatchStatementsUseTheIndexAfterTheTableGrows(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, apply(), "a batch read the whole mypage table")
 }
-
-// An event naming an order id that no order can have (the order service only gives positive
-// integers) makes no myPage row: it fails, so the consumer dead-letters it, as the order service's
-// consumer does with the same event.
-func TestEventsForImpossibleOrdersMakeNoRow(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	_, pool := dbtest.NewDatabase(t, db.CustomerCenter)
-	ob, err := outbox.New(pool, outbox.Config{Service: Producer})
-	require.NoError(t, err)
-	s := New(pool, ob)
-	for _, id := range []string{"abc", "", "0", "-1", "01", "1 ", "\x00"} {
-		good, err := outbox.NewEvent(lifecycle.OrderPlaced, "7", "order", lifecycle.Payload{OrderDetails: lifecycle.OrderDetails{
-			CustomerID: "c-7", Pizza: "페퍼로니", Qty: 1, Region: "강남구", PlacedAt: time.Now()}})
-		require.NoError(t, err)
-		bad, err := outbox.NewEvent(lifecycle.OrderPlaced, id, "order", lifecycle.Payload{OrderDetails: lifecycle.OrderDetails{
-			CustomerID: "c-1", Pizza: "페퍼로니", Qty: 1, Region: "강남구", PlacedAt: time.Now()}})
-		require.NoError(t, err)
-		err = outbox.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-			return s.HandleBatch(ctx, tx, []outbox.Event{good, bad})
-		})
-		require.Error(t, err, "order id %q", id)
-		var n int
-		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM mypage`).Scan(&n))
-		require.Zero(t, n, "order id %q: nothing is written", id)
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
 )
 
 // Status is where an order is in its life.
@@ -88,6 +89,17 @@ const (
 	DeliveryCancelled    = "delivery.cancelled"
 	MyPageUpdated        = "customercenter.mypage_updated"
 )
+
+// CheckEvent refuses an event that no service of this system can apply: every event is about
+// one order, named by the id the order service gave it (a positive integer). Consumers dead-letter
+// such an event as malformed before any handler sees it (outbox.ConsumerConfig.Check), so that
+// no service makes a row for an order that cannot exist.
+func CheckEvent(ev outbox.Event) error {
+	if _, err := api.ParseID(ev.OrderID); err != nil {
+		return fmt.Errorf("orderId: %w", err)
+	}
+	return nil
+}
 
 // StatusOf is the status an event of type typ implies, and whether typ is a lifecycle event.
 func StatusOf(typ string) (Status, bool) {
