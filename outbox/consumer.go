@@ -60,9 +60,9 @@ type ConsumerConfig struct {
 	// Check, when set, refuses events that are well-formed but can mean nothing to this system
 	// (an order id no order can have, say): such a message is dead-lettered as malformed at
 	// once, before any handler sees it, as a body that is not an event is.
-	Check func(Event) error
-	Metrics         *Metrics
-	Logger          *slog.Logger
+	Check   func(Event) error
+	Metrics *Metrics
+	Logger  *slog.Logger
 
 	// afterCommit runs after the handler's transaction committed and before the ack: a test
 	// hook for crashing there.
