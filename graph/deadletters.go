@@ -109,17 +109,30 @@ func toDeadLetter(dl outbox.DeadLetter) *model.DeadLetter {
 		return &s
 	}
 	return &model.DeadLetter{
-		ID: strconv.FormatInt(dl.ID, 10), Service: dl.Service, EventID: orNull(dl.EventID), Type: orNull(dl.Type),
+		ID: deadLetterID(dl.Service, strconv.FormatInt(dl.ID, 10)), Service: dl.Service, EventID: orNull(dl.EventID), Type: orNull(dl.Type),
 		RoutingKey: dl.RoutingKey, OrderID: orNull(dl.OrderID), Reason: dl.Reason, Error: orNull(dl.Error),
 		Attempts: dl.Attempts, DeadLetteredAt: dl.DeadLetteredAt, Body: dl.Body,
 	}
 }
 
-// changeDeadLetters asks the service to replay or discard dead letters.
-func (r *Resolver) changeDeadLetters(ctx context.Context, service, action string, in any) (*model.DeadLetterOutcome, error) {
+// deadLetterID is a dead letter's id in the API: its service's name and its id there, so that
+// ids are unique across services (a client's normalized cache keys objects by type and id).
+func deadLetterID(service, local string) string { return service + ":" + local }
+
+// changeDeadLetters asks the service to replay or discard dead letters: all of them, or those
+// ids name (as deadLetters lists them, "delivery:3", or by the service's own id, "3").
+func (r *Resolver) changeDeadLetters(ctx context.Context, service, action string, ids []string, all bool) (*model.DeadLetterOutcome, error) {
 	c, err := r.deadLetterService(service)
 	if err != nil {
 		return nil, err
+	}
+	in := map[string]any{"all": true}
+	if !all {
+		local := make([]string, len(ids))
+		for i, id := range ids {
+			local[i] = strings.TrimPrefix(id, service+":") // another service's id stays whole: NOT_FOUND here
+		}
+		in = map[string]any{"ids": local}
 	}
 	var out struct {
 		IDs []string `json:"ids"`
@@ -130,8 +143,9 @@ func (r *Resolver) changeDeadLetters(ctx context.Context, service, action string
 		}
 		return nil, fromService(service, err)
 	}
-	if out.IDs == nil {
-		out.IDs = []string{}
+	qualified := make([]string, len(out.IDs))
+	for i, id := range out.IDs {
+		qualified[i] = deadLetterID(service, id)
 	}
-	return &model.DeadLetterOutcome{Service: service, Count: len(out.IDs), Ids: out.IDs}, nil
+	return &model.DeadLetterOutcome{Service: service, Count: len(qualified), Ids: qualified}, nil
 }

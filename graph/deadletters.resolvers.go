@@ -16,10 +16,7 @@ func (r *mutationResolver) ReplayDeadLetters(ctx context.Context, service string
 	if err := mustBeAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if ids == nil {
-		return r.changeDeadLetters(ctx, service, "replay", map[string]any{"all": true})
-	}
-	return r.changeDeadLetters(ctx, service, "replay", map[string]any{"ids": ids})
+	return r.changeDeadLetters(ctx, service, "replay", ids, ids == nil)
 }
 
 // DiscardDeadLetters is the resolver for the discardDeadLetters field.
@@ -27,7 +24,7 @@ func (r *mutationResolver) DiscardDeadLetters(ctx context.Context, service strin
 	if err := mustBeAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return r.changeDeadLetters(ctx, service, "discard", map[string]any{"ids": ids})
+	return r.changeDeadLetters(ctx, service, "discard", ids, false)
 }
 
 // DeadLetters is the resolver for the deadLetters field.

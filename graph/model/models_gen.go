@@ -13,7 +13,8 @@ import (
 // A message a service's consumer gave up on (dead-lettered), parked in that service's database until
 // an admin replays or discards it.
 type DeadLetter struct {
-	// unique within its service: what replayDeadLetters and discardDeadLetters take
+	// the service's name and its id there, such as "delivery:3": unique across services, and what
+	// replayDeadLetters and discardDeadLetters take (which also take the bare "3" with the service)
 	ID string `json:"id"`
 	// the service that could not apply it: order, store, delivery or customercenter
 	Service string `json:"service"`
@@ -43,7 +44,7 @@ type DeadLetterOutcome struct {
 	Service string `json:"service"`
 	// how many dead letters were replayed or discarded
 	Count int `json:"count"`
-	// their ids
+	// their ids, as DeadLetter.id
 	Ids []string `json:"ids"`
 }
 
