@@ -23,6 +23,7 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
 
@@ -183,6 +184,7 @@ type chaosResult struct {
 	scenario                         string
 	sent, accepted                   int64
 	firstFailed, failed              map[string]int
+	rejected                         int // accepted as REJECTED (STORE_BUSY, NO_OPEN_STORE)
 	lost, duplicated, phantom, inDLQ int
 	converged                        time.Duration // from the heal to every view agreeing
 	ok                               bool
@@ -201,7 +203,7 @@ func TestMain(m *testing.M) {
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 		length, _ := chaosLength()
 		fmt.Fprintf(w, "\nfault suite: %s of load at %d orders/s per scenario, the fault lasting half of it\n", length, chaosRate)
-		fmt.Fprintln(w, "scenario\tsent\taccepted\tretried\tfailed\tlost\tduplicated\tphantom\tleft in DLQ\ttime to converge\t")
+		fmt.Fprintln(w, "scenario\tsent\taccepted\trejected\tretried\tfailed\tlost\tduplicated\tphantom\tleft in DLQ\ttime to converge\t")
 		codes := func(m map[string]int) string {
 			var out []string
 			for code, n := range m {
@@ -215,7 +217,7 @@ func TestMain(m *testing.M) {
 			if !r.ok {
 				conv = "never"
 			}
-			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", r.scenario, r.sent, r.accepted,
+			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", r.scenario, r.sent, r.accepted, r.rejected,
 				codes(r.firstFailed), codes(r.failed), r.lost, r.duplicated, r.phantom, r.inDLQ, conv)
 		}
 		_ = w.Flush()
@@ -264,6 +266,10 @@ type chaosScenario struct {
 	// retryable UNAVAILABLE when the order service's own database is away): anything else, and
 	// any placement that never succeeds, fails the run.
 	mayFail []string
+	// rejects says the fault makes placements REJECTED (the breaker open: STORE_BUSY).
+	rejects bool
+	// deadLetters is how many dead letters the fault itself makes (poison it publishes).
+	deadLetters int
 	// replicas, when set, runs the system as OS processes (see procTopology): that many replicas
 	// of every component, the BFF's behind a balancer.
 	replicas int
@@ -330,8 +336,8 @@ func runChaos(t *testing.T, sc chaosScenario) {
 	chaosResultsMu.Lock()
 	chaosResults = append(chaosResults, res)
 	chaosResultsMu.Unlock()
-	t.Logf("%s: sent %d, accepted %d, first answers failed %v, failed %v, lost %d, duplicated %d, phantom %d, in DLQ %d, converged %v after the heal",
-		sc.name, res.sent, res.accepted, res.firstFailed, res.failed, res.lost, res.duplicated, res.phantom, res.inDLQ, res.converged)
+	t.Logf("%s: sent %d, accepted %d (rejected %d), first answers failed %v, failed %v, lost %d, duplicated %d, phantom %d, in DLQ %d, converged %v after the heal",
+		sc.name, res.sent, res.accepted, res.rejected, res.firstFailed, res.failed, res.lost, res.duplicated, res.phantom, res.inDLQ, res.converged)
 
 	require.True(t, res.ok, "%s: the views never agreed on every accepted order", sc.name)
 	require.NotZero(t, res.accepted, "the load placed orders")
@@ -342,7 +348,12 @@ func runChaos(t *testing.T, sc chaosScenario) {
 	require.Zero(t, res.lost, "%s: accepted orders missing from a view", sc.name)
 	require.Zero(t, res.duplicated, "%s: effects that happened twice", sc.name)
 	require.Zero(t, res.phantom, "%s: orders written that no placement was told about", sc.name)
-	require.Zero(t, res.inDLQ, "%s: messages dead-lettered for a fault that was not theirs", sc.name)
+	if sc.rejects {
+		require.NotZero(t, res.rejected, "%s: the fault made placements REJECTED", sc.name)
+	} else {
+		require.Zero(t, res.rejected, "%s: placements rejected although the store was reachable", sc.name)
+	}
+	require.Equal(t, sc.deadLetters, res.inDLQ, "%s: dead letters (only the scenario's own poison belongs there)", sc.name)
 }
 
 // waitFor polls cond every 100 ms until it holds or within passes.
@@ -419,8 +430,13 @@ func chaosCount(t *testing.T, sys *system, ids []string, res *chaosResult) {
 	for s, typ := range map[db.Service]string{db.Order: "order.placed", db.Store: "store.order_received", db.Delivery: "delivery.started"} {
 		res.duplicated += count(s, `SELECT count(*) FROM (SELECT order_id FROM outbox_events WHERE type = $1 GROUP BY order_id HAVING count(*) > 1) d`, typ)
 	}
+	res.rejected = count(db.Order, `SELECT count(*) FROM orders WHERE id::text = ANY($1) AND status = 'REJECTED'`, ids)
 	res.phantom = count(db.Order, `SELECT count(*) FROM orders WHERE NOT (id::text = ANY($1))`, ids)
 
+	// Dead letters: parked in each service's database (while it runs), or still in its DLQ.
+	for _, s := range db.Services {
+		res.inDLQ += count(s, `SELECT count(*) FROM outbox_dead_letters`)
+	}
 	conn, err := amqp.Dial(outboxtest.URL())
 	require.NoError(t, err)
 	defer conn.Close()
@@ -546,5 +562,81 @@ func TestChaosRabbitMQDown(t *testing.T) {
 		name:   "RabbitMQ down",
 		env:    proxied(&p, "AMQP_URL"),
 		inject: stopProxy(&p),
+	})
+}
+
+// RabbitMQ unreachable without a word (a partition: connections open, nothing moves) in the
+// middle of the load: placements never fail, and everything flows once it heals.
+func TestChaosRabbitMQBlackholed(t *testing.T) {
+	t.Parallel()
+	var p *outboxtest.Proxy
+	runChaos(t, chaosScenario{
+		name: "RabbitMQ blackholed",
+		env:  proxied(&p, "AMQP_URL"),
+		inject: func(*testing.T, *chaosSystem) func() {
+			p.Blackhole(true)
+			return func() { p.Blackhole(false) }
+		},
+	})
+}
+
+// The store's availability check slowed past its timeout in the middle of the load: the breaker
+// opens, placements are answered at once as REJECTED / STORE_BUSY (never an error), and once the
+// store is quick again the breaker closes and orders are taken.
+func TestChaosSlowStoreTripsTheBreaker(t *testing.T) {
+	t.Parallel()
+	var slow atomic.Bool
+	runChaos(t, chaosScenario{
+		name:    "store availability check slowed",
+		rejects: true,
+		env: func(t *testing.T, sys *system) {
+			storeURL, _ := storeProxy(t, func() string { return sys.env["STORE_ADDR"] }, func(r *http.Request, answer func()) {
+				if slow.Load() {
+					select { // past the check's timeout; ends when the caller gives up
+					case <-r.Context().Done():
+						return
+					case <-time.After(3 * time.Second):
+					}
+				}
+				answer()
+			})
+			sys.env["STORE_URL"] = storeURL
+			sys.env["BREAKER_OPEN_FOR"] = "1s"
+		},
+		inject: func(*testing.T, *chaosSystem) func() {
+			slow.Store(true)
+			return func() { slow.Store(false) }
+		},
+	})
+}
+
+// Poison in the middle of the load: bodies that are no events, and events for orders that cannot
+// exist, published to the exchange. Each service that gets one dead-letters it at once; nothing
+// else is disturbed.
+func TestChaosPoisonMessages(t *testing.T) {
+	t.Parallel()
+	const n = 10
+	runChaos(t, chaosScenario{
+		name: "poison messages",
+		// order.placed reaches store and customercenter: two dead letters per poison message.
+		deadLetters: 2 * 2 * n,
+		inject: func(t *testing.T, cs *chaosSystem) func() {
+			conn, err := amqp.Dial(outboxtest.URL())
+			require.NoError(t, err)
+			defer conn.Close()
+			ch, err := conn.Channel()
+			require.NoError(t, err)
+			for i := range n {
+				ev, err := outbox.NewEvent("order.placed", fmt.Sprint("poison-", i), "chaos", map[string]any{})
+				require.NoError(t, err)
+				impossible, err := json.Marshal(ev)
+				require.NoError(t, err)
+				for _, body := range [][]byte{[]byte(fmt.Sprint("{not json ", i)), impossible} {
+					require.NoError(t, ch.PublishWithContext(context.Background(), cs.env["PIZZA_EXCHANGE"], "order.placed", false, false,
+						amqp.Publishing{MessageId: uuid.NewString(), ContentType: "application/json", Body: body}))
+				}
+			}
+			return func() {}
+		},
 	})
 }

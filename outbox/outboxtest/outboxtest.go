@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -112,6 +111,9 @@ type Proxy struct {
 	target string
 	addr   string // fixed at the first listen: Start listens here again
 
+	gateMu sync.Mutex
+	gate   chan struct{} // closed while bytes may pass (see Blackhole)
+
 	mu     sync.Mutex
 	ln     net.Listener // nil while stopped
 	conns  map[net.Conn]struct{}
@@ -205,6 +207,7 @@ func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.Blackhole(false) // pipes held at the gate go on, and end on their cut connections
 	p.Stop()
 	p.wg.Wait()
 }
@@ -244,9 +247,55 @@ func (p *Proxy) accept(ln net.Listener) {
 	}
 }
 
+// Blackhole stops every byte through the proxy while on, either way, and lets them through
+// again when off: as a partition between two TCP peers (connections stay open, new ones are
+// accepted, nothing moves), which they learn of only by their own timeouts and heartbeats. What
+// was sent meanwhile arrives once it heals, as TCP's retransmissions would bring it.
+func (p *Proxy) Blackhole(on bool) {
+	p.gateMu.Lock()
+	defer p.gateMu.Unlock()
+	if p.gate == nil {
+		p.gate = make(chan struct{})
+		close(p.gate)
+	}
+	select {
+	case <-p.gate: // open
+		if on {
+			p.gate = make(chan struct{})
+		}
+	default: // shut
+		if !on {
+			close(p.gate)
+		}
+	}
+}
+
+// passable returns a channel closed while bytes may pass.
+func (p *Proxy) passable() <-chan struct{} {
+	p.gateMu.Lock()
+	defer p.gateMu.Unlock()
+	if p.gate == nil {
+		p.gate = make(chan struct{})
+		close(p.gate)
+	}
+	return p.gate
+}
+
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src) // ends when either side closes or is cut
+	buf := make([]byte, 32<<10)
+	for { // ends when either side closes or is cut
+		n, err := src.Read(buf)
+		if n > 0 {
+			<-p.passable() // held here while blackholed (a cut closes dst, and the write fails)
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	_ = dst.Close()
 	_ = src.Close()
 	p.mu.Lock()
