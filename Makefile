@@ -29,7 +29,7 @@ test: infra
 ## PIZZA_CHAOS (default 2m), one after another, then the checker's table. Loopback only; never part of make test.
 PIZZA_CHAOS ?= 2m
 chaos: infra
-	PIZZA_CHAOS=$(PIZZA_CHAOS) $(GO) test -count=1 -run '^TestChaos' -parallel 1 -v -timeout 90m ./cmd/pizza/ | grep -v '^=== \(RUN\|PAUSE\|CONT\)'
+	set -o pipefail; PIZZA_CHAOS=$(PIZZA_CHAOS) $(GO) test -count=1 -run '^TestChaos' -parallel 1 -v -timeout 90m ./cmd/pizza/ | grep -v '^=== \(RUN\|PAUSE\|CONT\)'
 
 ## infra: start PostgreSQL and RabbitMQ when they do not answer (idempotent)
 infra:

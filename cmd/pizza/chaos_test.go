@@ -294,7 +294,9 @@ func runChaos(t *testing.T, sc chaosScenario) {
 	chaosSlot <- struct{}{}
 	defer func() { <-chaosSlot }()
 	length, _ := chaosLength()
-	sys := newSystem(t, nil)
+	// A loaded machine (CI, other tests) must not time a healthy check out: the slow-store scenario
+	// sets its own timeout.
+	sys := newSystem(t, map[string]string{"STORE_CHECK_TIMEOUT": "5s"})
 	if sc.env != nil {
 		sc.env(t, sys)
 	}
@@ -607,12 +609,13 @@ func TestChaosSlowStoreTripsTheBreaker(t *testing.T) {
 					select { // past the check's timeout; ends when the caller gives up
 					case <-r.Context().Done():
 						return
-					case <-time.After(3 * time.Second):
+					case <-time.After(10 * time.Second):
 					}
 				}
 				answer()
 			})
 			sys.env["STORE_URL"] = storeURL
+			sys.env["STORE_CHECK_TIMEOUT"] = "1s"
 			sys.env["BREAKER_OPEN_FOR"] = "1s"
 		},
 		inject: func(*testing.T, *chaosSystem) func() {
