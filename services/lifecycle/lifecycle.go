@@ -76,7 +76,7 @@ const (
 	StoreBusy   RejectReason = "STORE_BUSY"
 )
 
-// The event catalog: routing keys, as DESIGN.md lists them.
+// The event catalog: routing keys (docs/architecture.md, "Events", lists who produces and consumes each).
 const (
 	OrderPlaced          = "order.placed"
 	OrderRejected        = "order.rejected"
