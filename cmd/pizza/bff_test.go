@@ -91,9 +91,12 @@ func TestSeedStoryThroughGraphQL(t *testing.T) {
 	requireProgress(t, rows, o.ID)
 	require.Equal(t, storeID, *rows[len(rows)-1].StoreID)
 
-	var cooked struct{ Status string }
-	gql(t, base, master, cookMutation, map[string]any{"id": o.ID}).decode(t, "markCooked", &cooked)
+	var cooked struct{ ID, OrderID, Status string }
+	gql(t, base, master, `mutation($id: ID!) { markCooked(orderId: $id) { id orderId status } }`,
+		map[string]any{"id": o.ID}).decode(t, "markCooked", &cooked)
 	require.Equal(t, "COOKED", cooked.Status)
+	require.Equal(t, o.ID, cooked.ID, "a StoreOrder's cache key is its order's id")
+	require.Equal(t, o.ID, cooked.OrderID)
 	rows2 := ws.rowsUntil(t, "DELIVERY_STARTED")
 	requireProgress(t, append(rows, rows2...), o.ID)
 	require.NotNil(t, rows2[len(rows2)-1].DeliveryID)
@@ -125,8 +128,11 @@ func TestSeedStoryThroughGraphQL(t *testing.T) {
 
 	// myPage as a query, newest first.
 	var page []myPageRow
-	gql(t, base, customer, `{ myPage(customerId: "1") { orderId status version } }`, nil).decode(t, "myPage", &page)
+	gql(t, base, customer, `{ myPage(customerId: "1") { id orderId status version } }`, nil).decode(t, "myPage", &page)
 	require.Len(t, page, 4)
+	for _, r := range page {
+		require.Equal(t, r.OrderID, r.ID, "a MyPageOrder's cache key is its order's id")
+	}
 	require.Equal(t, []string{k1.ID, o3.ID, o2.ID, o.ID}, []string{page[0].OrderID, page[1].OrderID, page[2].OrderID, page[3].OrderID})
 	require.Equal(t, []string{"RECEIVED", "REJECTED", "CANCELLED", "DELIVERY_STARTED"}, statuses(page))
 
