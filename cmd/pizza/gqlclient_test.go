@@ -208,9 +208,9 @@ const myPageSubscription = `subscription($c: ID!, $seen: [SeenVersion!]) {
 
 type myPageRow struct {
 	ID, OrderID, CustomerID, Status string
-	RejectReason, StoreID       *string
-	DeliveryID                  *string
-	Version                     int
+	RejectReason, StoreID           *string
+	DeliveryID                      *string
+	Version                         int
 }
 
 func (c *wsConn) subscribe(t *testing.T, id, query string, vars map[string]any) {
