@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/1588-pizza/pizza/graph/model"
 )
 
 // graphql-js v16's getIntrospectionQuery(), byte for byte: what Apollo's tooling,
@@ -106,7 +108,7 @@ func TestIntrospectionHasItsOwnBounds(t *testing.T) {
 
 	// The operation's own depth limit holds beside introspection, which does not count toward it.
 	h = newTestHandler(t, ServerConfig{MaxDepth: 2})
-	resp := postQuery(t, h, `{ __schema { queryType { name } } orderTimeline(orderId: "1") { consumed { service } } }`)
+	resp := postQueryAs(t, h, testToken(t, model.RoleAdmin, ""), `{ __schema { queryType { name } } orderTimeline(orderId: "1") { consumed { service } } }`)
 	require.Equal(t, codeBadUserInput, resp.code(), "%+v", resp.Errors)
 	require.Equal(t, "operation is 3 levels deep; at most 2 are allowed", resp.Errors[0].Message)
 	status, out := introspect(t, h, graphqlJSIntrospection)

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -59,7 +60,9 @@ func (l shapeLimits) MutateOperationContext(ctx context.Context, oc *graphql.Ope
 		return coded(codeBadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
 	}
 	if op.Operation != ast.Query && method == http.MethodGet {
-		return coded(codeBadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
+		err := coded(codeBadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
+		err.Rule = ruleMutationOverGET // 405
+		return err
 	}
 	if l.noIntrospection && introspects(op.SelectionSet) {
 		return coded(codeBadUserInput, "introspection is disabled")
@@ -78,6 +81,13 @@ func (l shapeLimits) MutateOperationContext(ctx context.Context, oc *graphql.Ope
 		return coded(codeBadUserInput, "introspection is %d levels deep; at most %d are allowed", sh.introspectionDepth, maxIntrospectionDepth)
 	case sh.aliases > l.maxAliases:
 		return coded(codeBadUserInput, "operation uses %d aliases; at most %d are allowed", sh.aliases, l.maxAliases)
+	}
+	// An anonymous caller (or a websocket whose token has expired since) may only introspect:
+	// anything else is a request error, UNAUTHENTICATED like a refused token (see httpTransport).
+	if _, err := authenticated(ctx); err != nil && selectsData(op.SelectionSet) {
+		var ce *codedError
+		errors.As(err, &ce)
+		return coded(ce.code, "%s", ce.message)
 	}
 	return nil
 }
@@ -165,6 +175,36 @@ func introspects(set ast.SelectionSet) bool {
 
 type introspector struct{ seen map[string]bool }
 
+// selectsData reports whether a root selection asks for anything but __typename, __schema and
+// __type, looking into each fragment once.
+func selectsData(set ast.SelectionSet) bool {
+	seen := map[string]bool{}
+	var walk func(ast.SelectionSet) bool
+	walk = func(set ast.SelectionSet) bool {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				if !strings.HasPrefix(s.Name, "__") {
+					return true
+				}
+			case *ast.InlineFragment:
+				if walk(s.SelectionSet) {
+					return true
+				}
+			case *ast.FragmentSpread:
+				if s.Definition != nil && !seen[s.Name] {
+					seen[s.Name] = true
+					if walk(s.Definition.SelectionSet) {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	return walk(set)
+}
+
 func (in introspector) set(set ast.SelectionSet) bool {
 	for _, sel := range set {
 		switch s := sel.(type) {
@@ -206,7 +246,7 @@ func httpMethod(ctx context.Context) string {
 func requireViewer(ctx context.Context, next graphql.RootResolver) graphql.Marshaler {
 	if _, err := authenticated(ctx); err != nil {
 		if fc := graphql.GetRootFieldContext(ctx); fc == nil || !strings.HasPrefix(fc.Field.Name, "__") {
-			graphql.AddError(ctx, errUnauthenticated)
+			graphql.AddError(ctx, err)
 			return graphql.Null
 		}
 	}
@@ -400,8 +440,8 @@ func (c *docCounter) fail(err *gqlerror.Error) {
 	}
 }
 
-// tooLarge is a document refused before validation: a validation failure (HTTP 422, as
-// gqlparser's own), presented as BAD_USER_INPUT.
+// tooLarge is a document refused before validation: a validation failure, as gqlparser's own (a
+// request error: see httpTransport for its status), presented as BAD_USER_INPUT.
 func tooLarge(format string, args ...any) *gqlerror.Error {
 	err := gqlerror.Errorf("document too large to validate: "+format, args...)
 	errcode.Set(err, errcode.ValidationFailed)
