@@ -121,9 +121,14 @@ func unauthenticated(errs gqlerror.List) bool {
 }
 
 // refuseUnauthenticated answers a request whose credentials are refused before any GraphQL runs,
-// as httpTransport answers an UNAUTHENTICATED request error; a websocket handshake gets 401.
+// as httpTransport answers an UNAUTHENTICATED request error; a websocket handshake gets 401. A
+// bearer token refused says so in the challenge (RFC 6750); another scheme gets the bare one.
 func refuseUnauthenticated(w http.ResponseWriter, r *http.Request, reason string) {
-	w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	challenge := `Bearer error="invalid_token"`
+	if reason == reasonNotBearer {
+		challenge = "Bearer"
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
 	media := responseType(r)
 	status := http.StatusUnauthorized
 	switch {

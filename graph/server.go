@@ -33,7 +33,7 @@ type ServerConfig struct {
 	// MaxBodyBytes bounds a request body, and a URL's query string (default 64 KiB).
 	MaxBodyBytes int64
 	// MaxComplexity, MaxDepth, MaxAliases and MaxTokens bound an operation's shape (defaults
-	// 500, 10, 30, 5000).
+	// 500, 10, 30, 5000). Introspection has depth bounds of its own (see shapeLimits).
 	MaxComplexity, MaxDepth, MaxAliases, MaxTokens int
 	// AllowedOrigins are the browser origins (host patterns, as "app.example.com" or
 	// "*.example.com") allowed to open a websocket besides the server's own host.
@@ -62,7 +62,8 @@ type Backends struct {
 }
 
 // NewHandler returns the BFF's HTTP handler: the playground at /, GraphQL at /graphql over POST,
-// GET (queries only) and websocket (graphql-transport-ws, see wsTransport).
+// GET (queries only; see httpTransport for the statuses) and websocket (graphql-transport-ws,
+// see wsTransport).
 func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
