@@ -100,7 +100,7 @@ func (c Claims) validate() error {
 // shared by every request with the same token: read them, never change them.
 func (a *Auth) Verify(token string) (*Claims, error) {
 	if c, ok := a.verified.Get(token); ok {
-		if a.now().Before(c.ExpiresAt.Add(leeway)) {
+		if a.now().Before(c.validUntil()) {
 			return c, nil
 		}
 		a.verified.Remove(token) // expired: verify again, which says so
@@ -121,17 +121,40 @@ func (a *Auth) Verify(token string) (*Claims, error) {
 	return &c, nil
 }
 
-// FromHeader verifies an "Authorization: Bearer <token>" value. An empty value is no viewer and
-// no error.
+// Why a caller is not authenticated: the message of every UNAUTHENTICATED error (over HTTP, and
+// as the close reason of a websocket refused at connection_init).
+const (
+	reasonNoToken   = "authentication required: send the header Authorization: Bearer <token>"
+	reasonNotBearer = `the Authorization header must be "Bearer <token>"`
+	reasonExpired   = "the bearer token has expired"
+	reasonInvalid   = "the bearer token is invalid: "
+)
+
+// authError is a credential refused: its message is the reason, the same wherever it is met.
+type authError struct{ reason string }
+
+func (e *authError) Error() string { return e.reason }
+
+// FromHeader verifies an "Authorization: Bearer <token>" value; the scheme is case-insensitive
+// (RFC 7235). An empty value is no viewer and no error; any other failure is an *authError.
 func (a *Auth) FromHeader(value string) (*Claims, error) {
+	value = strings.TrimSpace(value)
 	if value == "" {
 		return nil, nil
 	}
-	token, ok := strings.CutPrefix(value, "Bearer ")
-	if !ok || token == "" {
-		return nil, errors.New(`authorization must be "Bearer <token>"`)
+	scheme, token, _ := strings.Cut(value, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, &authError{reasonNotBearer}
 	}
-	return a.Verify(token)
+	c, err := a.Verify(token)
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, &authError{reasonExpired}
+	case err != nil:
+		return nil, &authError{reasonInvalid + err.Error()}
+	}
+	return c, nil
 }
 
 type viewerKey struct{}
@@ -146,13 +169,14 @@ func viewer(ctx context.Context) *Claims {
 	return c
 }
 
-// middleware authenticates HTTP requests: a bad or expired token is refused with 401 before any
-// GraphQL runs; no token at all leaves the request anonymous (every operation then refuses it).
+// middleware authenticates HTTP requests: a bad or expired token is refused before any GraphQL
+// runs (see refuseUnauthenticated); no token at all leaves the request anonymous, and then every
+// operation but introspection is refused the same way (see shapeLimits).
 func (a *Auth) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := a.FromHeader(r.Header.Get("Authorization"))
 		if err != nil {
-			writeGraphQLError(w, http.StatusUnauthorized, codeUnauthenticated, "invalid bearer token: "+err.Error())
+			refuseUnauthenticated(w, r, err.Error())
 			return
 		}
 		if c != nil {
@@ -167,12 +191,19 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 
 func authenticated(ctx context.Context) (*Claims, error) {
 	c := viewer(ctx)
+	switch {
+	case c == nil:
+		return nil, errNoToken
 	// A websocket authenticates once, at connection_init: its token can expire while it is open.
-	if c == nil || c.ExpiresAt == nil || time.Now().After(c.ExpiresAt.Time) {
-		return nil, errUnauthenticated
+	// It is good until its expiry and the leeway, as Verify had it.
+	case c.ExpiresAt == nil || time.Now().After(c.validUntil()):
+		return nil, errExpired
 	}
 	return c, nil
 }
+
+// validUntil is when the token stops being accepted: its expiry, and the leeway for clock skew.
+func (c *Claims) validUntil() time.Time { return c.ExpiresAt.Add(leeway) }
 
 // mayActForCustomer: placing and cancelling orders, reading and watching myPage.
 func mayActForCustomer(ctx context.Context, customerID string) error {

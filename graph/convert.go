@@ -36,7 +36,7 @@ func toStore(s store.Store) *model.Store {
 }
 
 func toStoreOrder(o store.Order) *model.StoreOrder {
-	return &model.StoreOrder{OrderID: o.OrderID, StoreID: o.StoreID, Pizza: o.Pizza, Qty: o.Qty,
+	return &model.StoreOrder{ID: o.OrderID, OrderID: o.OrderID, StoreID: o.StoreID, Pizza: o.Pizza, Qty: o.Qty,
 		Status: model.OrderStatus(o.Status), ReceivedAt: o.ReceivedAt}
 }
 

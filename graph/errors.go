@@ -2,10 +2,8 @@ package graph
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/http"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -29,8 +27,9 @@ type codedError struct {
 func (e *codedError) Error() string { return e.message }
 
 var (
-	errUnauthenticated = &codedError{codeUnauthenticated, "a valid bearer token is required"}
-	errForbidden       = &codedError{codeForbidden, "not allowed for this token"}
+	errNoToken   = &codedError{codeUnauthenticated, reasonNoToken}
+	errExpired   = &codedError{codeUnauthenticated, reasonExpired}
+	errForbidden = &codedError{codeForbidden, "not allowed for this token"}
 )
 
 // presentError turns any error into a GraphQL error with extensions.code from the contract.
@@ -79,13 +78,4 @@ func contractCode(v any) (string, bool) {
 		return s, true
 	}
 	return s, false
-}
-
-// writeGraphQLError answers a request refused before GraphQL ran, in the GraphQL response shape.
-func writeGraphQLError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"errors": []map[string]any{{"message": message, "extensions": map[string]any{"code": code}}},
-	})
 }

@@ -76,6 +76,7 @@ type ComplexityRoot struct {
 	MyPageOrder struct {
 		CustomerID   func(childComplexity int) int
 		DeliveryID   func(childComplexity int) int
+		ID           func(childComplexity int) int
 		OrderID      func(childComplexity int) int
 		Pizza        func(childComplexity int) int
 		Qty          func(childComplexity int) int
@@ -118,6 +119,7 @@ type ComplexityRoot struct {
 	}
 
 	StoreOrder struct {
+		ID         func(childComplexity int) int
 		OrderID    func(childComplexity int) int
 		Pizza      func(childComplexity int) int
 		Qty        func(childComplexity int) int
@@ -373,6 +375,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MyPageOrder.DeliveryID(childComplexity), true
+	case "MyPageOrder.id":
+		if e.ComplexityRoot.MyPageOrder.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MyPageOrder.ID(childComplexity), true
 	case "MyPageOrder.orderId":
 		if e.ComplexityRoot.MyPageOrder.OrderID == nil {
 			break
@@ -588,6 +596,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Store.Region(childComplexity), true
 
+	case "StoreOrder.id":
+		if e.ComplexityRoot.StoreOrder.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreOrder.ID(childComplexity), true
 	case "StoreOrder.orderId":
 		if e.ComplexityRoot.StoreOrder.OrderID == nil {
 			break
@@ -857,6 +871,8 @@ func (ec *executionContext) childFields_EventConsumption(ctx context.Context, fi
 
 func (ec *executionContext) childFields_MyPageOrder(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
+	case "id":
+		return ec.fieldContext_MyPageOrder_id(ctx, field)
 	case "orderId":
 		return ec.fieldContext_MyPageOrder_orderId(ctx, field)
 	case "customerId":
@@ -927,6 +943,8 @@ func (ec *executionContext) childFields_Store(ctx context.Context, field graphql
 
 func (ec *executionContext) childFields_StoreOrder(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
+	case "id":
+		return ec.fieldContext_StoreOrder_id(ctx, field)
 	case "orderId":
 		return ec.fieldContext_StoreOrder_orderId(ctx, field)
 	case "storeId":
@@ -2095,6 +2113,29 @@ func (ec *executionContext) fieldContext_Mutation_discardDeadLetters(ctx context
 	return fc, nil
 }
 
+func (ec *executionContext) _MyPageOrder_id(ctx context.Context, field graphql.CollectedField, obj *model.MyPageOrder) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MyPageOrder_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MyPageOrder_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MyPageOrder", field, false, false, "ID")
+}
+
 func (ec *executionContext) _MyPageOrder_orderId(ctx context.Context, field graphql.CollectedField, obj *model.MyPageOrder) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3031,6 +3072,29 @@ func (ec *executionContext) _Store_open(ctx context.Context, field graphql.Colle
 }
 func (ec *executionContext) fieldContext_Store_open(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Store", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _StoreOrder_id(ctx context.Context, field graphql.CollectedField, obj *model.StoreOrder) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreOrder_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreOrder_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreOrder", field, false, false, "ID")
 }
 
 func (ec *executionContext) _StoreOrder_orderId(ctx context.Context, field graphql.CollectedField, obj *model.StoreOrder) (ret graphql.Marshaler) {
@@ -4901,6 +4965,11 @@ func (ec *executionContext) _MyPageOrder(ctx context.Context, sel ast.SelectionS
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("MyPageOrder")
+		case "id":
+			out.Values[i] = ec._MyPageOrder_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "orderId":
 			out.Values[i] = ec._MyPageOrder_orderId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -5201,6 +5270,11 @@ func (ec *executionContext) _StoreOrder(ctx context.Context, sel ast.SelectionSe
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("StoreOrder")
+		case "id":
+			out.Values[i] = ec._StoreOrder_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "orderId":
 			out.Values[i] = ec._StoreOrder_orderId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {

@@ -377,6 +377,7 @@ func (h *Hub) sweep() {
 
 func toMyPage(row customercenter.Row) *model.MyPageOrder {
 	r := &model.MyPageOrder{
+		ID:         row.OrderID, // the row's cache key: an order has one row
 		OrderID:    row.OrderID,
 		CustomerID: row.CustomerID,
 		Pizza:      row.Pizza,

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -17,10 +18,27 @@ import (
 // shapeLimits refuses operations that are too deep, too large once fragments are expanded, or
 // use too many aliases; mutations over GET; subscriptions anywhere but a websocket. It runs after
 // validation and before the complexity limit (whose walk expands fragments) and any resolver.
+//
+// Introspection (the __schema and __type fields, with everything below them) is measured against
+// bounds of its own rather than maxDepth: the standard introspection query (graphql-js's
+// getIntrospectionQuery, which every common tool sends) is 15 levels deep, its ofType chains
+// nesting 9 deep. Its depth may reach maxIntrospectionDepth, and along any path it may go through
+// at most maxIntrospectionLists of the fields listing types or their members (__Schema.types,
+// __Type.fields, inputFields, interfaces, possibleTypes): the standard query goes through two
+// (types, then fields). So an answer is at most the size of the schema times the depth of its
+// type wrappers; types { fields { type { fields ... } } } would grow as a power of it.
 type shapeLimits struct {
 	maxDepth, maxAliases, maxFields int
 	noIntrospection                 bool
 }
+
+// The bounds of introspection (see shapeLimits). The depth leaves room beyond the standard
+// query's 15 for tools that nest ofType a little deeper; the document limits' nesting bound (32)
+// applies before it.
+const (
+	maxIntrospectionDepth = 20
+	maxIntrospectionLists = 2
+)
 
 // methodWebsocket marks operations arriving on a websocket (its upgrade request is a GET).
 const methodWebsocket = "WEBSOCKET"
@@ -42,7 +60,9 @@ func (l shapeLimits) MutateOperationContext(ctx context.Context, oc *graphql.Ope
 		return coded(codeBadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
 	}
 	if op.Operation != ast.Query && method == http.MethodGet {
-		return coded(codeBadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
+		err := coded(codeBadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
+		err.Rule = ruleMutationOverGET // 405
+		return err
 	}
 	if l.noIntrospection && introspects(op.SelectionSet) {
 		return coded(codeBadUserInput, "introspection is disabled")
@@ -54,14 +74,30 @@ func (l shapeLimits) MutateOperationContext(ctx context.Context, oc *graphql.Ope
 		return coded(codeBadUserInput, "operation selects %d fields once fragments are expanded; at most %d are allowed", sh.fields, l.maxFields)
 	case sh.depth > l.maxDepth:
 		return coded(codeBadUserInput, "operation is %d levels deep; at most %d are allowed", sh.depth, l.maxDepth)
+	case sh.introspectionLists > maxIntrospectionLists:
+		return coded(codeBadUserInput, "introspection nests lists of types and their members (types, fields, inputFields, "+
+			"interfaces, possibleTypes) %d deep; at most %d are allowed", sh.introspectionLists, maxIntrospectionLists)
+	case sh.introspectionDepth > maxIntrospectionDepth:
+		return coded(codeBadUserInput, "introspection is %d levels deep; at most %d are allowed", sh.introspectionDepth, maxIntrospectionDepth)
 	case sh.aliases > l.maxAliases:
 		return coded(codeBadUserInput, "operation uses %d aliases; at most %d are allowed", sh.aliases, l.maxAliases)
+	}
+	// An anonymous caller (or a websocket whose token has expired since) may only introspect:
+	// anything else is a request error, UNAUTHENTICATED like a refused token (see httpTransport).
+	if _, err := authenticated(ctx); err != nil && selectsData(op.SelectionSet) {
+		var ce *codedError
+		errors.As(err, &ce)
+		return coded(ce.code, "%s", ce.message)
 	}
 	return nil
 }
 
-// shape is what a selection set expands to: its depth, aliases and fields.
-type shape struct{ depth, aliases, fields int }
+// shape is what a selection set expands to: its depth (introspection's apart), aliases and
+// fields, and the most lists of introspected types or members on one path.
+type shape struct {
+	depth, aliases, fields                 int
+	introspectionDepth, introspectionLists int
+}
 
 // measurer sizes a selection set in time linear in the document: each fragment is measured once
 // and its shape reused wherever it is spread, so fragments spreading fragments twice over (an
@@ -78,9 +114,16 @@ func (m *measurer) set(set ast.SelectionSet) shape {
 		switch x := sel.(type) {
 		case *ast.Field:
 			child := m.set(x.SelectionSet)
-			s = shape{depth: 1 + child.depth, aliases: child.aliases, fields: saturate(1 + child.fields)}
+			s = shape{depth: 1 + child.depth, aliases: child.aliases, fields: saturate(1 + child.fields),
+				introspectionDepth: child.introspectionDepth, introspectionLists: child.introspectionLists}
 			if x.Alias != "" && x.Alias != x.Name {
 				s.aliases = saturate(s.aliases + 1)
+			}
+			if listsTypes(x) {
+				s.introspectionLists++
+			}
+			if x.Name == "__schema" || x.Name == "__type" { // validation admits them on the query type only
+				s.introspectionDepth, s.depth = max(s.depth, s.introspectionDepth), 0
 			}
 		case *ast.InlineFragment:
 			s = m.set(x.SelectionSet)
@@ -97,6 +140,8 @@ func (m *measurer) set(set ast.SelectionSet) shape {
 			}
 		}
 		out.depth = max(out.depth, s.depth)
+		out.introspectionDepth = max(out.introspectionDepth, s.introspectionDepth)
+		out.introspectionLists = max(out.introspectionLists, s.introspectionLists)
 		out.aliases = saturate(out.aliases + s.aliases)
 		out.fields = saturate(out.fields + s.fields)
 	}
@@ -104,6 +149,22 @@ func (m *measurer) set(set ast.SelectionSet) shape {
 }
 
 func saturate(n int) int { return min(n, 1<<30) }
+
+// listsTypes reports whether f lists types or a type's members: __Schema.types, __Type.fields,
+// inputFields, interfaces or possibleTypes. (Validation has set its ObjectDefinition: only the
+// introspection types are named with two underscores.)
+func listsTypes(f *ast.Field) bool {
+	if f.ObjectDefinition == nil {
+		return false
+	}
+	switch f.ObjectDefinition.Name {
+	case "__Schema":
+		return f.Name == "types"
+	case "__Type":
+		return f.Name == "fields" || f.Name == "inputFields" || f.Name == "interfaces" || f.Name == "possibleTypes"
+	}
+	return false
+}
 
 // introspects reports whether a root selection asks for __schema or __type. Each fragment is
 // looked into once, so a document of fragments spreading one another twice over costs its size,
@@ -113,6 +174,36 @@ func introspects(set ast.SelectionSet) bool {
 }
 
 type introspector struct{ seen map[string]bool }
+
+// selectsData reports whether a root selection asks for anything but __typename, __schema and
+// __type, looking into each fragment once.
+func selectsData(set ast.SelectionSet) bool {
+	seen := map[string]bool{}
+	var walk func(ast.SelectionSet) bool
+	walk = func(set ast.SelectionSet) bool {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				if !strings.HasPrefix(s.Name, "__") {
+					return true
+				}
+			case *ast.InlineFragment:
+				if walk(s.SelectionSet) {
+					return true
+				}
+			case *ast.FragmentSpread:
+				if s.Definition != nil && !seen[s.Name] {
+					seen[s.Name] = true
+					if walk(s.Definition.SelectionSet) {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	return walk(set)
+}
 
 func (in introspector) set(set ast.SelectionSet) bool {
 	for _, sel := range set {
@@ -155,7 +246,7 @@ func httpMethod(ctx context.Context) string {
 func requireViewer(ctx context.Context, next graphql.RootResolver) graphql.Marshaler {
 	if _, err := authenticated(ctx); err != nil {
 		if fc := graphql.GetRootFieldContext(ctx); fc == nil || !strings.HasPrefix(fc.Field.Name, "__") {
-			graphql.AddError(ctx, errUnauthenticated)
+			graphql.AddError(ctx, err)
 			return graphql.Null
 		}
 	}
@@ -349,8 +440,8 @@ func (c *docCounter) fail(err *gqlerror.Error) {
 	}
 }
 
-// tooLarge is a document refused before validation: a validation failure (HTTP 422, as
-// gqlparser's own), presented as BAD_USER_INPUT.
+// tooLarge is a document refused before validation: a validation failure, as gqlparser's own (a
+// request error: see httpTransport for its status), presented as BAD_USER_INPUT.
 func tooLarge(format string, args ...any) *gqlerror.Error {
 	err := gqlerror.Errorf("document too large to validate: "+format, args...)
 	errcode.Set(err, errcode.ValidationFailed)

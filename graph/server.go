@@ -15,7 +15,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -34,7 +33,7 @@ type ServerConfig struct {
 	// MaxBodyBytes bounds a request body, and a URL's query string (default 64 KiB).
 	MaxBodyBytes int64
 	// MaxComplexity, MaxDepth, MaxAliases and MaxTokens bound an operation's shape (defaults
-	// 500, 10, 30, 5000).
+	// 500, 10, 30, 5000). Introspection has depth bounds of its own (see shapeLimits).
 	MaxComplexity, MaxDepth, MaxAliases, MaxTokens int
 	// AllowedOrigins are the browser origins (host patterns, as "app.example.com" or
 	// "*.example.com") allowed to open a websocket besides the server's own host.
@@ -63,7 +62,8 @@ type Backends struct {
 }
 
 // NewHandler returns the BFF's HTTP handler: the playground at /, GraphQL at /graphql over POST,
-// GET (queries only) and websocket (graphql-transport-ws, see wsTransport).
+// GET (queries only; see httpTransport for the statuses) and websocket (graphql-transport-ws,
+// see wsTransport).
 func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
@@ -99,8 +99,7 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	}
 	srv.AddTransport(newWSTransport(cfg.Context, auth, cfg.AllowedOrigins, cfg.InitTimeout, cfg.KeepAlive,
 		cfg.MaxBodyBytes, cfg.MaxSocketOperations, cfg.Logger))
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(httpTransport{})
 	cache := lru.New[*ast.QueryDocument](1000)
 	srv.SetQueryCache(cache)
 	srv.SetParserTokenLimit(cfg.MaxTokens)
@@ -155,42 +154,42 @@ func guard(maxBody int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upgrade := r.Header.Get("Upgrade")
 		if int64(len(r.URL.RawQuery)) > maxBody { // a GET's query is its body
-			writeGraphQLError(w, http.StatusRequestURITooLong, codeBadUserInput, "query string too long")
+			writeGraphQLError(w, r, http.StatusRequestURITooLong, codeBadUserInput, "query string too long")
 			return
 		}
 		switch {
 		case upgrade != "" && !strings.EqualFold(upgrade, "websocket"):
-			writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "the only upgrade offered is websocket")
+			writeGraphQLError(w, r, http.StatusBadRequest, codeBadUserInput, "the only upgrade offered is websocket")
 			return
 		case upgrade != "":
 			if !offersProtocol(r.Header.Values("Sec-WebSocket-Protocol"), "graphql-transport-ws") {
-				writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "websockets must use the graphql-transport-ws sub-protocol")
+				writeGraphQLError(w, r, http.StatusBadRequest, codeBadUserInput, "websockets must use the graphql-transport-ws sub-protocol")
 				return
 			}
 		case r.Method == http.MethodGet:
 		case r.Method == http.MethodPost:
 			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-				writeGraphQLError(w, http.StatusUnsupportedMediaType, codeBadUserInput, "POST bodies must be application/json")
+				writeGraphQLError(w, r, http.StatusUnsupportedMediaType, codeBadUserInput, "POST bodies must be application/json")
 				return
 			}
 			if r.ContentLength > maxBody {
-				writeGraphQLError(w, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
+				writeGraphQLError(w, r, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
 				return
 			}
 			// Read here, so that a body without a length (chunked) is refused like one with.
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 			if err != nil {
 				if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
-					writeGraphQLError(w, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
+					writeGraphQLError(w, r, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
 				} else {
-					writeGraphQLError(w, http.StatusBadRequest, codeBadUserInput, "could not read the request body")
+					writeGraphQLError(w, r, http.StatusBadRequest, codeBadUserInput, "could not read the request body")
 				}
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		default:
 			w.Header().Set("Allow", "GET, POST")
-			writeGraphQLError(w, http.StatusMethodNotAllowed, codeBadUserInput, "use GET or POST")
+			writeGraphQLError(w, r, http.StatusMethodNotAllowed, codeBadUserInput, "use GET or POST")
 			return
 		}
 		method := r.Method

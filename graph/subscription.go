@@ -30,8 +30,8 @@ func (r *Resolver) watchMyPage(ctx context.Context, customerID string, seen []*m
 	// With seen, the first drain reads the current rows (the replay): after subscribing, so
 	// nothing falls in between.
 	sub := r.hub.subscribe(customerID, reread, sent, seen != nil)
-	expired := time.AfterFunc(time.Until(viewer(ctx).ExpiresAt.Time), func() {
-		sub.end(coded(codeUnauthenticated, "the token expired; subscribe again with a new one"))
+	expired := time.AfterFunc(time.Until(viewer(ctx).validUntil()), func() {
+		sub.end(coded(codeUnauthenticated, "%s; subscribe again with a new one", reasonExpired))
 		r.hub.unsubscribe(sub)
 	})
 	context.AfterFunc(ctx, func() { // the client completed it, or the socket closed

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
@@ -64,8 +65,8 @@ func newWSTransport(base context.Context, auth *Auth, allowedOrigins []string, i
 			WriteBufferPool: &sync.Pool{},
 			Subprotocols:    []string{"graphql-transport-ws"},
 			CheckOrigin:     func(r *http.Request) bool { return originAllowed(r, allowedOrigins) },
-			Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
-				writeGraphQLError(w, status, codeBadUserInput, reason.Error())
+			Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+				writeGraphQLError(w, r, status, codeBadUserInput, reason.Error())
 			},
 		},
 		auth: auth, base: base, initTimeout: initTimeout, keepAlive: keepAlive, readLimit: readLimit, maxOps: maxOps,
@@ -177,8 +178,12 @@ func (c *wsConn) handle(m wsMessage) bool {
 			token, _ = p["authorization"].(string)
 		}
 		claims, err := c.t.auth.FromHeader(token)
-		if err != nil || claims == nil {
-			c.closeWith(closeForbidden, "Forbidden")
+		if claims == nil { // graphql-transport-ws refuses with 4403; the reason is HTTP's message
+			reason := reasonNoToken
+			if err != nil {
+				reason = err.Error()
+			}
+			c.closeWith(closeForbidden, closeReason(reason))
 			return false
 		}
 		c.ctx, c.initialised = withViewer(c.ctx, claims), true
@@ -332,6 +337,20 @@ func (c *wsConn) write(f func(*websocket.Conn) error) error {
 	}
 	return err
 }
+
+// closeReason fits reason into a close frame (123 bytes), cutting it at a character boundary.
+func closeReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	cut := maxCloseReason - len("...")
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + "..."
+}
+
+const maxCloseReason = 123
 
 // closeWith sends a close frame with code and reason, and closes the socket.
 func (c *wsConn) closeWith(code int, reason string) {

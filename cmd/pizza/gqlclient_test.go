@@ -203,14 +203,14 @@ func connect(t *testing.T, base, tok string) *wsConn {
 }
 
 const myPageSubscription = `subscription($c: ID!, $seen: [SeenVersion!]) {
-	myPage(customerId: $c, seen: $seen) { orderId customerId status rejectReason storeId deliveryId version }
+	myPage(customerId: $c, seen: $seen) { id orderId customerId status rejectReason storeId deliveryId version }
 }`
 
 type myPageRow struct {
-	OrderID, CustomerID, Status string
-	RejectReason, StoreID       *string
-	DeliveryID                  *string
-	Version                     int
+	ID, OrderID, CustomerID, Status string
+	RejectReason, StoreID           *string
+	DeliveryID                      *string
+	Version                         int
 }
 
 func (c *wsConn) subscribe(t *testing.T, id, query string, vars map[string]any) {
@@ -245,6 +245,7 @@ func (c *wsConn) row(t *testing.T) myPageRow {
 	}
 	require.NoError(t, json.Unmarshal(m.Payload, &p))
 	require.Empty(t, p.Errors)
+	require.Equal(t, p.Data.MyPage.OrderID, p.Data.MyPage.ID, "a pushed row's cache key is its order's id")
 	return p.Data.MyPage
 }
 

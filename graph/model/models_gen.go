@@ -58,6 +58,8 @@ type Mutation struct {
 
 // One row of a customer's myPage: the CQRS view kept by customercenter.
 type MyPageOrder struct {
+	// the order's id (as orderId), so normalized caches (Apollo, urql) key the row without configuration
+	ID           string        `json:"id"`
 	OrderID      string        `json:"orderId"`
 	CustomerID   string        `json:"customerId"`
 	Pizza        string        `json:"pizza"`
@@ -118,7 +120,9 @@ type Store struct {
 	Open   bool   `json:"open"`
 }
 
+// An order as its store sees it. `id` is the order's id (as `orderId`), so normalized caches key it without configuration.
 type StoreOrder struct {
+	ID         string      `json:"id"`
 	OrderID    string      `json:"orderId"`
 	StoreID    string      `json:"storeId"`
 	Pizza      string      `json:"pizza"`
