@@ -11,7 +11,7 @@ import (
 	"github.com/1588-pizza/pizza/services/api"
 )
 
-// The codes in extensions.code, as CONTRACT.md lists them.
+// The codes in extensions.code, as docs/api.md lists them.
 const (
 	codeUnauthenticated = "UNAUTHENTICATED"
 	codeForbidden       = "FORBIDDEN"
