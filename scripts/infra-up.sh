@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Brings up PostgreSQL and RabbitMQ for `make run` and `make test`, then waits until both answer.
 #
-# For each one that does not answer at its configured address, in order:
+# For each one that is not running (nothing answers at its configured address), in order:
 #   1. start the machine's own installation (Debian's postgresql / rabbitmq-server);
 #   2. else, where a Docker engine answers, `docker compose up -d` its service from compose.yaml;
 #   3. else, as root with apt-get, install Debian's package and start it (PostgreSQL is set to
 #      trust local TCP connections, so the default DATABASE_URL works).
-# Idempotent: when both already answer it does nothing. Fails with one sentence when it cannot.
+# One that is running but does not serve us (PostgreSQL full with "too many clients", starting up,
+# or refusing our role; RabbitMQ booting) is never started again: it is reported and waited for.
+# Idempotent: when both already answer it does nothing. Fails with one sentence when it cannot,
+# saying whether the server is not running or is running and refusing, and why.
 set -euo pipefail
 
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
@@ -26,15 +29,46 @@ fail() { printf 'infra: %s\n' "$*" >&2; exit 1; }
 
 is_local() { [[ $1 == 127.0.0.1 || $1 == localhost || $1 == ::1 || $1 == "[::1]" ]]; }
 
-# PostgreSQL answers when a real query succeeds (pg_isready when psql is missing).
+# PostgreSQL answers when a real query succeeds (pg_isready when psql is missing). The client's
+# complaint, if any, is kept in PG_ERR for pg_state and the final message.
+PG_ERR=
 pg_ok() {
   if command -v psql >/dev/null; then
-    timeout 5 psql "$DATABASE_URL" -XAtqc 'select 1' >/dev/null 2>&1
+    PG_ERR=$(timeout 5 psql "$DATABASE_URL" -XAtqc 'select 1' 2>&1 >/dev/null) && return 0
+    PG_ERR=${PG_ERR:-no reply within 5s}
+    return 1
   elif command -v pg_isready >/dev/null; then
     timeout 5 pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
   else
     timeout 2 bash -c "exec 3<>/dev/tcp/$PG_HOST/$PG_PORT" 2>/dev/null
   fi
+}
+
+# pg_state tells a stopped PostgreSQL from a running one that refuses us, when pg_ok fails:
+#   down     nothing answers at the address: it may be started;
+#   running  a server answers but does not serve our query: it is full ("sorry, too many clients
+#            already"), starting up or shutting down, or it refuses our role, password or
+#            database. Starting another server would be wrong, so it is waited for and reported.
+# pg_isready says it (0 accepting, 1 rejecting, 2 no response: a full server counts as
+# accepting, since it answered); without it, a FATAL from the server in psql's error says it.
+pg_state() {
+  if command -v pg_isready >/dev/null; then
+    local rc=0
+    timeout 5 pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || rc=$?
+    case $rc in 0 | 1) echo running ;; *) echo down ;; esac
+  elif [[ $PG_ERR == *FATAL:* ]]; then
+    echo running
+  else
+    echo down # without psql, pg_ok only fails on a closed port
+  fi
+}
+
+# pg_why is psql's complaint on one line, without its "psql: error: connection to ... failed:" preamble.
+pg_why() {
+  local e=${PG_ERR//$'\n'/ }
+  e=${e#*failed: }
+  e=${e#FATAL:  }
+  echo "${e:-it does not answer}"
 }
 
 # RabbitMQ answers when it replies to the AMQP 0-9-1 protocol header with a method frame
@@ -46,6 +80,13 @@ mq_ok() {
     [[ \$(head -c 1 <&3 | od -An -tx1 | tr -d ' ') == 01 ]]
   " 2>/dev/null
 }
+
+# A RabbitMQ whose port is open but that does not reply to the header yet is booting (or
+# overloaded): running, not to be started again.
+mq_state() {
+  if timeout 2 bash -c "exec 3<>/dev/tcp/$MQ_HOST/$MQ_PORT" 2>/dev/null; then echo running; else echo down; fi
+}
+mq_why() { echo "its port is open but it does not reply to AMQP"; }
 
 docker_ok() { command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1; }
 can_install() { [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; }
@@ -85,9 +126,14 @@ install_mq() {
   start_mq_local
 }
 
-bring_up() { # name ok-fn local-fn compose-service install-fn host
-  local name=$1 ok=$2 local_start=$3 svc=$4 install=$5 host=$6
+bring_up() { # name ok-fn state-fn why-fn local-fn compose-service install-fn host port
+  local name=$1 ok=$2 state=$3 why=$4 local_start=$5 svc=$6 install=$7 host=$8 port=$9
   $ok && return 0
+  if [[ $($state) == running ]]; then
+    log "$name at $host:$port is running but does not serve us yet ($($why)); not starting another, waiting for it"
+    return 0
+  fi
+  log "$name at $host:$port is not running"
   is_local "$host" || fail "$name at $host does not answer and is not on this machine, so it cannot be started here; check its URL."
   if $local_start; then return 0; fi
   if docker_ok; then
@@ -99,12 +145,16 @@ bring_up() { # name ok-fn local-fn compose-service install-fn host
   fail "$name is not reachable at $host, not installed, no Docker engine answers, and installing it needs root with apt-get."
 }
 
-bring_up PostgreSQL pg_ok start_pg_local postgres install_pg "$PG_HOST"
-bring_up RabbitMQ mq_ok start_mq_local rabbitmq install_mq "$MQ_HOST"
+bring_up PostgreSQL pg_ok pg_state pg_why start_pg_local postgres install_pg "$PG_HOST" "$PG_PORT"
+bring_up RabbitMQ mq_ok mq_state mq_why start_mq_local rabbitmq install_mq "$MQ_HOST" "$MQ_PORT"
 
 deadline=$((SECONDS + WAIT_SECONDS))
 until pg_ok; do
-  ((SECONDS < deadline)) || fail "PostgreSQL at $PG_HOST:$PG_PORT did not answer within ${WAIT_SECONDS}s; see its log (/var/log/postgresql)."
+  if ((SECONDS >= deadline)); then
+    [[ $(pg_state) == running ]] &&
+      fail "PostgreSQL at $PG_HOST:$PG_PORT is running but did not serve a query within ${WAIT_SECONDS}s: $(pg_why)."
+    fail "PostgreSQL at $PG_HOST:$PG_PORT is not running: it did not answer within ${WAIT_SECONDS}s; see its log (/var/log/postgresql)."
+  fi
   sleep 0.5
 done
 until mq_ok; do

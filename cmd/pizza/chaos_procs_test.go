@@ -34,7 +34,8 @@ var (
 	pizzaBinErr  error
 )
 
-// buildPizza builds the pizza binary once per test run.
+// buildPizza builds the pizza binary once per test run, into a temporary directory that
+// removePizzaBin (from TestMain) removes when the run ends.
 func buildPizza(t *testing.T) string {
 	t.Helper()
 	pizzaBinOnce.Do(func() {
@@ -53,6 +54,12 @@ func buildPizza(t *testing.T) string {
 	return pizzaBin
 }
 
+func removePizzaBin() {
+	if pizzaBin != "" {
+		_ = os.RemoveAll(filepath.Dir(pizzaBin))
+	}
+}
+
 // proc is one running `pizza serve` process.
 type proc struct {
 	cmd  *exec.Cmd
@@ -69,6 +76,15 @@ func startProc(t *testing.T, env map[string]string, readyURL string, components 
 	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
 	logs, err := os.CreateTemp("", "pizza-chaos-"+strings.Join(components, "-")+"-*.log")
 	require.NoError(t, err)
+	// The process's log is kept for a failed test (its messages name it) and removed otherwise;
+	// registered first, so it runs after the process is killed below.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of %v kept: %s", components, logs.Name())
+		} else {
+			_ = os.Remove(logs.Name())
+		}
+	})
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	p := &proc{cmd: cmd, done: make(chan struct{})}

@@ -222,6 +222,7 @@ func TestMain(m *testing.M) {
 		}
 		_ = w.Flush()
 	}
+	removePizzaBin()
 	os.Exit(code)
 }
 

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
@@ -54,17 +56,29 @@ func TestSplitTopologyWithReplicas(t *testing.T) {
 	slices.Sort(ids)
 	require.Len(t, slices.Compact(ids), n, "each placement is its own order")
 
-	count := func(s db.Service, q string) int {
-		var c int
-		require.NoError(t, sys.pools[s].QueryRow(context.Background(), q).Scan(&c))
-		return c
+	// The watcher saw DELIVERY_STARTED on myPage, which the customer center wrote; the order,
+	// store and delivery services apply their own events on their own time, so each count is
+	// awaited until it settles at n (a duplicate would overshoot and never settle).
+	counts := []struct {
+		s    db.Service
+		q    string
+		want int
+	}{
+		{db.Order, `SELECT count(*) FROM orders WHERE status = 'DELIVERY_STARTED'`, n},
+		{db.Order, `SELECT count(*) FROM outbox_events WHERE type = 'order.placed'`, n},
+		{db.Store, `SELECT count(*) FROM store_orders WHERE status = 'COOKED'`, n},
+		{db.Store, `SELECT count(*) FROM outbox_events WHERE type = 'store.order_received'`, n},
+		{db.Delivery, `SELECT count(*) FROM deliveries WHERE status = 'STARTED'`, n},
+		{db.Delivery, `SELECT count(*) FROM outbox_events WHERE type = 'delivery.started'`, n},
+		{db.CustomerCenter, `SELECT count(*) FROM mypage WHERE status = 'DELIVERY_STARTED'`, n},
+		{db.Store, `SELECT coalesce(sum(unfinished), 0) FROM stores`, 0},
 	}
-	require.Equal(t, n, count(db.Order, `SELECT count(*) FROM orders WHERE status = 'DELIVERY_STARTED'`))
-	require.Equal(t, n, count(db.Order, `SELECT count(*) FROM outbox_events WHERE type = 'order.placed'`))
-	require.Equal(t, n, count(db.Store, `SELECT count(*) FROM store_orders WHERE status = 'COOKED'`))
-	require.Equal(t, n, count(db.Store, `SELECT count(*) FROM outbox_events WHERE type = 'store.order_received'`))
-	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM deliveries WHERE status = 'STARTED'`))
-	require.Equal(t, n, count(db.Delivery, `SELECT count(*) FROM outbox_events WHERE type = 'delivery.started'`))
-	require.Equal(t, n, count(db.CustomerCenter, `SELECT count(*) FROM mypage WHERE status = 'DELIVERY_STARTED'`))
-	require.Zero(t, count(db.Store, `SELECT sum(unfinished) FROM stores`))
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, q := range counts {
+			var got int
+			if assert.NoError(c, sys.pools[q.s].QueryRow(context.Background(), q.q).Scan(&got)) {
+				assert.Equal(c, q.want, got, "%s: %s", q.s, q.q)
+			}
+		}
+	}, 30*time.Second, 50*time.Millisecond)
 }

@@ -1,5 +1,19 @@
 // Package dbtest gives each test its own PostgreSQL database, cloned in milliseconds from a
 // migrated template, or a transaction rolled back when the test ends.
+//
+// What it leaves on the server, and for how long:
+//
+//   - pizza_test_<run>_<service>_<random> (NewDatabase) and pizza_test_<run>_empty_<random>
+//     (NewEmptyURL): one test's database, dropped when the test ends. <run> names the test
+//     process, which holds an advisory lock on it while it lives; a process that died before its
+//     cleanups ran (Ctrl-C, a timeout's panic, kill -9) leaves its databases behind, and the next
+//     test process to start drops them, once it sees their lock free.
+//   - pizza_tmpl_<service>_<fingerprint>: the migrated template, one a service, kept between
+//     runs and reused by name; <fingerprint> hashes the migrations, so changing one builds a new
+//     template, and building one drops the service's templates of other fingerprints.
+//   - pizza_txtest_<service>_<fingerprint> (NewTx): a clone of the template shared by the tests
+//     of NewTx, which never commit; kept and reused by name like the template, and dropped with
+//     it (unless some test process still uses it; the next build drops it then).
 package dbtest
 
 import (
@@ -7,15 +21,18 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -48,12 +65,20 @@ type templateOnce struct {
 func NewDatabase(t testing.TB, s db.Service) (string, *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
-	tmpl := template(t, s)
-
-	name := fmt.Sprintf("pizza_test_%s_%s", s, randomHex(6))
+	name := testDatabaseName(t, string(s))
 	admin := adminConn(t)
-	_, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
-		pgx.Identifier{name}.Sanitize(), pgx.Identifier{tmpl}.Sanitize()))
+	clone := func() error {
+		_, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
+			pgx.Identifier{name}.Sanitize(), pgx.Identifier{template(t, s)}.Sanitize()))
+		return err
+	}
+	err := clone()
+	if pgErrCode(err) == "3D000" { // invalid_catalog_name: the template does not exist
+		// Another checkout's test process, built from other migrations, dropped this template
+		// as stale after this process found it: build it again.
+		templates.Delete(s)
+		err = clone()
+	}
 	require.NoError(t, err, "clone template database")
 
 	dbURL, err := db.WithDatabase(ServerURL(), name)
@@ -62,12 +87,99 @@ func NewDatabase(t testing.TB, s db.Service) (string, *pgxpool.Pool) {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		pool.Close()
-		_, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		if err != nil {
-			t.Logf("drop test database %s: %v", name, err)
-		}
+		dropTestDatabase(t, name)
 	})
 	return dbURL, pool
+}
+
+func pgErrCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func dropTestDatabase(t testing.TB, name string) {
+	_, err := adminConn(t).Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	if err != nil {
+		t.Logf("drop test database %s: %v", name, err)
+	}
+}
+
+// The test process's run: a name its databases carry, and an advisory lock on it held by a
+// connection of its own for as long as the process lives (PostgreSQL releases it when the
+// connection goes, however the process ends). A run whose lock is free is over, so its databases
+// are leftovers: the first test database of each process drops them.
+var (
+	runOnce sync.Once
+	runID   string
+	runConn *pgx.Conn
+	runErr  error
+)
+
+// runLockClass is the first key of the run locks (pg_advisory_lock(int, int)); the second is hashtext(run).
+const runLockClass = 0x70697a7a // "pizz"
+
+// testDatabaseRE matches the databases of a run, the run being its first group.
+var testDatabaseRE = regexp.MustCompile(`^pizza_test_([0-9a-f]{8})_`)
+
+func testDatabaseName(t testing.TB, kind string) string {
+	t.Helper()
+	runOnce.Do(func() { runErr = startRun() })
+	require.NoError(t, runErr, "take this test process's run lock")
+	return fmt.Sprintf("pizza_test_%s_%s_%s", runID, kind, randomHex(6))
+}
+
+func startRun() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runID = randomHex(4)
+	conn, err := pgx.Connect(ctx, mustWith("postgres"))
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL at %s (is it running? `make test` starts it): %w", ServerURL(), err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, runLockClass, runID); err != nil {
+		conn.Close(ctx)
+		return err
+	}
+	runConn = conn // held until the process exits
+	return dropLeftovers(ctx, conn)
+}
+
+// dropLeftovers drops the databases of runs that are over: those whose lock it can take.
+func dropLeftovers(ctx context.Context, conn *pgx.Conn) error {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'pizza\_test\_%' ORDER BY datname`)
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	byRun := map[string][]string{}
+	for _, n := range names {
+		if m := testDatabaseRE.FindStringSubmatch(n); m != nil && m[1] != runID {
+			byRun[m[1]] = append(byRun[m[1]], n)
+		}
+	}
+	for run, dbs := range byRun {
+		var over bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, runLockClass, run).Scan(&over); err != nil {
+			return err
+		}
+		if !over {
+			continue // its process is still running
+		}
+		for _, n := range dbs {
+			// Best effort: another process may be dropping it at the same time.
+			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)")
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, runLockClass, run); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewTx begins a transaction on a database shared by the package's tests and rolls it back when
@@ -176,8 +288,11 @@ func buildTemplate(s db.Service) (string, error) {
 		pgx.Identifier{building}.Sanitize(), pgx.Identifier{name}.Sanitize())); err != nil {
 		return "", err
 	}
-	// Templates of older migration sets are dead weight; drop them (none is in use: a test
-	// binary with old migrations would have built its own fingerprint).
+	// Templates of other migration sets are dead weight; drop them, and their NewTx clones
+	// unless in use (no FORCE: a test process of another checkout may be using one; it is
+	// dropped by a later build). A template is only connected to while it is built, under
+	// its _building name, so dropping it takes no FORCE either; a process that still clones
+	// it builds it again (NewDatabase).
 	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database
 		WHERE (datname LIKE $1 OR datname LIKE $2) AND datname NOT IN ($3, $4)`,
 		fmt.Sprintf("pizza_tmpl_%s_%%", s), fmt.Sprintf("pizza_txtest_%s_%%", s),
@@ -190,7 +305,7 @@ func buildTemplate(s db.Service) (string, error) {
 		return "", err
 	}
 	for _, o := range old {
-		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{o}.Sanitize()+" WITH (FORCE)")
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{o}.Sanitize())
 	}
 	return name, nil
 }
@@ -261,14 +376,8 @@ func randomHex(n int) string {
 // migrating one), and drops it, if created, when the test ends.
 func NewEmptyURL(t testing.TB) string {
 	t.Helper()
-	name := "pizza_test_empty_" + randomHex(6)
-	admin := adminConn(t)
-	t.Cleanup(func() {
-		_, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		if err != nil {
-			t.Logf("drop test database %s: %v", name, err)
-		}
-	})
+	name := testDatabaseName(t, "empty")
+	t.Cleanup(func() { dropTestDatabase(t, name) })
 	return mustWith(name)
 }
 
