@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/1588-pizza/pizza/services/store"
@@ -26,30 +27,30 @@ const seedLock = 1588_0001
 
 // seedStores registers devStores when the store database has no store at all, and returns what
 // it registered (nothing when there were stores already). The caller runs it in development only.
-func seedStores(ctx context.Context, pool *pgxpool.Pool, svc *store.Service) ([]store.Store, error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, seedLock); err != nil {
-		return nil, err
-	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, seedLock) }()
-	existing, err := svc.List(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	if len(existing) > 0 {
-		return nil, nil
-	}
+// It holds one connection: the check and the inserts are one transaction, under the lock.
+func seedStores(ctx context.Context, pool *pgxpool.Pool) ([]store.Store, error) {
 	var out []store.Store
-	for _, in := range devStores {
-		st, err := svc.Register(ctx, in)
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", in.Name, err)
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, seedLock); err != nil {
+			return err
 		}
-		out = append(out, st)
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stores)`).Scan(&exists); err != nil || exists {
+			return err
+		}
+		for _, in := range devStores {
+			var st store.Store
+			err := tx.QueryRow(ctx, `INSERT INTO stores (name, region, open) VALUES ($1, $2, $3) RETURNING id::text, name, region, open`,
+				in.Name, in.Region, *in.Open).Scan(&st.ID, &st.Name, &st.Region, &st.Open)
+			if err != nil {
+				return fmt.Errorf("%s: %w", in.Name, err)
+			}
+			out = append(out, st)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

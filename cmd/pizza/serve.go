@@ -386,7 +386,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	var seeded []store.Store
 	if s == db.Store && cfg.Common.Seed && !cfg.production() {
-		if seeded, err = seedStores(ctx, pool, store.New(pool, ob)); err != nil {
+		if seeded, err = seedStores(ctx, pool); err != nil {
 			_ = ln.Close()
 			stopRelay(ctx, ob, cfg, logger)
 			return fmt.Errorf("%s: register the development stores: %w", s, err)
