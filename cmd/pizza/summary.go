@@ -116,7 +116,7 @@ func writeSummary(w io.Writer, all []started, auth *graph.Auth) {
 		fmt.Fprintln(w)
 	}
 	if bff != nil && auth != nil {
-		fmt.Fprintf(w, "Tokens, valid %s: paste one in GraphiQL's Headers as {\"Authorization\": \"Bearer <token>\"}\n", tokenTTL)
+		fmt.Fprintf(w, "Tokens, valid %dh: paste one in GraphiQL's Headers as {\"Authorization\": \"Bearer <token>\"}\n", int(tokenTTL.Hours()))
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, r := range []struct {
 			label string
