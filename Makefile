@@ -4,19 +4,16 @@ GO    ?= go
 
 .PHONY: run run-split test chaos infra migrate generate bench lint fmt tidy check
 
-## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process
+## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process. It
+## listens on loopback (PIZZA_HTTP_ADDR, default 127.0.0.1:8080); once every component is ready
+## it prints the URLs and a token per role, the last thing on screen (logs at warn unless
+## PIZZA_LOG_LEVEL says otherwise). Ctrl-C stops it.
 run: infra
 	@mkdir -p bin && $(GO) build -o bin/pizza ./cmd/pizza
-	@PIZZA_LOG_LEVEL=$${PIZZA_LOG_LEVEL:-warn} bin/pizza migrate
-	@echo
-	@echo "GraphQL playground: http://localhost$${PIZZA_HTTP_ADDR:-:8080}/"
-	@echo "Paste one of these in the playground's Headers as {\"Authorization\": \"Bearer <token>\"}:"
-	@for r in "customer --customer 1" "agent" "master --store 1" "admin"; do \
-		printf '  %-8s %s\n' "$${r%% *}" "$$(bin/pizza token --role $$r 2>/dev/null)"; done
-	@echo
-	@bin/pizza serve
+	@export PIZZA_LOG_LEVEL=$${PIZZA_LOG_LEVEL:-warn}; bin/pizza migrate && bin/pizza serve
 
-## run-split: every component its own process, two replicas of order, store and the BFF
+## run-split: every component its own process, two replicas of order, store and the BFF (the
+## second on port + 1000), on the addresses make run uses; logs in bin/run-split/, then a summary
 run-split: infra
 	@./scripts/run-split.sh
 

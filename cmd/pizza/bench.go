@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,20 +34,22 @@ import (
 
 // benchSettings are pizza bench's flags.
 type benchSettings struct {
-	duration time.Duration
-	clients  int
-	regions  int
-	rate     int
-	record   string
-	subs     int // --subscribers: the idle-subscriber measurement instead
+	duration   time.Duration
+	clients    int
+	regions    int
+	rate       int
+	record     string
+	subs       int // --subscribers: the idle-subscriber measurement instead
+	cpuprofile string
+	memprofile string
 }
 
-// bench measures the whole system against the machine's own limit: it brings the system up in
-// this process on its own databases and queues, drives placeOrder through the real GraphQL
-// endpoint (closed loop, or open loop at --rate), and compares with the bare SQL transaction the
-// accept path needs, driven directly with pgx at the same concurrency.
-func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, logger *slog.Logger) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+func cmdBench(ctx context.Context, c cli, args []string) error {
+	fs := newFlagSet("bench", "[flags]", `
+Measure the whole system against the machine's own limit: bring it up in this process on its
+own databases (pizza_bench_*) and queues, drive placeOrder through the real GraphQL endpoint
+(closed loop, or open loop at --rate), and compare with the bare SQL transaction the accept path
+needs, driven directly with pgx at the same concurrency. PostgreSQL and RabbitMQ must run.`)
 	var s benchSettings
 	short := fs.Bool("short", false, "a 20s run (the default is 60s)")
 	fs.DurationVar(&s.duration, "duration", 0, "how long each phase runs (overrides --short)")
@@ -56,11 +57,26 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 	fs.IntVar(&s.regions, "regions", 8, "regions, with two open stores each")
 	fs.IntVar(&s.rate, "rate", 0, "open loop: orders per second to offer (0: closed loop)")
 	fs.StringVar(&s.record, "record", "", "append the result to this markdown file (BENCHMARKS.md)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the system phase (with --subscribers: of the BFF while it pushes) to this file")
-	memprofile := fs.String("memprofile", "", "write the allocation profile of the run (with --subscribers: the BFF's heap, subscribers connected) to this file")
+	fs.StringVar(&s.cpuprofile, "cpuprofile", "", "write a CPU profile of the system phase (with --subscribers: of the BFF while it pushes) to this file")
+	fs.StringVar(&s.memprofile, "memprofile", "", "write the allocation profile of the run (with --subscribers: the BFF's heap, subscribers connected) to this file")
 	fs.IntVar(&s.subs, "subscribers", 0, "instead: measure this many idle myPage subscribers on one BFF")
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseArgs(fs, args, c.stdout)
+	if err != nil {
 		return err
+	}
+	switch {
+	case len(rest) > 0:
+		return usagef(fs, "unexpected arguments %q", rest)
+	case s.duration < 0:
+		return usagef(fs, "--duration must not be negative")
+	case s.clients < 1:
+		return usagef(fs, "--clients must be at least 1")
+	case s.regions < 1:
+		return usagef(fs, "--regions must be at least 1")
+	case s.rate < 0:
+		return usagef(fs, "--rate must not be negative")
+	case s.subs < 0:
+		return usagef(fs, "--subscribers must not be negative")
 	}
 	if s.duration == 0 {
 		s.duration = 60 * time.Second
@@ -68,6 +84,19 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 			s.duration = 20 * time.Second
 		}
 	}
+	cfg, logger, err := c.config()
+	if err != nil {
+		return err
+	}
+	return bench(ctx, cfg, s, c.stdout, logger)
+}
+
+// bench measures the whole system against the machine's own limit: it brings the system up in
+// this process on its own databases and queues, drives placeOrder through the real GraphQL
+// endpoint (closed loop, or open loop at --rate), and compares with the bare SQL transaction the
+// accept path needs, driven directly with pgx at the same concurrency.
+func bench(ctx context.Context, cfg config, s benchSettings, stdout io.Writer, logger *slog.Logger) error {
+	cpuprofile, memprofile := &s.cpuprofile, &s.memprofile
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	if s.subs > 0 {
 		report, err := benchSubscribers(ctx, cfg, s.subs, *cpuprofile, *memprofile, stdout)
@@ -91,7 +120,7 @@ func bench(ctx context.Context, cfg config, args []string, stdout io.Writer, log
 
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- serve(sctx, cfg, nil, quiet) }()
+	go func() { served <- serve(sctx, cfg, nil, quiet, io.Discard) }()
 	defer func() { stop(); <-served }()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -159,6 +188,8 @@ func benchConfig(ctx context.Context, cfg config, logger *slog.Logger) (config, 
 		return cfg, err
 	}
 	cfg.BFF.HTTPAddr = addr
+	cfg.BFF.OpsAddr = "" // the bench reads no BFF metrics: a running `make run` keeps its ops port
+	cfg.Common.Seed = false
 	cfg.BFF.SubscriberBuffer = 1024
 	cfg.Common.Exchange = "pizza.events.bench"
 	cfg.Common.QueueSuffix = ".bench"

@@ -38,16 +38,20 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 	if err != nil {
 		return "", err
 	}
+	opsAddr, err := freePort() // the BFF's /metrics and profiles
+	if err != nil {
+		return "", err
+	}
 	exchange := "pizza.events.bench-subscribers"
 	child := exec.CommandContext(ctx, exe, "serve", "bff")
-	child.Env = append(os.Environ(), "PIZZA_HTTP_ADDR="+addr, "PIZZA_EXCHANGE="+exchange,
+	child.Env = append(os.Environ(), "PIZZA_HTTP_ADDR="+addr, "PIZZA_OPS_ADDR="+opsAddr, "PIZZA_EXCHANGE="+exchange,
 		"PIZZA_LOG_LEVEL=error", "PIZZA_PPROF=true", "AMQP_URL="+cfg.Common.AMQPURL)
 	child.Stderr = os.Stderr
 	if err := child.Start(); err != nil {
 		return "", err
 	}
 	defer func() { _ = child.Process.Signal(os.Interrupt); _ = child.Wait() }()
-	base := "http://" + addr
+	base, ops := "http://"+addr, "http://"+opsAddr
 	if err := waitURL(base+"/readyz", 30*time.Second); err != nil {
 		return "", err
 	}
@@ -63,7 +67,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 	settle := func(profile string) (map[string]float64, error) {
 		// The heap profile with gc=1 collects first: the heap read next is live objects only,
 		// not the garbage the handshakes left.
-		resp, err := http.Get(base + "/debug/pprof/heap?gc=1")
+		resp, err := http.Get(ops + "/debug/pprof/heap?gc=1")
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +86,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 		if err != nil {
 			return nil, err
 		}
-		return scrape(base + "/metrics"), nil
+		return scrape(ops + "/metrics"), nil
 	}
 	before, err := settle("")
 	if err != nil {
@@ -121,7 +125,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 		})
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for scrape(base + "/metrics")["pizza_bff_subscribers"] < float64(n) {
+	for scrape(ops + "/metrics")["pizza_bff_subscribers"] < float64(n) {
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("the BFF never counted %d subscribers", n)
 		}
@@ -143,7 +147,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 	}
 	profiled := make(chan error, 1)
 	if cpuprofile != "" { // the BFF's CPU while it pushes
-		go func() { profiled <- fetchTo(base+"/debug/pprof/profile?seconds=3", cpuprofile) }()
+		go func() { profiled <- fetchTo(ops+"/debug/pprof/profile?seconds=3", cpuprofile) }()
 		time.Sleep(100 * time.Millisecond) // the profile starts when its request arrives; give it that
 	} else {
 		profiled <- nil

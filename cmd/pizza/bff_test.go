@@ -466,7 +466,7 @@ func TestThousandSubscribersEachSeeTheirOwn(t *testing.T) {
 		conns[i].subscribe(t, "s", myPageSubscription, map[string]any{"c": fmt.Sprint("c", i)})
 	}
 	require.Eventually(t, func() bool {
-		_, body := get(t, base+"/metrics")
+		_, body := get(t, opsOf(t, base)+"/metrics")
 		return strings.Contains(body, fmt.Sprintf("pizza_bff_subscribers %d", n))
 	}, 20*time.Second, 20*time.Millisecond)
 
@@ -643,7 +643,7 @@ func TestOrderTimeline(t *testing.T) {
 	} {
 		require.Contains(t, orderMetrics, series)
 	}
-	_, bffMetrics := get(t, base+"/metrics")
+	_, bffMetrics := get(t, opsOf(t, base)+"/metrics")
 	require.Contains(t, bffMetrics, `pizza_graphql_field_duration_seconds_count{field="placeOrder"} 1`)
 	require.Contains(t, bffMetrics, `pizza_http_request_duration_seconds_count{code="200",component="bff",route="/graphql"}`)
 }

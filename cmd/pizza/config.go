@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -17,13 +19,15 @@ import (
 // commonConfig is what every component of the process shares: where the servers are, and how
 // the process logs and stops.
 type commonConfig struct {
-	Env             string        `env:"PIZZA_ENV" envDefault:"development"`
-	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"`
-	AMQPURL         string        `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
-	Exchange        string        `env:"PIZZA_EXCHANGE" envDefault:"pizza.events"`
-	QueueType       string        `env:"PIZZA_QUEUE_TYPE" envDefault:"classic"`
-	DeliveryLimit   int           `env:"PIZZA_DELIVERY_LIMIT" envDefault:"20"`
-	LogLevel        slog.Level    `env:"PIZZA_LOG_LEVEL" envDefault:"info"`
+	Env           string     `env:"PIZZA_ENV" envDefault:"development"`
+	DatabaseURL   string     `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"`
+	AMQPURL       string     `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	Exchange      string     `env:"PIZZA_EXCHANGE" envDefault:"pizza.events"`
+	QueueType     string     `env:"PIZZA_QUEUE_TYPE" envDefault:"classic"`
+	DeliveryLimit int        `env:"PIZZA_DELIVERY_LIMIT" envDefault:"20"`
+	LogLevel      slog.Level `env:"PIZZA_LOG_LEVEL" envDefault:"info"`
+	// PProf serves /debug/pprof/ beside /metrics: on the services' internal addresses and the
+	// BFF's PIZZA_OPS_ADDR, never on the BFF's public one.
 	PProf           bool          `env:"PIZZA_PPROF" envDefault:"false"`
 	LogFormat       string        `env:"PIZZA_LOG_FORMAT" envDefault:"text"`
 	ShutdownTimeout time.Duration `env:"PIZZA_SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -35,6 +39,9 @@ type commonConfig struct {
 	// TraceEndpoint, when set, exports OpenTelemetry traces there (OTLP over HTTP).
 	TraceEndpoint string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
 	TraceService  string `env:"OTEL_SERVICE_NAME" envDefault:"pizza"`
+	// Seed registers the development stores when the store service starts on a database with
+	// no stores (development only; see seed.go). PIZZA_SEED=false turns it off.
+	Seed bool `env:"PIZZA_SEED" envDefault:"true"`
 }
 
 // orderConfig is the order service's synchronous calls to the store service (the availability
@@ -79,9 +86,13 @@ type serviceConfig struct {
 	URL string `env:"URL"`
 }
 
-// bffConfig is the GraphQL BFF's: its address, its token key and its limits.
+// bffConfig is the GraphQL BFF's: its addresses, its token key and its limits.
 type bffConfig struct {
-	HTTPAddr         string        `env:"PIZZA_HTTP_ADDR" envDefault:":8080"`
+	// HTTPAddr is the public API's address: loopback unless set (see checkExposure).
+	HTTPAddr string `env:"PIZZA_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	// OpsAddr serves the BFF's /metrics (and /debug/pprof/ with PIZZA_PPROF), apart from the
+	// public API; set to the empty string, none is served. Its default is defaultOpsAddr.
+	OpsAddr          string        `env:"PIZZA_OPS_ADDR"`
 	AuthSecret       string        `env:"PIZZA_AUTH_SECRET"`
 	AllowedOrigins   []string      `env:"PIZZA_ALLOWED_ORIGINS" envSeparator:","`
 	MaxBodyBytes     int64         `env:"PIZZA_MAX_BODY_BYTES" envDefault:"65536"`
@@ -126,6 +137,58 @@ func (c config) authSecret(logger *slog.Logger) (string, error) {
 }
 
 const secretHint = "Generate one with `openssl rand -base64 32`"
+
+// checkExposure refuses to serve the BFF beyond this machine while tokens are signed with the
+// development secret: it is public (it is in this file), so anyone who could reach the port
+// could mint themselves an admin token.
+func (c config) checkExposure(ctx context.Context, secret string) error {
+	if secret != developmentSecret {
+		return nil
+	}
+	loopback, err := isLoopback(ctx, c.BFF.HTTPAddr)
+	if loopback {
+		return nil
+	}
+	why := "listens beyond this machine"
+	if err != nil {
+		why = fmt.Sprintf("may listen beyond this machine (%v)", err)
+	}
+	return fmt.Errorf("PIZZA_HTTP_ADDR=%s %s, and tokens are signed with the public development secret: "+
+		"anyone who can reach it could mint an admin token. Set PIZZA_AUTH_SECRET to a secret of your own "+
+		"(export PIZZA_AUTH_SECRET=\"$(openssl rand -base64 32)\"), or listen on loopback (PIZZA_HTTP_ADDR=127.0.0.1:8080)",
+		c.BFF.HTTPAddr, why)
+}
+
+// isLoopback reports whether a listen address (host:port) is reachable from this machine only:
+// a loopback IP, localhost, or a name that resolves to loopback IPs only. An empty host or an
+// unspecified IP (0.0.0.0, ::) listens on every interface.
+func isLoopback(ctx context.Context, addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, err
+	}
+	if host == "" {
+		return false, nil
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true, nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap().IsLoopback(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false, err
+	}
+	for _, ip := range ips {
+		if !ip.Unmap().IsLoopback() {
+			return false, nil
+		}
+	}
+	return len(ips) > 0, nil
+}
 
 // minProductionSecret is the shortest secret production accepts, in bytes.
 const minProductionSecret = 32
@@ -182,6 +245,9 @@ type config struct {
 	CustomerCenter serviceConfig `envPrefix:"CUSTOMERCENTER_"`
 }
 
+// defaultOpsAddr is PIZZA_OPS_ADDR when the variable is not set at all.
+const defaultOpsAddr = "127.0.0.1:9090"
+
 var defaultAddrs = map[db.Service]string{
 	db.Order:          "127.0.0.1:8081",
 	db.Store:          "127.0.0.1:8082",
@@ -194,6 +260,9 @@ func loadConfig(environ map[string]string) (config, error) {
 	var c config
 	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
+	}
+	if _, set := environ["PIZZA_OPS_ADDR"]; !set {
+		c.BFF.OpsAddr = defaultOpsAddr
 	}
 	for _, s := range db.Services {
 		sc := c.service(s)
@@ -222,6 +291,9 @@ func loadConfig(environ map[string]string) (config, error) {
 	case envDevelopment, envProduction:
 	default:
 		return c, fmt.Errorf("configuration: PIZZA_ENV must be %s or %s (exactly, lower case), not %q", envDevelopment, envProduction, c.Common.Env)
+	}
+	if c.production() && environ["PIZZA_SEED"] != "" && c.Common.Seed {
+		return c, errors.New("configuration: PIZZA_SEED registers example stores in development only; unset it in production")
 	}
 	if c.StoreTuning.CheckConns < 1 {
 		return c, fmt.Errorf("configuration: STORE_CHECK_CONNS must be at least 1, not %d", c.StoreTuning.CheckConns)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,107 +16,131 @@ import (
 	"github.com/1588-pizza/pizza/outbox"
 )
 
-const dlqUsage = `usage:
-  pizza dlq list [--service S] [--limit N] [--json]
-  pizza dlq replay --service S (ID ... | --all)
-  pizza dlq discard --service S ID ...`
+// dlqAbout is what every dlq command does.
+const dlqAbout = `
+The services' dead letters: events a service could not apply, parked in its database. These
+commands work on the services' databases and RabbitMQ directly, so no service need run: each
+first parks what the service's dead-letter queue holds, then acts on the parked rows.`
 
-// dlq lists, replays and discards the services' dead letters. It works on the services'
+// cmdDLQ lists, replays and discards the services' dead letters. It works on the services'
 // databases and RabbitMQ directly, with the same outbox functions the services' internal API
 // uses, so it needs no service running: each command first parks what the service's DLQ holds
 // (a running service does so continuously), then acts on the parked rows.
-func dlq(ctx context.Context, cfg config, args []string, stdout io.Writer, logger *slog.Logger) error {
+func cmdDLQ(ctx context.Context, c cli, args []string) error {
+	group := newFlagSet("dlq", "list|replay|discard [flags]", `
+  pizza dlq list [--service S] [--limit N] [--json]
+  pizza dlq replay --service S (ID ... | --all)
+  pizza dlq discard --service S ID ...
+`+dlqAbout+`
+
+Run 'pizza dlq <command> -h' for a command's flags.`)
 	if len(args) == 0 {
-		return errors.New("dlq: give a command\n" + dlqUsage)
+		return usagef(group, "give a command: list, replay or discard")
 	}
-	fs := flag.NewFlagSet("dlq "+args[0], flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	service := fs.String("service", "", "the service: order, store, delivery or customercenter")
+	if strings.HasPrefix(args[0], "-") { // pizza dlq -h, or a flag before the command
+		if _, err := parseArgs(group, args, c.stdout); err != nil {
+			return err
+		}
+		return usagef(group, "give a command: list, replay or discard")
+	}
 	switch args[0] {
 	case "list":
-		limit := fs.Int("limit", defaultDeadLetterLimit, "at most this many (1-500)")
-		asJSON := fs.Bool("json", false, "print JSON")
-		rest, err := parseInterleaved(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(rest) > 0 {
-			return fmt.Errorf("dlq list: unexpected arguments %q\n%s", rest, dlqUsage)
-		}
-		if *limit < 1 || *limit > maxDeadLetterLimit {
-			return fmt.Errorf("dlq list: --limit must be from 1 to %d", maxDeadLetterLimit)
-		}
-		services := db.Services
-		if *service != "" {
-			s, err := db.ParseService(*service)
-			if err != nil {
-				return fmt.Errorf("dlq list: --service: %w", err)
-			}
-			services = []db.Service{s}
-		}
-		return dlqList(ctx, cfg, services, *limit, *asJSON, stdout, logger)
+		return dlqListCmd(ctx, c, args[1:])
 	case "replay", "discard":
-		var all *bool
-		if args[0] == "replay" {
-			all = fs.Bool("all", false, "replay every dead letter of the service")
-		}
-		ids, err := parseInterleaved(fs, args[1:])
-		if err != nil {
-			return err
-		}
-		if *service == "" {
-			return fmt.Errorf("dlq %s: --service is required\n%s", args[0], dlqUsage)
-		}
-		s, err := db.ParseService(*service)
-		if err != nil {
-			return fmt.Errorf("dlq %s: --service: %w", args[0], err)
-		}
-		switch {
-		case all != nil && *all && len(ids) > 0:
-			return errors.New("dlq replay: give ids or --all, not both")
-		case (all == nil || !*all) && len(ids) == 0:
-			return fmt.Errorf("dlq %s: give the ids of the dead letters (pizza dlq list shows them)\n%s", args[0], dlqUsage)
-		case len(ids) > outbox.MaxDeadLetterIDs:
-			return fmt.Errorf("dlq %s: at most %d ids at once", args[0], outbox.MaxDeadLetterIDs)
-		}
-		return withDeadLetters(ctx, cfg, s, logger, func(dl *outbox.DeadLetters) error {
-			verb := "discarded"
-			var done []int64
-			if args[0] == "replay" {
-				verb = "replayed"
-				if *all {
-					ids = nil
-				}
-				done, err = dl.Replay(ctx, ids)
-			} else {
-				done, err = dl.Discard(ctx, ids)
-			}
-			if len(done) > 0 || err == nil {
-				fmt.Fprintf(stdout, "%s %d dead letter(s) of %s%s\n", verb, len(done), s, idList(done))
-			}
-			if err != nil {
-				return fmt.Errorf("dlq %s: %w", args[0], dlqError(err))
-			}
-			return nil
-		})
+		return dlqActCmd(ctx, c, args[0], args[1:])
 	default:
-		return fmt.Errorf("dlq: unknown command %q\n%s", args[0], dlqUsage)
+		return usagef(group, "unknown command %q", args[0])
 	}
 }
 
-// parseInterleaved parses flags wherever they stand among the positional arguments, which it returns.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%s: %w\n%s", fs.Name(), err, dlqUsage)
-		}
-		if fs.NArg() == 0 {
-			return rest, nil
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
+func dlqListCmd(ctx context.Context, c cli, args []string) error {
+	fs := newFlagSet("dlq list", "[--service S] [--limit N] [--json]",
+		"List the services' dead letters (one service's with --service), oldest first.\n"+dlqAbout)
+	service := fs.String("service", "", "only this service's: order, store, delivery or customercenter")
+	limit := fs.Int("limit", defaultDeadLetterLimit, fmt.Sprintf("at most this many (1-%d)", maxDeadLetterLimit))
+	asJSON := fs.Bool("json", false, "print JSON")
+	rest, err := parseArgs(fs, args, c.stdout)
+	if err != nil {
+		return err
 	}
+	if len(rest) > 0 {
+		return usagef(fs, "unexpected arguments %q", rest)
+	}
+	if *limit < 1 || *limit > maxDeadLetterLimit {
+		return usagef(fs, "--limit must be from 1 to %d", maxDeadLetterLimit)
+	}
+	services := db.Services
+	if *service != "" {
+		s, err := db.ParseService(*service)
+		if err != nil {
+			return usagef(fs, "--service: %v", err)
+		}
+		services = []db.Service{s}
+	}
+	cfg, logger, err := c.config()
+	if err != nil {
+		return err
+	}
+	return dlqList(ctx, cfg, services, *limit, *asJSON, c.stdout, logger)
+}
+
+// dlqActCmd is dlq replay and dlq discard.
+func dlqActCmd(ctx context.Context, c cli, verb string, args []string) error {
+	synopsis, about := "--service S ID ...", "Discard dead letters of a service, by id (pizza dlq list shows them)."
+	if verb == "replay" {
+		synopsis = "--service S (ID ... | --all)"
+		about = "Replay dead letters of a service, by id (pizza dlq list shows them), or all of them:\n" +
+			"each is published again to the service's queue."
+	}
+	fs := newFlagSet("dlq "+verb, synopsis, about+"\n"+dlqAbout)
+	service := fs.String("service", "", "the service: order, store, delivery or customercenter (required)")
+	var all *bool
+	if verb == "replay" {
+		all = fs.Bool("all", false, "replay every dead letter of the service")
+	}
+	ids, err := parseArgs(fs, args, c.stdout)
+	if err != nil {
+		return err
+	}
+	if *service == "" {
+		return usagef(fs, "--service is required")
+	}
+	s, err := db.ParseService(*service)
+	if err != nil {
+		return usagef(fs, "--service: %v", err)
+	}
+	switch {
+	case all != nil && *all && len(ids) > 0:
+		return usagef(fs, "give ids or --all, not both")
+	case (all == nil || !*all) && len(ids) == 0:
+		return usagef(fs, "give the ids of the dead letters (pizza dlq list shows them)")
+	case len(ids) > outbox.MaxDeadLetterIDs:
+		return usagef(fs, "at most %d ids at once", outbox.MaxDeadLetterIDs)
+	}
+	cfg, logger, err := c.config()
+	if err != nil {
+		return err
+	}
+	return withDeadLetters(ctx, cfg, s, logger, func(dl *outbox.DeadLetters) error {
+		done := "discarded"
+		var ok []int64
+		if verb == "replay" {
+			done = "replayed"
+			if *all {
+				ids = nil
+			}
+			ok, err = dl.Replay(ctx, ids)
+		} else {
+			ok, err = dl.Discard(ctx, ids)
+		}
+		if len(ok) > 0 || err == nil {
+			fmt.Fprintf(c.stdout, "%s %d dead letter(s) of %s%s\n", done, len(ok), s, idList(ok))
+		}
+		if err != nil {
+			return fmt.Errorf("dlq %s: %w", verb, dlqError(err))
+		}
+		return nil
+	})
 }
 
 func idList(ids []int64) string {

@@ -21,11 +21,13 @@ import (
 )
 
 // startBFF serves a BFF replica on a free port with the system's environment and returns its base
-// URL (http://host:port).
+// URL (http://host:port). Its metrics are at opsOf(base).
 func (sys *system) startBFF(t *testing.T) string {
 	t.Helper()
 	env := maps.Clone(sys.env)
 	env["PIZZA_HTTP_ADDR"] = freeAddr(t)
+	env["PIZZA_OPS_ADDR"] = freeAddr(t)
+	bffOps.Store("http://"+env["PIZZA_HTTP_ADDR"], "http://"+env["PIZZA_OPS_ADDR"])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "bff"}, env, io.Discard, io.Discard) }()
@@ -42,6 +44,17 @@ func (sys *system) startBFF(t *testing.T) string {
 		})
 	})
 	return base
+}
+
+// bffOps maps the base URL of each BFF startBFF started to the base URL of its ops address.
+var bffOps sync.Map
+
+// opsOf is the base URL of the ops address (/metrics) of the BFF startBFF started at base.
+func opsOf(t *testing.T, base string) string {
+	t.Helper()
+	ops, ok := bffOps.Load(base)
+	require.True(t, ok, "no BFF was started at %s", base)
+	return ops.(string)
 }
 
 // tokens mints tokens with the development secret the test system uses.

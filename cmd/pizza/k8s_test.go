@@ -180,9 +180,27 @@ func TestKubernetesManifests(t *testing.T) {
 		host, port, err := net.SplitHostPort(addr)
 		require.NoError(t, err)
 		require.Equal(t, "0.0.0.0", host, "%s listens beyond loopback", name)
-		require.Len(t, c.Ports, 1)
 		require.Equal(t, port, itoa(c.Ports[0].ContainerPort), "%s's container port is its listen port", name)
 		require.Equal(t, "http", c.Ports[0].Name)
+		// Prometheus scrapes the services on their (internal) port, the BFF on its ops port:
+		// its public port serves no /metrics.
+		metricsPort := port
+		if name == "bff" {
+			opsHost, opsPort, err := net.SplitHostPort(cfg.BFF.OpsAddr)
+			require.NoError(t, err)
+			require.Equal(t, "0.0.0.0", opsHost, "Prometheus reaches the BFF's ops port")
+			require.NotEqual(t, port, opsPort)
+			require.Len(t, c.Ports, 2)
+			require.Equal(t, "metrics", c.Ports[1].Name)
+			require.Equal(t, opsPort, itoa(c.Ports[1].ContainerPort), "the BFF's metrics port is PIZZA_OPS_ADDR's")
+			metricsPort = opsPort
+		} else {
+			require.Len(t, c.Ports, 1)
+		}
+		ann := d.Spec.Template.Annotations
+		require.Equal(t, "true", ann["prometheus.io/scrape"], name)
+		require.Equal(t, metricsPort, ann["prometheus.io/port"], "%s is scraped where it serves /metrics", name)
+		require.Equal(t, "/metrics", ann["prometheus.io/path"], name)
 
 		// Probes hit the paths every component serves, on its port.
 		require.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path, name)
@@ -200,6 +218,7 @@ func TestKubernetesManifests(t *testing.T) {
 		svc := m.services[name]
 		require.NotNil(t, svc, "a Service for %s", name)
 		require.Equal(t, d.Spec.Selector.MatchLabels, svc.Spec.Selector, name)
+		require.Len(t, svc.Spec.Ports, 1, "%s's Service exposes its API only", name)
 		require.Equal(t, "http", svc.Spec.Ports[0].TargetPort.String())
 		require.Equal(t, itoa(svc.Spec.Ports[0].Port), port, "%s's Service port is where callers look", name)
 

@@ -34,6 +34,8 @@ func testEnv(t *testing.T) map[string]string {
 		"PIZZA_DB_MAX_CONNS": "4", // many systems run at once against one server's 100 connections
 		"STORE_CHECK_CONNS":  "1",
 		"PIZZA_HTTP_ADDR":    freeAddr(t),
+		"PIZZA_OPS_ADDR":     "", // none: replicas of the BFF would share one; tests that read it set it
+		"PIZZA_SEED":         "false",
 	}
 	for _, s := range db.Services {
 		env[strings.ToUpper(string(s))+"_DATABASE_URL"] = dbtest.NewEmptyURL(t)

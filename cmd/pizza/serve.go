@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,9 +33,31 @@ import (
 	"github.com/1588-pizza/pizza/services/store"
 )
 
+func cmdServe(ctx context.Context, c cli, args []string) error {
+	fs := newFlagSet("serve", "[component ...]", `
+Run the named components in this process until SIGINT or SIGTERM, then shut them down
+gracefully; with no names, all of them. Components: bff (the public GraphQL API on
+PIZZA_HTTP_ADDR, its metrics on PIZZA_OPS_ADDR), order, store, delivery, customercenter (their
+internal APIs on ORDER_ADDR, STORE_ADDR, ...). In development, once every component is ready,
+it prints the URLs and a token per role.`)
+	names, err := parseArgs(fs, args, c.stdout)
+	if err != nil {
+		return err
+	}
+	if _, _, err := parseComponents(names); err != nil {
+		return &usageError{fs: fs, err: err}
+	}
+	cfg, logger, err := c.config()
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, names, logger, c.stdout)
+}
+
 // serve runs the named components until ctx ends (SIGTERM), then shuts each down gracefully:
-// readiness goes false, HTTP drains, consumers stop, River soft-stops, connections close.
-func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) error {
+// readiness goes false, HTTP drains, consumers stop, River soft-stops, connections close. Once
+// every component is ready it says so: in development, with a summary on stdout (see announce).
+func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger, stdout io.Writer) error {
 	withBFF, services, err := parseComponents(args)
 	if err != nil {
 		return err
@@ -43,6 +66,9 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 	if withBFF {
 		secret, err := cfg.authSecret(logger)
 		if err != nil {
+			return err
+		}
+		if err := cfg.checkExposure(ctx, secret); err != nil {
 			return err
 		}
 		if auth, err = graph.NewAuth(secret); err != nil {
@@ -62,24 +88,34 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger) 
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	n := len(services)
+	if withBFF {
+		n++
+	}
+	ups := make(chan started, n)
+	up := func(s started) { ups <- s }
+	announced := make(chan struct{})
+	go func() { defer close(announced); announce(ctx, cfg, n, ups, auth, stdout, logger) }()
 	var wg sync.WaitGroup
 	errs := make([]error, len(services)+1)
 	if withBFF {
 		wg.Go(func() {
-			if errs[len(services)] = runBFF(ctx, cfg, auth, reg, logger.With("component", "bff")); errs[len(services)] != nil {
+			if errs[len(services)] = runBFF(ctx, cfg, auth, reg, up, logger.With("component", "bff")); errs[len(services)] != nil {
 				cancel(errs[len(services)])
 			}
 		})
 	}
 	for i, s := range services {
 		wg.Go(func() {
-			errs[i] = runService(ctx, cfg, s, reg, metrics, logger.With("service", s))
+			errs[i] = runService(ctx, cfg, s, reg, metrics, up, logger.With("service", s))
 			if errs[i] != nil {
 				cancel(errs[i]) // one component failing stops the process: let the orchestrator restart it
 			}
 		})
 	}
 	wg.Wait()
+	cancel(nil)
+	<-announced
 	return errors.Join(errs...)
 }
 
@@ -103,7 +139,7 @@ func parseComponents(args []string) (withBFF bool, services []db.Service, err er
 }
 
 // runBFF runs the GraphQL BFF: the public API, and the listener feeding live myPage subscriptions.
-func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.Registry, logger *slog.Logger) error {
+func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.Registry, up func(started), logger *slog.Logger) error {
 	ctx, stop := context.WithCancel(ctx) // also ends the listener when the HTTP server fails
 	defer stop()
 	hub := graph.NewHub(cfg.BFF.SubscriberBuffer, 300*time.Millisecond, logger)
@@ -151,29 +187,57 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer("bff", cfg.BFF.HTTPAddr, ready, reg, cfg.Common.PProf, tracing(), logger)
+	// The public port serves the API and the probes (readiness is no secret: load balancers and
+	// Kubernetes ask for it there). Metrics and profiles are on the ops address only: they tell
+	// an outsider too much, and a profile costs the server CPU.
+	srv := newOpsServer("bff", cfg.BFF.HTTPAddr, ready, tracing(), reg, logger)
 	srv.mux.Handle("/", gql)
+	srv.mux.Handle("/metrics", http.NotFoundHandler()) // not the playground, which "/" would answer
+	srv.mux.Handle("/debug/pprof/", http.NotFoundHandler())
 	ln, err := net.Listen("tcp", cfg.BFF.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("bff: listen on %s: %w", cfg.BFF.HTTPAddr, err)
 	}
+	var ops *opsServer
+	var opsLn net.Listener
+	if cfg.BFF.OpsAddr != "" {
+		ops = newOpsServer("bff", cfg.BFF.OpsAddr, ready, false, reg, logger)
+		ops.serveMetrics(reg, cfg.Common.PProf)
+		if opsLn, err = net.Listen("tcp", cfg.BFF.OpsAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("bff: listen on PIZZA_OPS_ADDR %s: %w", cfg.BFF.OpsAddr, err)
+		}
+	}
 	listenerDone := make(chan struct{})
 	go func() { defer close(listenerDone); _ = listener.Run(ctx) }()
-	logger.InfoContext(ctx, "serving GraphQL", "addr", ln.Addr().String(), "playground", "http://"+ln.Addr().String()+"/")
+	logger.InfoContext(ctx, "serving GraphQL", "addr", ln.Addr().String(), "playground", browseURL(cfg.BFF.HTTPAddr, ln.Addr()))
 
-	httpDone := make(chan error, 1)
+	httpDone := make(chan error, 2)
 	go func() { httpDone <- srv.serve(ln) }()
+	running := 1
+	s := started{name: "bff", ready: ready, url: browseURL(cfg.BFF.HTTPAddr, ln.Addr())}
+	if ops != nil {
+		running++
+		go func() { httpDone <- ops.serve(opsLn) }()
+		s.opsURL = browseURL(cfg.BFF.OpsAddr, opsLn.Addr())
+		logger.InfoContext(ctx, "serving metrics", "addr", opsLn.Addr().String())
+	}
+	up(s)
 	var result error
 	select {
 	case <-ctx.Done():
 	case err := <-httpDone:
+		running--
 		result = fmt.Errorf("bff: http: %w", err)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
 	defer cancel()
 	srv.shutdown(sctx)
 	endWebsockets()
-	if result == nil {
+	if ops != nil {
+		ops.shutdown(sctx)
+	}
+	for range running {
 		<-httpDone
 	}
 	stop()
@@ -183,7 +247,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 
 // runService runs one service: its pool, its outbox relay, its consumer, and its internal HTTP
 // API with the operational endpoints.
-func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.Registry, metrics *outbox.Metrics, logger *slog.Logger) error {
+func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.Registry, metrics *outbox.Metrics, up func(started), logger *slog.Logger) error {
 	ctx, stop := context.WithCancel(ctx) // also ends the consumer when the HTTP server fails
 	defer stop()
 	sc := cfg.service(s)
@@ -292,7 +356,8 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		}
 		return nil
 	}
-	srv := newOpsServer(string(s), sc.Addr, ready, reg, cfg.Common.PProf, tracing(), logger)
+	srv := newOpsServer(string(s), sc.Addr, ready, tracing(), reg, logger)
+	srv.serveMetrics(reg, cfg.Common.PProf) // an internal address: metrics are served beside the API
 	svc.routes(srv.mux, logger)
 	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
 	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
@@ -319,6 +384,17 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		_ = ln.Close()
 		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
 	}
+	var seeded []store.Store
+	if s == db.Store && cfg.Common.Seed && !cfg.production() {
+		if seeded, err = seedStores(ctx, pool); err != nil {
+			_ = ln.Close()
+			stopRelay(ctx, ob, cfg, logger)
+			return fmt.Errorf("%s: register the development stores: %w", s, err)
+		}
+		if len(seeded) > 0 {
+			logger.InfoContext(ctx, "registered the development stores: the store database had none", "stores", len(seeded))
+		}
+	}
 	consumerDone := make(chan struct{})
 	go func() { defer close(consumerDone); _ = consumer.Run(ctx) }()
 	deadDone := make(chan struct{})
@@ -327,6 +403,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.serve(ln) }()
+	up(started{name: string(s), ready: ready, stores: seeded})
 	var result error
 	select {
 	case <-ctx.Done():
@@ -349,6 +426,15 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		logger.WarnContext(sctx, "relay did not stop cleanly", "err", err)
 	}
 	return result
+}
+
+// stopRelay stops the outbox relay within the shutdown timeout, when the service gives up starting.
+func stopRelay(ctx context.Context, ob *outbox.Outbox, cfg config, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
+	defer cancel()
+	if err := ob.Stop(ctx); err != nil {
+		logger.WarnContext(ctx, "relay did not stop cleanly", "err", err)
+	}
 }
 
 // queueKeys are the routing keys each service's queue is bound to.
@@ -460,7 +546,8 @@ func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (
 // BFF replicas running at that moment, and none running is fine.
 func optionalKey(routingKey string) bool { return routingKey == "customercenter.mypage_updated" }
 
-// opsServer serves /healthz, /readyz and /metrics beside a component's own routes.
+// opsServer is a component's HTTP server: /healthz and /readyz beside its own routes, and, where
+// serveMetrics adds them, /metrics and the profiles.
 type opsServer struct {
 	http       *http.Server
 	cancelBase context.CancelFunc // ends long-lived (websocket) requests at shutdown
@@ -469,15 +556,8 @@ type opsServer struct {
 	logger     *slog.Logger
 }
 
-func newOpsServer(component, addr string, ready func(context.Context) error, reg *prometheus.Registry, profiling, traced bool, logger *slog.Logger) *opsServer {
+func newOpsServer(component, addr string, ready func(context.Context) error, traced bool, reg *prometheus.Registry, logger *slog.Logger) *opsServer {
 	o := &opsServer{mux: http.NewServeMux(), logger: logger}
-	if profiling { // PIZZA_PPROF: the same port as the API, so never on by default
-		o.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		o.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		o.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		o.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		o.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	}
 	o.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -496,10 +576,6 @@ func newOpsServer(component, addr string, ready func(context.Context) error, reg
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	// A series that cannot be collected (the outbox backlog, the orders by status: they query the
-	// database) is left out, counted in promhttp_metric_handler_errors_total; the rest is served.
-	// Failing the whole scrape would hide every series exactly while a database is away.
-	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	base, cancel := context.WithCancel(context.Background())
 	o.cancelBase = cancel
 	handler := instrument(component, o.mux, httpDuration(reg))
@@ -515,6 +591,22 @@ func newOpsServer(component, addr string, ready func(context.Context) error, reg
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return o
+}
+
+// serveMetrics adds /metrics and, with profiling (PIZZA_PPROF), /debug/pprof/: only ever on an
+// internal address (a service's, the BFF's PIZZA_OPS_ADDR).
+func (o *opsServer) serveMetrics(reg *prometheus.Registry, profiling bool) {
+	if profiling {
+		o.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		o.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		o.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		o.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		o.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	// A series that cannot be collected (the outbox backlog, the orders by status: they query the
+	// database) is left out, counted in promhttp_metric_handler_errors_total; the rest is served.
+	// Failing the whole scrape would hide every series exactly while a database is away.
+	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 }
 
 func (o *opsServer) serve(ln net.Listener) error {
