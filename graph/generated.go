@@ -38,6 +38,17 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	Breaker struct {
+		Name  func(childComplexity int) int
+		State func(childComplexity int) int
+	}
+
+	Customer struct {
+		ID          func(childComplexity int) int
+		LastOrderAt func(childComplexity int) int
+		Orders      func(childComplexity int) int
+	}
+
 	DeadLetter struct {
 		Attempts       func(childComplexity int) int
 		Body           func(childComplexity int) int
@@ -103,12 +114,26 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		Customers     func(childComplexity int, search *string, limit *int) int
 		DeadLetters   func(childComplexity int, service *string, limit *int) int
 		MyPage        func(childComplexity int, customerID string, limit *int) int
 		Order         func(childComplexity int, id string) int
 		OrderTimeline func(childComplexity int, orderID string) int
 		StoreOrders   func(childComplexity int, storeID string, status *model.OrderStatus) int
 		Stores        func(childComplexity int, region *string) int
+		SystemStatus  func(childComplexity int) int
+	}
+
+	ServiceStatus struct {
+		Breakers            func(childComplexity int) int
+		ConsumerLagSeconds  func(childComplexity int) int
+		ConsumerQueued      func(childComplexity int) int
+		DeadLetters         func(childComplexity int) int
+		Error               func(childComplexity int) int
+		Name                func(childComplexity int) int
+		OutboxBacklog       func(childComplexity int) int
+		OutboxOldestSeconds func(childComplexity int) int
+		Ready               func(childComplexity int) int
 	}
 
 	Store struct {
@@ -126,10 +151,17 @@ type ComplexityRoot struct {
 		ReceivedAt func(childComplexity int) int
 		Status     func(childComplexity int) int
 		StoreID    func(childComplexity int) int
+		Version    func(childComplexity int) int
 	}
 
 	Subscription struct {
-		MyPage func(childComplexity int, customerID string, seen []*model.SeenVersion) int
+		MyPage      func(childComplexity int, customerID string, seen []*model.SeenVersion) int
+		StoreOrders func(childComplexity int, storeID string, seen []*model.SeenVersion) int
+	}
+
+	SystemStatus struct {
+		At       func(childComplexity int) int
+		Services func(childComplexity int) int
 	}
 
 	TimelineEvent struct {
@@ -162,10 +194,13 @@ type QueryResolver interface {
 	Stores(ctx context.Context, region *string) ([]*model.Store, error)
 	StoreOrders(ctx context.Context, storeID string, status *model.OrderStatus) ([]*model.StoreOrder, error)
 	DeadLetters(ctx context.Context, service *string, limit *int) ([]*model.DeadLetter, error)
+	Customers(ctx context.Context, search *string, limit *int) ([]*model.Customer, error)
 	OrderTimeline(ctx context.Context, orderID string) ([]*model.TimelineEvent, error)
+	SystemStatus(ctx context.Context) (*model.SystemStatus, error)
 }
 type SubscriptionResolver interface {
 	MyPage(ctx context.Context, customerID string, seen []*model.SeenVersion) (<-chan *model.MyPageOrder, error)
+	StoreOrders(ctx context.Context, storeID string, seen []*model.SeenVersion) (<-chan *model.StoreOrder, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -185,6 +220,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "Breaker.name":
+		if e.ComplexityRoot.Breaker.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Breaker.Name(childComplexity), true
+	case "Breaker.state":
+		if e.ComplexityRoot.Breaker.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Breaker.State(childComplexity), true
+
+	case "Customer.id":
+		if e.ComplexityRoot.Customer.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Customer.ID(childComplexity), true
+	case "Customer.lastOrderAt":
+		if e.ComplexityRoot.Customer.LastOrderAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Customer.LastOrderAt(childComplexity), true
+	case "Customer.orders":
+		if e.ComplexityRoot.Customer.Orders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Customer.Orders(childComplexity), true
 
 	case "DeadLetter.attempts":
 		if e.ComplexityRoot.DeadLetter.Attempts == nil {
@@ -503,6 +570,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Order.UpdatedAt(childComplexity), true
 
+	case "Query.customers":
+		if e.ComplexityRoot.Query.Customers == nil {
+			break
+		}
+
+		args, err := ec.field_Query_customers_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Customers(childComplexity, args["search"].(*string), args["limit"].(*int)), true
 	case "Query.deadLetters":
 		if e.ComplexityRoot.Query.DeadLetters == nil {
 			break
@@ -570,6 +648,67 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Stores(childComplexity, args["region"].(*string)), true
+	case "Query.systemStatus":
+		if e.ComplexityRoot.Query.SystemStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.SystemStatus(childComplexity), true
+
+	case "ServiceStatus.breakers":
+		if e.ComplexityRoot.ServiceStatus.Breakers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.Breakers(childComplexity), true
+	case "ServiceStatus.consumerLagSeconds":
+		if e.ComplexityRoot.ServiceStatus.ConsumerLagSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.ConsumerLagSeconds(childComplexity), true
+	case "ServiceStatus.consumerQueued":
+		if e.ComplexityRoot.ServiceStatus.ConsumerQueued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.ConsumerQueued(childComplexity), true
+	case "ServiceStatus.deadLetters":
+		if e.ComplexityRoot.ServiceStatus.DeadLetters == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.DeadLetters(childComplexity), true
+	case "ServiceStatus.error":
+		if e.ComplexityRoot.ServiceStatus.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.Error(childComplexity), true
+	case "ServiceStatus.name":
+		if e.ComplexityRoot.ServiceStatus.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.Name(childComplexity), true
+	case "ServiceStatus.outboxBacklog":
+		if e.ComplexityRoot.ServiceStatus.OutboxBacklog == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.OutboxBacklog(childComplexity), true
+	case "ServiceStatus.outboxOldestSeconds":
+		if e.ComplexityRoot.ServiceStatus.OutboxOldestSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.OutboxOldestSeconds(childComplexity), true
+	case "ServiceStatus.ready":
+		if e.ComplexityRoot.ServiceStatus.Ready == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServiceStatus.Ready(childComplexity), true
 
 	case "Store.id":
 		if e.ComplexityRoot.Store.ID == nil {
@@ -638,6 +777,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.StoreOrder.StoreID(childComplexity), true
+	case "StoreOrder.version":
+		if e.ComplexityRoot.StoreOrder.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreOrder.Version(childComplexity), true
 
 	case "Subscription.myPage":
 		if e.ComplexityRoot.Subscription.MyPage == nil {
@@ -650,6 +795,30 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.MyPage(childComplexity, args["customerId"].(string), args["seen"].([]*model.SeenVersion)), true
+	case "Subscription.storeOrders":
+		if e.ComplexityRoot.Subscription.StoreOrders == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_storeOrders_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.StoreOrders(childComplexity, args["storeId"].(string), args["seen"].([]*model.SeenVersion)), true
+
+	case "SystemStatus.at":
+		if e.ComplexityRoot.SystemStatus.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SystemStatus.At(childComplexity), true
+	case "SystemStatus.services":
+		if e.ComplexityRoot.SystemStatus.Services == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SystemStatus.Services(childComplexity), true
 
 	case "TimelineEvent.consumed":
 		if e.ComplexityRoot.TimelineEvent.Consumed == nil {
@@ -798,7 +967,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "deadletters.graphqls" "schema.graphqls"
+//go:embed "deadletters.graphqls" "schema.graphqls" "system.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -812,12 +981,35 @@ func sourceData(filename string) string {
 var sources = []*ast.Source{
 	{Name: "deadletters.graphqls", Input: sourceData("deadletters.graphqls"), BuiltIn: false},
 	{Name: "schema.graphqls", Input: sourceData("schema.graphqls"), BuiltIn: false},
+	{Name: "system.graphqls", Input: sourceData("system.graphqls"), BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
 
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_Breaker(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_Breaker_name(ctx, field)
+	case "state":
+		return ec.fieldContext_Breaker_state(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Breaker", field.Name)
+}
+
+func (ec *executionContext) childFields_Customer(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Customer_id(ctx, field)
+	case "orders":
+		return ec.fieldContext_Customer_orders(ctx, field)
+	case "lastOrderAt":
+		return ec.fieldContext_Customer_lastOrderAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Customer", field.Name)
+}
 
 func (ec *executionContext) childFields_DeadLetter(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -927,6 +1119,30 @@ func (ec *executionContext) childFields_Order(ctx context.Context, field graphql
 	return nil, fmt.Errorf("no field named %q was found under type Order", field.Name)
 }
 
+func (ec *executionContext) childFields_ServiceStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_ServiceStatus_name(ctx, field)
+	case "ready":
+		return ec.fieldContext_ServiceStatus_ready(ctx, field)
+	case "error":
+		return ec.fieldContext_ServiceStatus_error(ctx, field)
+	case "outboxBacklog":
+		return ec.fieldContext_ServiceStatus_outboxBacklog(ctx, field)
+	case "outboxOldestSeconds":
+		return ec.fieldContext_ServiceStatus_outboxOldestSeconds(ctx, field)
+	case "consumerQueued":
+		return ec.fieldContext_ServiceStatus_consumerQueued(ctx, field)
+	case "consumerLagSeconds":
+		return ec.fieldContext_ServiceStatus_consumerLagSeconds(ctx, field)
+	case "deadLetters":
+		return ec.fieldContext_ServiceStatus_deadLetters(ctx, field)
+	case "breakers":
+		return ec.fieldContext_ServiceStatus_breakers(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ServiceStatus", field.Name)
+}
+
 func (ec *executionContext) childFields_Store(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -957,8 +1173,20 @@ func (ec *executionContext) childFields_StoreOrder(ctx context.Context, field gr
 		return ec.fieldContext_StoreOrder_status(ctx, field)
 	case "receivedAt":
 		return ec.fieldContext_StoreOrder_receivedAt(ctx, field)
+	case "version":
+		return ec.fieldContext_StoreOrder_version(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type StoreOrder", field.Name)
+}
+
+func (ec *executionContext) childFields_SystemStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_SystemStatus_at(ctx, field)
+	case "services":
+		return ec.fieldContext_SystemStatus_services(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SystemStatus", field.Name)
 }
 
 func (ec *executionContext) childFields_TimelineEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1233,6 +1461,28 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_customers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "search",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["search"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "limit",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["limit"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_deadLetters_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1363,6 +1613,28 @@ func (ec *executionContext) field_Subscription_myPage_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Subscription_storeOrders_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "storeId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["storeId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "seen",
+		func(ctx context.Context, v any) ([]*model.SeenVersion, error) {
+			return ec.unmarshalOSeenVersion2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐSeenVersionᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["seen"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field___Directive_args_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1436,6 +1708,121 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _Breaker_name(ctx context.Context, field graphql.CollectedField, obj *model.Breaker) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Breaker_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Breaker_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Breaker", field, false, false, "String")
+}
+
+func (ec *executionContext) _Breaker_state(ctx context.Context, field graphql.CollectedField, obj *model.Breaker) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Breaker_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.BreakerState) graphql.Marshaler {
+			return ec.marshalNBreakerState2githubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐBreakerState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Breaker_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Breaker", field, false, false, "BreakerState")
+}
+
+func (ec *executionContext) _Customer_id(ctx context.Context, field graphql.CollectedField, obj *model.Customer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Customer_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Customer_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Customer", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Customer_orders(ctx context.Context, field graphql.CollectedField, obj *model.Customer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Customer_orders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Orders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Customer_orders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Customer", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Customer_lastOrderAt(ctx context.Context, field graphql.CollectedField, obj *model.Customer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Customer_lastOrderAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastOrderAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Customer_lastOrderAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Customer", field, false, false, "Time")
+}
 
 func (ec *executionContext) _DeadLetter_id(ctx context.Context, field graphql.CollectedField, obj *model.DeadLetter) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -2862,6 +3249,50 @@ func (ec *executionContext) fieldContext_Query_deadLetters(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_customers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_customers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Customers(ctx, fc.Args["search"].(*string), fc.Args["limit"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Customer) graphql.Marshaler {
+			return ec.marshalNCustomer2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐCustomerᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_customers(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Customer(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_customers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_orderTimeline(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2902,6 +3333,38 @@ func (ec *executionContext) fieldContext_Query_orderTimeline(ctx context.Context
 	if fc.Args, err = ec.field_Query_orderTimeline_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_systemStatus(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_systemStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().SystemStatus(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SystemStatus) graphql.Marshaler {
+			return ec.marshalNSystemStatus2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐSystemStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_systemStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SystemStatus(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -2977,6 +3440,222 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Schema(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ServiceStatus_name(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "String")
+}
+
+func (ec *executionContext) _ServiceStatus_ready(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_ready(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ready, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_ready(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ServiceStatus_error(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "String")
+}
+
+func (ec *executionContext) _ServiceStatus_outboxBacklog(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_outboxBacklog(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OutboxBacklog, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_outboxBacklog(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ServiceStatus_outboxOldestSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_outboxOldestSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OutboxOldestSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_outboxOldestSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ServiceStatus_consumerQueued(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_consumerQueued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConsumerQueued, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_consumerQueued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ServiceStatus_consumerLagSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_consumerLagSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConsumerLagSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_consumerLagSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ServiceStatus_deadLetters(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_deadLetters(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeadLetters, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_deadLetters(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServiceStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ServiceStatus_breakers(ctx context.Context, field graphql.CollectedField, obj *model.ServiceStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServiceStatus_breakers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Breakers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Breaker) graphql.Marshaler {
+			return ec.marshalNBreaker2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐBreakerᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServiceStatus_breakers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ServiceStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Breaker(ctx, field)
 		},
 	}
 	return fc, nil
@@ -3235,6 +3914,29 @@ func (ec *executionContext) fieldContext_StoreOrder_receivedAt(_ context.Context
 	return graphql.NewScalarFieldContext("StoreOrder", field, false, false, "Time")
 }
 
+func (ec *executionContext) _StoreOrder_version(ctx context.Context, field graphql.CollectedField, obj *model.StoreOrder) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreOrder_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreOrder_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreOrder", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Subscription_myPage(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
 	return graphql.ResolveFieldStream(
 		ctx,
@@ -3275,6 +3977,105 @@ func (ec *executionContext) fieldContext_Subscription_myPage(ctx context.Context
 	if fc.Args, err = ec.field_Subscription_myPage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_storeOrders(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_storeOrders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().StoreOrders(ctx, fc.Args["storeId"].(string), fc.Args["seen"].([]*model.SeenVersion))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.StoreOrder) graphql.Marshaler {
+			return ec.marshalNStoreOrder2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐStoreOrder(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_storeOrders(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoreOrder(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_storeOrders_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SystemStatus_at(ctx context.Context, field graphql.CollectedField, obj *model.SystemStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SystemStatus_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SystemStatus_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SystemStatus", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SystemStatus_services(ctx context.Context, field graphql.CollectedField, obj *model.SystemStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SystemStatus_services(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Services, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ServiceStatus) graphql.Marshaler {
+			return ec.marshalNServiceStatus2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐServiceStatusᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SystemStatus_services(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SystemStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ServiceStatus(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -4705,6 +5506,87 @@ func UnmarshalSeenVersion(ctx context.Context, raw any) (model.SeenVersion, erro
 
 // region    **************************** object.gotpl ****************************
 
+var breakerImplementors = []string{"Breaker"}
+
+func (ec *executionContext) _Breaker(ctx context.Context, sel ast.SelectionSet, obj *model.Breaker) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, breakerImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Breaker")
+		case "name":
+			out.Values[i] = ec._Breaker_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._Breaker_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerImplementors = []string{"Customer"}
+
+func (ec *executionContext) _Customer(ctx context.Context, sel ast.SelectionSet, obj *model.Customer) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Customer")
+		case "id":
+			out.Values[i] = ec._Customer_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "orders":
+			out.Values[i] = ec._Customer_orders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastOrderAt":
+			out.Values[i] = ec._Customer_lastOrderAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deadLetterImplementors = []string{"DeadLetter"}
 
 func (ec *executionContext) _DeadLetter(ctx context.Context, sel ast.SelectionSet, obj *model.DeadLetter) graphql.Marshaler {
@@ -5174,11 +6056,23 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_deadLetters(ctx, field)
 				})
+		case "customers":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_customers(ctx, field)
+				})
 		case "orderTimeline":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_orderTimeline(ctx, field)
+				})
+		case "systemStatus":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_systemStatus(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -5193,6 +6087,79 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var serviceStatusImplementors = []string{"ServiceStatus"}
+
+func (ec *executionContext) _ServiceStatus(ctx context.Context, sel ast.SelectionSet, obj *model.ServiceStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, serviceStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ServiceStatus")
+		case "name":
+			out.Values[i] = ec._ServiceStatus_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ready":
+			out.Values[i] = ec._ServiceStatus_ready(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._ServiceStatus_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "outboxBacklog":
+			out.Values[i] = ec._ServiceStatus_outboxBacklog(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "outboxOldestSeconds":
+			out.Values[i] = ec._ServiceStatus_outboxOldestSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "consumerQueued":
+			out.Values[i] = ec._ServiceStatus_consumerQueued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "consumerLagSeconds":
+			out.Values[i] = ec._ServiceStatus_consumerLagSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deadLetters":
+			out.Values[i] = ec._ServiceStatus_deadLetters(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "breakers":
+			out.Values[i] = ec._ServiceStatus_breakers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -5305,6 +6272,11 @@ func (ec *executionContext) _StoreOrder(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "version":
+			out.Values[i] = ec._StoreOrder_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5337,9 +6309,49 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	switch fields[0].Name {
 	case "myPage":
 		return ec._Subscription_myPage(ctx, fields[0])
+	case "storeOrders":
+		return ec._Subscription_storeOrders(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
+}
+
+var systemStatusImplementors = []string{"SystemStatus"}
+
+func (ec *executionContext) _SystemStatus(ctx context.Context, sel ast.SelectionSet, obj *model.SystemStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, systemStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SystemStatus")
+		case "at":
+			out.Values[i] = ec._SystemStatus_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "services":
+			out.Values[i] = ec._SystemStatus_services(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
 }
 
 var timelineEventImplementors = []string{"TimelineEvent"}
@@ -5781,6 +6793,64 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNBreaker2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐBreakerᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Breaker) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBreaker2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐBreaker(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBreaker2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐBreaker(ctx context.Context, sel ast.SelectionSet, v *model.Breaker) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Breaker!")
+		return graphql.Null
+	}
+	return ec._Breaker(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNBreakerState2githubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐBreakerState(ctx context.Context, v any) (model.BreakerState, error) {
+	var res model.BreakerState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBreakerState2githubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐBreakerState(ctx context.Context, sel ast.SelectionSet, v model.BreakerState) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNCustomer2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐCustomerᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Customer) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCustomer2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐCustomer(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCustomer2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐCustomer(ctx context.Context, sel ast.SelectionSet, v *model.Customer) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Customer!")
+		return graphql.Null
+	}
+	return ec._Customer(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNDeadLetter2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐDeadLetterᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DeadLetter) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -5951,6 +7021,30 @@ func (ec *executionContext) unmarshalNSeenVersion2ᚖgithubᚗcomᚋ1588ᚑpizza
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNServiceStatus2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐServiceStatusᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ServiceStatus) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNServiceStatus2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐServiceStatus(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNServiceStatus2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐServiceStatus(ctx context.Context, sel ast.SelectionSet, v *model.ServiceStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ServiceStatus!")
+		return graphql.Null
+	}
+	return ec._ServiceStatus(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNStore2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐStoreᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Store) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -6011,6 +7105,14 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNSystemStatus2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐSystemStatus(ctx context.Context, sel ast.SelectionSet, v *model.SystemStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SystemStatus!")
+		return graphql.Null
+	}
+	return ec._SystemStatus(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
@@ -6221,6 +7323,23 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	_ = ctx
 	res := graphql.MarshalBoolean(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

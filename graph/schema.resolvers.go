@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/services/api"
@@ -171,6 +172,11 @@ func (r *queryResolver) StoreOrders(ctx context.Context, storeID string, status 
 	return out, nil
 }
 
+// Customers is the resolver for the customers field.
+func (r *queryResolver) Customers(ctx context.Context, search *string, limit *int) ([]*model.Customer, error) {
+	panic(fmt.Errorf("not implemented: Customers - customers"))
+}
+
 // OrderTimeline is the resolver for the orderTimeline field.
 func (r *queryResolver) OrderTimeline(ctx context.Context, orderID string) ([]*model.TimelineEvent, error) {
 	if err := mustBeAdmin(ctx); err != nil {
@@ -185,6 +191,11 @@ func (r *subscriptionResolver) MyPage(ctx context.Context, customerID string, se
 		return nil, err
 	}
 	return r.watchMyPage(ctx, customerID, seen)
+}
+
+// StoreOrders is the resolver for the storeOrders field.
+func (r *subscriptionResolver) StoreOrders(ctx context.Context, storeID string, seen []*model.SeenVersion) (<-chan *model.StoreOrder, error) {
+	panic(fmt.Errorf("not implemented: StoreOrders - storeOrders"))
 }
 
 // Mutation returns MutationResolver implementation.

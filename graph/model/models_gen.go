@@ -10,6 +10,20 @@ import (
 	"time"
 )
 
+type Breaker struct {
+	Name  string       `json:"name"`
+	State BreakerState `json:"state"`
+}
+
+// A customer as the call center finds them, from their myPage.
+type Customer struct {
+	ID string `json:"id"`
+	// how many orders their myPage holds
+	Orders int `json:"orders"`
+	// when the newest of them last changed
+	LastOrderAt *time.Time `json:"lastOrderAt,omitempty"`
+}
+
 // A message a service's consumer gave up on (dead-lettered), parked in that service's database until
 // an admin replays or discards it.
 type DeadLetter struct {
@@ -113,6 +127,26 @@ type SeenVersion struct {
 	Version int    `json:"version"`
 }
 
+// One service, as one of its replicas reports it.
+type ServiceStatus struct {
+	Name string `json:"name"`
+	// false when the service did not answer or says it is not ready: see error
+	Ready bool    `json:"ready"`
+	Error *string `json:"error,omitempty"`
+	// events committed to its outbox and not yet confirmed by RabbitMQ
+	OutboxBacklog int `json:"outboxBacklog"`
+	// age in seconds of the oldest of those; null when there are none
+	OutboxOldestSeconds *float64 `json:"outboxOldestSeconds,omitempty"`
+	// messages waiting in its consumers' RabbitMQ queues
+	ConsumerQueued int `json:"consumerQueued"`
+	// seconds from an event's writing to its consumption here, for the last event consumed; null before the first
+	ConsumerLagSeconds *float64 `json:"consumerLagSeconds,omitempty"`
+	// dead-lettered messages parked, neither replayed nor discarded
+	DeadLetters int `json:"deadLetters"`
+	// its circuit breakers: the order service's calls to the store (store-check, store-cancel)
+	Breakers []*Breaker `json:"breakers"`
+}
+
 type Store struct {
 	ID     string `json:"id"`
 	Name   string `json:"name"`
@@ -129,9 +163,19 @@ type StoreOrder struct {
 	Qty        int         `json:"qty"`
 	Status     OrderStatus `json:"status"`
 	ReceivedAt time.Time   `json:"receivedAt"`
+	// per store order, only increases: a board that saw version v has missed nothing <= v
+	Version int `json:"version"`
 }
 
 type Subscription struct {
+}
+
+// How the whole system is doing, as the admin's system page shows it.
+type SystemStatus struct {
+	// when the BFF asked
+	At time.Time `json:"at"`
+	// order, store, delivery, customercenter; each answered by one of its replicas
+	Services []*ServiceStatus `json:"services"`
 }
 
 // One event of an order, as the operator's timeline shows it.
@@ -147,6 +191,63 @@ type TimelineEvent struct {
 	PublishAttempts int        `json:"publishAttempts"`
 	// each service that applied it, and when (customercenter's is when it reached myPage)
 	Consumed []*EventConsumption `json:"consumed"`
+}
+
+type BreakerState string
+
+const (
+	BreakerStateClosed   BreakerState = "CLOSED"
+	BreakerStateHalfOpen BreakerState = "HALF_OPEN"
+	BreakerStateOpen     BreakerState = "OPEN"
+)
+
+var AllBreakerState = []BreakerState{
+	BreakerStateClosed,
+	BreakerStateHalfOpen,
+	BreakerStateOpen,
+}
+
+func (e BreakerState) IsValid() bool {
+	switch e {
+	case BreakerStateClosed, BreakerStateHalfOpen, BreakerStateOpen:
+		return true
+	}
+	return false
+}
+
+func (e BreakerState) String() string {
+	return string(e)
+}
+
+func (e *BreakerState) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = BreakerState(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid BreakerState", str)
+	}
+	return nil
+}
+
+func (e BreakerState) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *BreakerState) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e BreakerState) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type OrderStatus string
