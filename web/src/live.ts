@@ -23,8 +23,15 @@ export function stepTime(orderId: string, status: Status): string | undefined {
 export function steps(orderId: string, status: Status): Status[] {
   const i = progress.indexOf(status);
   if (i >= 0) return progress.slice(0, i + 1);
-  const reached = progress.filter((s, j) => j === 0 || stepTime(orderId, s) !== undefined);
+  // A rejected order was never ORDERED (it is recorded refused); a cancelled one was.
+  const reached = progress.filter((s, j) => (j === 0 && status === "CANCELLED") || stepTime(orderId, s) !== undefined);
   return [...reached, status];
+}
+
+// pending lists the steps still ahead of an order in progress.
+export function pending(status: Status): Status[] {
+  const i = progress.indexOf(status);
+  return i >= 0 ? progress.slice(i + 1) : [];
 }
 
 export const cancellable = (s: Status) => s === "ORDERED" || s === "RECEIVED";

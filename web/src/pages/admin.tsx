@@ -52,20 +52,20 @@ export function StoresPage() {
 
 function RegisterStore() {
   const t = useT();
-  const [name, setName] = useState("");
-  const [region, setRegion] = useState("");
-  const [open, setOpen] = useState(true);
   const [state, register] = useMutation(RegisterStoreDocument);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [done, setDone] = useState("");
   const submit = async (e: Event) => {
     e.preventDefault();
+    const form = e.currentTarget as HTMLFormElement;
+    const f = new FormData(form);
     setProblem(null);
     setDone("");
-    const res = await register({ input: { name: name.trim(), region: region.trim(), open } });
+    const input = { name: String(f.get("name") ?? "").trim(), region: String(f.get("region") ?? "").trim(), open: f.get("open") === "on" };
+    const res = await register({ input });
     if (res.error) return setProblem(describe(res.error, t));
     setDone(t("admin.registered", { name: res.data!.registerStore.name }));
-    setName("");
+    (form.elements.namedItem("name") as HTMLInputElement).value = "";
   };
   return (
     <section class="card" aria-labelledby="register-title">
@@ -73,14 +73,14 @@ function RegisterStore() {
       <form id="store-form" onSubmit={submit}>
         <label>
           {t("admin.name")}
-          <input id="store-name" required value={name} placeholder="강남점" onInput={(e) => setName(e.currentTarget.value)} />
+          <input id="store-name" name="name" required placeholder="강남점" autocomplete="off" />
         </label>
         <label>
           {t("admin.region")}
-          <input id="store-region" required value={region} placeholder="강남구" onInput={(e) => setRegion(e.currentTarget.value)} />
+          <input id="store-region" name="region" required placeholder="강남구" autocomplete="off" />
         </label>
         <div class="switch">
-          <input id="store-open-new" type="checkbox" checked={open} onChange={(e) => setOpen(e.currentTarget.checked)} />
+          <input id="store-open-new" name="open" type="checkbox" defaultChecked />
           <label for="store-open-new">{t("admin.openNew")}</label>
         </div>
         <button id="register-store" type="submit" class="primary" disabled={state.fetching}>
@@ -154,11 +154,11 @@ function StoreRow({ store }: { store: StoreFieldsFragment }) {
 export function OrdersPage({ id }: { id: string | null }) {
   const t = useT();
   const lang = useLang();
-  const [typed, setTyped] = useState(id ?? "");
   const [res] = useQuery({ query: LookupOrderDocument, variables: { id: id ?? "" }, pause: !id, requestPolicy: "network-only" });
   const submit = (e: Event) => {
     e.preventDefault();
-    if (typed.trim()) navigate(`/admin/orders?id=${encodeURIComponent(typed.trim())}`);
+    const typed = String(new FormData(e.currentTarget as HTMLFormElement).get("id") ?? "").trim();
+    if (typed) navigate(`/admin/orders?id=${encodeURIComponent(typed)}`);
   };
   const order = res.data?.order;
   const events = res.data?.orderTimeline ?? [];
@@ -168,7 +168,7 @@ export function OrdersPage({ id }: { id: string | null }) {
         <h2 id="lookup-title">{t("admin.lookup")}</h2>
         <form class="inline" onSubmit={submit}>
           <label for="lookup-order">{t("admin.orderId")}</label>
-          <input id="lookup-order" inputMode="numeric" autocomplete="off" required value={typed} onInput={(e) => setTyped(e.currentTarget.value)} />
+          <input id="lookup-order" name="id" inputMode="numeric" autocomplete="off" required defaultValue={id ?? ""} />
           <button id="lookup" type="submit" class="primary">
             {t("admin.lookupSubmit")}
           </button>

@@ -15,7 +15,7 @@ import {
 import type { LiveContext } from "../client";
 import { describe, type Problem } from "../errors";
 import { formatTime, pizzas, useLang, useT } from "../i18n";
-import { cancellable, getRetryAt, newKey, observe, setRetryAt, stepTime, steps, type Status } from "../live";
+import { cancellable, getRetryAt, newKey, observe, pending, setRetryAt, stepTime, steps, type Status } from "../live";
 
 // usePlace places orders, remembering when a STORE_BUSY one may be placed again. A failed
 // attempt keeps its idempotency key, so trying again can never place the order twice.
@@ -47,17 +47,20 @@ export function OrderForm({ customerId, heading }: { customerId: string; heading
     () => [...new Set((stores.data?.stores ?? []).map((s) => s.region))].sort((a, b) => a.localeCompare(b, "ko")),
     [stores.data],
   );
-  const [pizza, setPizza] = useState(pizzas[0]);
-  const [qty, setQty] = useState(1);
-  const [region, setRegion] = useState("");
   const [done, setDone] = useState("");
   const { fetching, problem, place } = usePlace();
-  const chosen = region || regions[0] || "";
 
+  // The fields are read when the form is submitted (not kept in state): whatever filled them counts.
   const submit = async (e: Event) => {
     e.preventDefault();
     setDone("");
-    const o = await place({ customerId, pizza, qty, region: chosen });
+    const f = new FormData(e.currentTarget as HTMLFormElement);
+    const o = await place({
+      customerId,
+      pizza: String(f.get("pizza") ?? ""),
+      qty: Number(f.get("qty")),
+      region: String(f.get("region") ?? ""),
+    });
     if (o) setDone(t("order.placed", { id: o.id, status: t(`status.${o.status}` as "status.ORDERED") }));
   };
 
@@ -68,7 +71,7 @@ export function OrderForm({ customerId, heading }: { customerId: string; heading
         <div class="fields">
           <label>
             {t("order.pizza")}
-            <select id="pizza" value={pizza} onChange={(e) => setPizza(e.currentTarget.value)}>
+            <select id="pizza" name="pizza">
               {pizzas.map((p) => (
                 <option key={p} value={p}>
                   {p}
@@ -78,19 +81,11 @@ export function OrderForm({ customerId, heading }: { customerId: string; heading
           </label>
           <label>
             {t("order.qty")}
-            <input
-              id="qty"
-              type="number"
-              min={1}
-              max={100}
-              required
-              value={qty}
-              onInput={(e) => setQty(Number(e.currentTarget.value))}
-            />
+            <input id="qty" name="qty" type="number" inputMode="numeric" min={1} max={100} required defaultValue="1" />
           </label>
           <label>
             {t("order.region")}
-            <select id="region" value={chosen} required onChange={(e) => setRegion(e.currentTarget.value)}>
+            <select id="region" name="region" required>
               {regions.length === 0 && <option value="">{t("order.noRegions")}</option>}
               {regions.map((r) => (
                 <option key={r} value={r}>
@@ -100,7 +95,7 @@ export function OrderForm({ customerId, heading }: { customerId: string; heading
             </select>
           </label>
         </div>
-        <button id="place-order" type="submit" class="primary" disabled={fetching || !chosen}>
+        <button id="place-order" type="submit" class="primary" disabled={fetching || regions.length === 0}>
           {fetching ? t("order.placing") : t("order.submit")}
         </button>
       </form>
@@ -191,6 +186,11 @@ function OrderRow({ row }: { row: MyPageRowFragment }) {
             </li>
           );
         })}
+        {pending(status).map((s) => (
+          <li key={s} class="step pending">
+            <span>{t(`status.${s}`)}</span>
+          </li>
+        ))}
       </ol>
       {row.storeId || row.deliveryId ? (
         <p class="meta">

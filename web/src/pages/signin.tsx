@@ -6,12 +6,13 @@ import { ErrorLine } from "./orders";
 
 export function SignIn({ onSession, notice }: { onSession: (s: Session) => void; notice?: string }) {
   const t = useT();
-  const [token, setToken] = useState("");
   const [problem, setProblem] = useState<{ code: string; message: string } | null>(null);
   const dev = devSignInURL();
 
+  // Forms read their fields when submitted (not from state), so whatever filled them counts.
   const submit = (e: Event) => {
     e.preventDefault();
+    const token = String(new FormData(e.currentTarget as HTMLFormElement).get("token") ?? "");
     try {
       onSession(decode(token));
     } catch (err) {
@@ -32,16 +33,15 @@ export function SignIn({ onSession, notice }: { onSession: (s: Session) => void;
           <label for="token">{t("signin.token")}</label>
           <textarea
             id="token"
+            name="token"
             rows={4}
             spellcheck={false}
             autocomplete="off"
             aria-describedby="token-help"
-            value={token}
-            onInput={(e) => setToken(e.currentTarget.value)}
             required
           />
           <p id="token-help" class="help">
-            {t("signin.tokenHelp")}
+            {t("signin.tokenHelp")} <code>pizza token --role customer --customer 1</code>
           </p>
           <button id="signin" type="submit" class="primary">
             {t("signin.submit")}
@@ -64,10 +64,11 @@ function DevSignIn({ url, onSession }: { url: string; onSession: (s: Session) =>
 
   const submit = async (e: Event) => {
     e.preventDefault();
+    const form = new FormData(e.currentTarget as HTMLFormElement);
     setBusy(true);
     setProblem(null);
     try {
-      onSession(await devToken(url, role, id.trim()));
+      onSession(await devToken(url, String(form.get("role")) as Role, String(form.get("id") ?? "").trim()));
     } catch (err) {
       setProblem({ code: (err as { code?: string }).code ?? "NETWORK", message: (err as Error).message });
     } finally {
@@ -85,6 +86,7 @@ function DevSignIn({ url, onSession }: { url: string; onSession: (s: Session) =>
             {t("signin.role")}
             <select
               id="dev-role"
+              name="role"
               value={role}
               onChange={(e) => {
                 const r = e.currentTarget.value as Role;
@@ -101,7 +103,7 @@ function DevSignIn({ url, onSession }: { url: string; onSession: (s: Session) =>
           </label>
           <label>
             {t(`signin.id.${role}`)}
-            <input id="dev-id" value={id} required={needsId} autocomplete="off" onInput={(e) => setId(e.currentTarget.value)} />
+            <input id="dev-id" name="id" value={id} required={needsId} autocomplete="off" onInput={(e) => setId(e.currentTarget.value)} />
           </label>
         </div>
         <button id="dev-signin" type="submit" class="primary" disabled={busy}>
