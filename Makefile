@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run run-split test chaos infra migrate generate bench lint fmt tidy check
+.PHONY: run run-split test chaos infra browser migrate generate bench lint fmt tidy check
 
 ## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process. It
 ## listens on loopback (PIZZA_HTTP_ADDR, default 127.0.0.1:8080); once every component is ready
@@ -17,8 +17,9 @@ run: infra
 run-split: infra
 	@./scripts/run-split.sh
 
-## test: bring up PostgreSQL and RabbitMQ, then every test against them
-test: infra
+## test: bring up PostgreSQL and RabbitMQ (and Debian's chromium for the console's browser tests),
+## then every test against them; the browser tests leave screenshots in bin/screenshots/
+test: infra browser
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 
@@ -31,6 +32,10 @@ chaos: infra
 ## infra: start PostgreSQL and RabbitMQ when they do not answer (idempotent)
 infra:
 	@./scripts/infra-up.sh
+
+## browser: install Debian's chromium when there is none (the browser tests never download one)
+browser:
+	@./scripts/browser-up.sh >/dev/null
 
 migrate: infra
 	$(GO) run ./cmd/pizza migrate
