@@ -169,9 +169,9 @@ func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.Batch
 		}
 		var c struct {
 			id, customer, pizza, region, status, reason, store, delivery, steps []string
-			qty                                                          []int32
-			placed                                                       []time.Time
-			version                                                      []int64
+			qty                                                                 []int32
+			placed                                                              []time.Time
+			version                                                             []int64
 		}
 		for _, r := range changed {
 			c.id, c.customer, c.pizza, c.region = append(c.id, r.OrderID), append(c.customer, r.CustomerID), append(c.pizza, r.Pizza), append(c.region, r.Region)
