@@ -45,9 +45,11 @@ generate:
 	$(GO) generate ./...
 
 ## bench: the whole system against its pgx baseline (20 s a phase; BENCH_FLAGS= for a full 60 s run),
-## then the outbox's micro-benchmarks; results are appended to BENCHMARKS.md. Never part of make test.
+## then the outbox's micro-benchmarks and the console's numbers (its JavaScript, the first row, push
+## latency beside a bare graphql-ws client); the system's results are appended to BENCHMARKS.md.
+## Never part of make test.
 BENCH_FLAGS ?= --short
-bench: infra
+bench: infra browser
 	$(GO) run ./cmd/pizza bench $(BENCH_FLAGS) --record BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./outbox/
 	PIZZA_CONSOLE_BENCH=30 $(GO) test -count=1 -run '^TestConsoleBench$$' -v ./cmd/pizza/ | grep -v '^=== '
