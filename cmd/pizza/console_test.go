@@ -189,6 +189,7 @@ func TestConsoleSeedStory(t *testing.T) {
 
 	do(t, customer, "open the console", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#token")))
 	screenshot(t, customer, "signin-phone")
+	requireLabelled(t, customer, "signin-phone")
 
 	// The admin registers the seed's stores: 강남점 open, 종로점 closed, and 서초점 (busy).
 	devSignIn(t, admin, base, model.RoleAdmin, "admin-1")
@@ -196,6 +197,7 @@ func TestConsoleSeedStory(t *testing.T) {
 	registerInPage(t, admin, "종로점", "종로구", false)
 	registerInPage(t, admin, "서초점", busyRegion, true)
 	screenshot(t, admin, "admin-stores")
+	requireLabelled(t, admin, "admin-stores")
 
 	signIn(t, master, base, model.RoleMaster, mint(t, model.RoleMaster, gangnam))
 	do(t, master, "the board", chromedp.WaitVisible(chromedp.CSS("#board")))
@@ -208,6 +210,7 @@ func TestConsoleSeedStory(t *testing.T) {
 	waitJS(t, master, "the new order on the board, marked new",
 		fmt.Sprintf(`document.querySelector(%s)?.dataset.new === 'true'`, jsString(row("#board", first))))
 	screenshot(t, master, "master-board")
+	requireLabelled(t, master, "master-board")
 	click(t, master, row("#board", first)+" [data-action=cook]")
 	waitJS(t, master, "cooked on the board", fmt.Sprintf(`['COOKED', 'DELIVERY_STARTED'].includes(document.querySelector(%s)?.dataset.status)`, jsString(row("#board", first))))
 
@@ -220,6 +223,7 @@ func TestConsoleSeedStory(t *testing.T) {
 	require.Zero(t, evalJS[int](t, customer, fmt.Sprintf(`document.querySelectorAll(%s).length`, jsString(row("#orders", first)+" [data-action=cancel]"))),
 		"a delivered order offers no cancel")
 	screenshot(t, customer, "customer-phone")
+	requireLabelled(t, customer, "customer-phone")
 
 	// A cancel, while the store has not cooked it yet: the board shows it cancelled too.
 	second := placeInPage(t, customer, "", 1, "강남구")
@@ -254,6 +258,7 @@ func TestConsoleSeedStory(t *testing.T) {
 	signIn(t, desk, base, model.RoleCustomer, mint(t, model.RoleCustomer, "story-1"))
 	waitStatus(t, desk, "#orders", first, "DELIVERY_STARTED")
 	screenshot(t, desk, "customer-desktop")
+	requireLabelled(t, desk, "customer-desktop")
 
 	// The admin looks the first order up: its timeline, event by event.
 	setValue(t, admin, "#lookup-order", first)
@@ -262,6 +267,7 @@ func TestConsoleSeedStory(t *testing.T) {
 		waitJS(t, admin, "timeline "+ev, fmt.Sprintf(`!!document.querySelector(%s)`, jsString("#timeline [data-event-type="+cssQuote(ev)+"]")))
 	}
 	screenshot(t, admin, "admin-order-timeline")
+	requireLabelled(t, admin, "admin-order-timeline")
 }
 
 // The admin's system page: every service's backlog, lag and dead letters, and the breakers,
@@ -281,6 +287,7 @@ func TestConsoleAdminSystemAndAgent(t *testing.T) {
 	}
 	waitJS(t, admin, "the store-check breaker closed", `document.querySelector('#system [data-breaker=store-check]')?.dataset.state === 'CLOSED'`)
 	screenshot(t, admin, "admin-system")
+	requireLabelled(t, admin, "admin-system")
 
 	agent := b.tab(t, desktopW, desktopH)
 	signIn(t, agent, base, model.RoleAgent, mint(t, model.RoleAgent, "agent-1"))
@@ -291,6 +298,7 @@ func TestConsoleAdminSystemAndAgent(t *testing.T) {
 	id := placeInPage(t, agent, "", 3, "강남구")
 	waitStatus(t, agent, "#orders", id, "RECEIVED")
 	screenshot(t, agent, "agent")
+	requireLabelled(t, agent, "agent")
 	// The order is the customer's, at the API too.
 	var o struct{ CustomerID string }
 	gql(t, base, mint(t, model.RoleAdmin, "ops"), `query($id: ID!) { order(id: $id) { customerId } }`, map[string]any{"id": id}).decode(t, "order", &o)
@@ -457,4 +465,18 @@ func TestConsoleLoadsNothingFromElsewhere(t *testing.T) {
 		require.Empty(t, console, "%s: errors in the console (a Content-Security-Policy violation is one)", page.path)
 		mu.Unlock()
 	}
+}
+
+// requireLabelled fails when a control on the tab's page has no accessible name (a <label>, an
+// aria-label or aria-labelledby, a title, or a button's own text): a screen reader could not
+// say what it is.
+func requireLabelled(t *testing.T, tab context.Context, screen string) {
+	t.Helper()
+	unnamed := evalJS[[]string](t, tab, `[...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')].filter(e => {
+		const byRef = (e.getAttribute('aria-labelledby') || '').split(/\s+/).filter(Boolean)
+			.map(id => document.getElementById(id)?.textContent.trim()).some(Boolean);
+		const own = e.tagName === 'BUTTON' && e.textContent.trim();
+		return !(e.labels?.length && [...e.labels].some(l => l.textContent.trim())) && !e.getAttribute('aria-label')?.trim() && !byRef && !e.title && !own;
+	}).map(e => e.outerHTML.slice(0, 120))`)
+	require.Empty(t, unnamed, "%s: controls without a label", screen)
 }
