@@ -49,6 +49,21 @@ func signIn(t *testing.T, tab context.Context, base string, role model.Role, tok
 	setValue(t, tab, "#token", tok)
 	click(t, tab, "#signin")
 	waitJS(t, tab, "signed in as "+string(role), `document.querySelector('[data-role]')?.dataset.role === `+jsString(string(role)))
+	requireTokenKept(t, tab, tok)
+}
+
+// requireTokenKept fails when the token is anywhere but memory and sessionStorage: in the URL,
+// localStorage or a cookie.
+func requireTokenKept(t *testing.T, tab context.Context, tok string) {
+	t.Helper()
+	where := evalJS[[]string](t, tab, fmt.Sprintf(`(() => {
+		const tok = %s, out = [];
+		if (location.href.includes(tok)) out.push('the URL');
+		for (let i = 0; i < localStorage.length; i++) if (localStorage.getItem(localStorage.key(i)).includes(tok)) out.push('localStorage');
+		if (document.cookie.includes(tok)) out.push('a cookie');
+		return out;
+	})()`, jsString(tok)))
+	require.Empty(t, where, "the token is kept where it may leak")
 }
 
 // devSignIn signs in with the development one-click sign-in.
@@ -59,6 +74,8 @@ func devSignIn(t *testing.T, tab context.Context, base string, role model.Role, 
 	setValue(t, tab, "#dev-id", id)
 	click(t, tab, "#dev-signin")
 	waitJS(t, tab, "signed in as "+string(role), `document.querySelector('[data-role]')?.dataset.role === `+jsString(string(role)))
+	require.Zero(t, evalJS[int](t, tab, `localStorage.length`), "nothing in localStorage")
+	require.NotContains(t, evalJS[string](t, tab, `location.href`), "token")
 }
 
 // setValue sets an input's, textarea's or select's value as typing or choosing would, firing
