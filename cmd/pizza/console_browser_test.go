@@ -471,7 +471,9 @@ func TestConsoleLoadsNothingFromElsewhere(t *testing.T) {
 		do(t, tab, "open "+page.path, chromedp.Navigate(base+page.path), chromedp.WaitVisible(chromedp.CSS(page.ready)))
 		if page.path == "/playground" {
 			// GraphiQL fetched the schema (introspection works in development) and shows it.
-			waitJS(t, tab, "GraphiQL's schema", `!document.body.innerText.includes('Error fetching schema')`)
+			// GraphiQL's editors are up and its spinner gone: the schema was fetched.
+			waitJS(t, tab, "GraphiQL's editors", `!!document.querySelector('.graphiql-container .monaco-editor') && !document.querySelector('.graphiql-spinner')`)
+			require.NotContains(t, evalJS[string](t, tab, `document.body.innerText`), "Error fetching schema")
 		}
 		screenshot(t, tab, "page"+strings.ReplaceAll(page.path, "/", "-"))
 		mu.Lock()
