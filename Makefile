@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: run run-split test chaos infra migrate generate bench lint fmt tidy check
+.PHONY: run run-split test chaos infra browser migrate generate bench lint fmt tidy check
 
 ## run: bring up PostgreSQL and RabbitMQ, migrate, and serve every component in one process. It
 ## listens on loopback (PIZZA_HTTP_ADDR, default 127.0.0.1:8080); once every component is ready
@@ -17,8 +17,9 @@ run: infra
 run-split: infra
 	@./scripts/run-split.sh
 
-## test: bring up PostgreSQL and RabbitMQ, then every test against them
-test: infra
+## test: bring up PostgreSQL and RabbitMQ (and Debian's chromium for the console's browser tests),
+## then every test against them; the browser tests leave screenshots in bin/screenshots/
+test: infra browser
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 
@@ -32,6 +33,10 @@ chaos: infra
 infra:
 	@./scripts/infra-up.sh
 
+## browser: install Debian's chromium when there is none (the browser tests never download one)
+browser:
+	@./scripts/browser-up.sh >/dev/null
+
 migrate: infra
 	$(GO) run ./cmd/pizza migrate
 
@@ -40,11 +45,14 @@ generate:
 	$(GO) generate ./...
 
 ## bench: the whole system against its pgx baseline (20 s a phase; BENCH_FLAGS= for a full 60 s run),
-## then the outbox's micro-benchmarks; results are appended to BENCHMARKS.md. Never part of make test.
+## then the outbox's micro-benchmarks and the console's numbers (its JavaScript, the first row, push
+## latency beside a bare graphql-ws client); the system's results are appended to BENCHMARKS.md.
+## Never part of make test.
 BENCH_FLAGS ?= --short
-bench: infra
+bench: infra browser
 	$(GO) run ./cmd/pizza bench $(BENCH_FLAGS) --record BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./outbox/
+	PIZZA_CONSOLE_BENCH=30 $(GO) test -count=1 -run '^TestConsoleBench$$' -v ./cmd/pizza/ | grep -v '^=== '
 
 lint: fmt
 	$(GO) vet ./...

@@ -94,6 +94,7 @@ type ComplexityRoot struct {
 		Region       func(childComplexity int) int
 		RejectReason func(childComplexity int) int
 		Status       func(childComplexity int) int
+		Steps        func(childComplexity int) int
 		StoreID      func(childComplexity int) int
 		UpdatedAt    func(childComplexity int) int
 		Version      func(childComplexity int) int
@@ -111,6 +112,11 @@ type ComplexityRoot struct {
 		Status            func(childComplexity int) int
 		StoreID           func(childComplexity int) int
 		UpdatedAt         func(childComplexity int) int
+	}
+
+	OrderStep struct {
+		At     func(childComplexity int) int
+		Status func(childComplexity int) int
 	}
 
 	Query struct {
@@ -484,6 +490,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MyPageOrder.Status(childComplexity), true
+	case "MyPageOrder.steps":
+		if e.ComplexityRoot.MyPageOrder.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MyPageOrder.Steps(childComplexity), true
 	case "MyPageOrder.storeId":
 		if e.ComplexityRoot.MyPageOrder.StoreID == nil {
 			break
@@ -569,6 +581,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Order.UpdatedAt(childComplexity), true
+
+	case "OrderStep.at":
+		if e.ComplexityRoot.OrderStep.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderStep.At(childComplexity), true
+	case "OrderStep.status":
+		if e.ComplexityRoot.OrderStep.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderStep.Status(childComplexity), true
 
 	case "Query.customers":
 		if e.ComplexityRoot.Query.Customers == nil {
@@ -1085,6 +1110,8 @@ func (ec *executionContext) childFields_MyPageOrder(ctx context.Context, field g
 		return ec.fieldContext_MyPageOrder_deliveryId(ctx, field)
 	case "updatedAt":
 		return ec.fieldContext_MyPageOrder_updatedAt(ctx, field)
+	case "steps":
+		return ec.fieldContext_MyPageOrder_steps(ctx, field)
 	case "version":
 		return ec.fieldContext_MyPageOrder_version(ctx, field)
 	}
@@ -1117,6 +1144,16 @@ func (ec *executionContext) childFields_Order(ctx context.Context, field graphql
 		return ec.fieldContext_Order_updatedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Order", field.Name)
+}
+
+func (ec *executionContext) childFields_OrderStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "status":
+		return ec.fieldContext_OrderStep_status(ctx, field)
+	case "at":
+		return ec.fieldContext_OrderStep_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OrderStep", field.Name)
 }
 
 func (ec *executionContext) childFields_ServiceStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2753,6 +2790,38 @@ func (ec *executionContext) fieldContext_MyPageOrder_updatedAt(_ context.Context
 	return graphql.NewScalarFieldContext("MyPageOrder", field, false, false, "Time")
 }
 
+func (ec *executionContext) _MyPageOrder_steps(ctx context.Context, field graphql.CollectedField, obj *model.MyPageOrder) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MyPageOrder_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.OrderStep) graphql.Marshaler {
+			return ec.marshalNOrderStep2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐOrderStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MyPageOrder_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MyPageOrder",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OrderStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _MyPageOrder_version(ctx context.Context, field graphql.CollectedField, obj *model.MyPageOrder) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3027,6 +3096,52 @@ func (ec *executionContext) _Order_updatedAt(ctx context.Context, field graphql.
 }
 func (ec *executionContext) fieldContext_Order_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Order", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OrderStep_status(ctx context.Context, field graphql.CollectedField, obj *model.OrderStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderStep_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.OrderStatus) graphql.Marshaler {
+			return ec.marshalNOrderStatus2githubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐOrderStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderStep_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderStep", field, false, false, "OrderStatus")
+}
+
+func (ec *executionContext) _OrderStep_at(ctx context.Context, field graphql.CollectedField, obj *model.OrderStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderStep_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderStep_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderStep", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Query_order(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -5902,6 +6017,11 @@ func (ec *executionContext) _MyPageOrder(ctx context.Context, sel ast.SelectionS
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "steps":
+			out.Values[i] = ec._MyPageOrder_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "version":
 			out.Values[i] = ec._MyPageOrder_version(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -5987,6 +6107,44 @@ func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, ob
 			}
 		case "updatedAt":
 			out.Values[i] = ec._Order_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var orderStepImplementors = []string{"OrderStep"}
+
+func (ec *executionContext) _OrderStep(ctx context.Context, sel ast.SelectionSet, obj *model.OrderStep) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, orderStepImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OrderStep")
+		case "status":
+			out.Values[i] = ec._OrderStep_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._OrderStep_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -7004,6 +7162,30 @@ func (ec *executionContext) unmarshalNOrderStatus2githubᚗcomᚋ1588ᚑpizzaᚋ
 
 func (ec *executionContext) marshalNOrderStatus2githubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐOrderStatus(ctx context.Context, sel ast.SelectionSet, v model.OrderStatus) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNOrderStep2ᚕᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐOrderStepᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.OrderStep) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNOrderStep2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐOrderStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNOrderStep2ᚖgithubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐOrderStep(ctx context.Context, sel ast.SelectionSet, v *model.OrderStep) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OrderStep!")
+		return graphql.Null
+	}
+	return ec._OrderStep(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNPlaceOrderInput2githubᚗcomᚋ1588ᚑpizzaᚋpizzaᚋgraphᚋmodelᚐPlaceOrderInput(ctx context.Context, v any) (model.PlaceOrderInput, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
+	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -375,6 +376,20 @@ func (h *Hub) sweep() {
 	}
 }
 
+// stepOrder is the order a row's steps are listed in: the lattice's, the ends last.
+var stepOrder = []lifecycle.Status{lifecycle.Ordered, lifecycle.Received, lifecycle.Cooked, lifecycle.DeliveryStarted,
+	lifecycle.Cancelled, lifecycle.Rejected}
+
+func toSteps(steps customercenter.Steps) []*model.OrderStep {
+	out := make([]*model.OrderStep, 0, len(steps))
+	for _, st := range stepOrder {
+		if at, ok := steps[st]; ok {
+			out = append(out, &model.OrderStep{Status: model.OrderStatus(st), At: at})
+		}
+	}
+	return out
+}
+
 func toMyPage(row customercenter.Row) *model.MyPageOrder {
 	r := &model.MyPageOrder{
 		ID:         row.OrderID, // the row's cache key: an order has one row
@@ -387,6 +402,7 @@ func toMyPage(row customercenter.Row) *model.MyPageOrder {
 		StoreID:    optional(row.StoreID),
 		DeliveryID: optional(row.DeliveryID),
 		UpdatedAt:  row.UpdatedAt,
+		Steps:      toSteps(row.Steps),
 		Version:    int(row.Version),
 	}
 	if reason := row.ShownRejectReason(); reason != "" {

@@ -100,6 +100,25 @@ func TestSeedStoryThroughGraphQL(t *testing.T) {
 	rows2 := ws.rowsUntil(t, "DELIVERY_STARTED")
 	requireProgress(t, append(rows, rows2...), o.ID)
 	require.NotNil(t, rows2[len(rows2)-1].DeliveryID)
+	// Each step the order took, and when, in the lattice's order.
+	var stepped []struct {
+		OrderID string
+		Steps   []struct {
+			Status string
+			At     time.Time
+		}
+	}
+	gql(t, base, customer, `query { myPage(customerId: "1") { orderId steps { status at } } }`, nil).decode(t, "myPage", &stepped)
+	require.Len(t, stepped, 1)
+	var steps []string
+	for i, st := range stepped[0].Steps {
+		steps = append(steps, st.Status)
+		require.False(t, st.At.IsZero())
+		if i > 0 {
+			require.False(t, st.At.Before(stepped[0].Steps[i-1].At), "each step happened after the one before: %+v", stepped[0].Steps)
+		}
+	}
+	require.Equal(t, []string{"ORDERED", "RECEIVED", "COOKED", "DELIVERY_STARTED"}, steps)
 	require.Equal(t, "CONFLICT", gql(t, base, customer, cancelMutation, map[string]any{"id": o.ID}).code())
 
 	// Cancel before cooking.

@@ -372,22 +372,12 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		return nil
 	}))
 	deadLetterRoutes(srv.mux, dead, logger)
-	ln, err := net.Listen("tcp", sc.Addr)
-	if err != nil {
-		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)
-	}
-	// Callers in this process (the BFF, the order service's availability check) skip the socket
-	// when they call this very server (not when their URL leads elsewhere: a proxy, a replica).
-	stopLocal := api.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)
-	defer stopLocal()
 	if err := ob.Start(ctx); err != nil {
-		_ = ln.Close()
 		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
 	}
 	var seeded []store.Store
 	if s == db.Store && cfg.Common.Seed && !cfg.production() {
 		if seeded, err = seedStores(ctx, pool); err != nil {
-			_ = ln.Close()
 			stopRelay(ctx, ob, cfg, logger)
 			return fmt.Errorf("%s: register the development stores: %w", s, err)
 		}
@@ -395,14 +385,25 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 			logger.InfoContext(ctx, "registered the development stores: the store database had none", "stores", len(seeded))
 		}
 	}
+	// Listen only once everything before serving is done, and serve at once: a caller (another
+	// replica's balancer, the BFF) never waits on a socket that accepts but does not answer yet
+	// while the relay starts.
+	ln, err := net.Listen("tcp", sc.Addr)
+	if err != nil {
+		stopRelay(ctx, ob, cfg, logger)
+		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)
+	}
+	// Callers in this process (the BFF, the order service's availability check) skip the socket
+	// when they call this very server (not when their URL leads elsewhere: a proxy, a replica).
+	stopLocal := api.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)
+	defer stopLocal()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.serve(ln) }()
+	logger.InfoContext(ctx, "serving", "addr", ln.Addr().String())
 	consumerDone := make(chan struct{})
 	go func() { defer close(consumerDone); _ = consumer.Run(ctx) }()
 	deadDone := make(chan struct{})
 	go func() { defer close(deadDone); _ = dead.Run(ctx) }()
-	logger.InfoContext(ctx, "serving", "addr", ln.Addr().String())
-
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.serve(ln) }()
 	up(started{name: string(s), ready: ready, stores: seeded})
 	var result error
 	select {

@@ -84,6 +84,8 @@ type MyPageOrder struct {
 	StoreID      *string       `json:"storeId,omitempty"`
 	DeliveryID   *string       `json:"deliveryId,omitempty"`
 	UpdatedAt    time.Time     `json:"updatedAt"`
+	// each status the order reached and when (the time of the event that said so), in the lattice's order: ORDERED, RECEIVED, COOKED, DELIVERY_STARTED, then CANCELLED or REJECTED
+	Steps []*OrderStep `json:"steps"`
 	// per order, only increases: a client that saw version v has missed nothing <= v
 	Version int `json:"version"`
 }
@@ -101,6 +103,12 @@ type Order struct {
 	StoreID           *string   `json:"storeId,omitempty"`
 	PlacedAt          time.Time `json:"placedAt"`
 	UpdatedAt         time.Time `json:"updatedAt"`
+}
+
+// A status an order reached, and when.
+type OrderStep struct {
+	Status OrderStatus `json:"status"`
+	At     time.Time   `json:"at"`
 }
 
 type PlaceOrderInput struct {

@@ -5,6 +5,7 @@ package customercenter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -27,8 +28,29 @@ const Producer = "customercenter"
 // Row is one order on a customer's myPage.
 type Row struct {
 	lifecycle.View
+	// Steps says when the order reached each status it reached: the time (OccurredAt) of the
+	// first event to arrive that said so.
+	Steps     Steps     `json:"steps"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	Version   int64     `json:"version"`
+}
+
+// Steps maps each status an order reached to when it reached it.
+type Steps map[lifecycle.Status]time.Time
+
+// record notes that the order reached st at, unless the step is known already: a step keeps
+// the time it was first told (a redelivered event, or the second of two events for the same
+// status, such as order.cancelled and store.order_cancelled, changes nothing and is not
+// announced again). It reports whether the steps changed.
+func (s *Steps) record(st lifecycle.Status, at time.Time) bool {
+	if *s == nil {
+		*s = Steps{}
+	}
+	if _, ok := (*s)[st]; ok {
+		return false
+	}
+	(*s)[st] = at.UTC()
+	return true
 }
 
 // Service is the customercenter's logic.
@@ -48,7 +70,7 @@ var Keys = []string{
 }
 
 const columns = `order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id,
-	COALESCE(placed_at, 'epoch'), updated_at, version`
+	COALESCE(placed_at, 'epoch'), steps, updated_at, version`
 
 func scanRow(r pgx.CollectableRow) (Row, error) { return scanRowWith(r) }
 
@@ -59,7 +81,7 @@ func scanRowWith(r pgx.CollectableRow, extra ...any) (Row, error) {
 		status, reason string
 	)
 	err := r.Scan(append([]any{&row.OrderID, &row.CustomerID, &row.Pizza, &row.Qty, &row.Region, &status, &reason,
-		&row.StoreID, &row.DeliveryID, &row.PlacedAt, &row.UpdatedAt, &row.Version}, extra...)...)
+		&row.StoreID, &row.DeliveryID, &row.PlacedAt, &row.Steps, &row.UpdatedAt, &row.Version}, extra...)...)
 	row.Status, row.RejectReason = lifecycle.Status(status), lifecycle.RejectReason(reason)
 	if row.PlacedAt.Equal(time.Unix(0, 0)) {
 		row.PlacedAt = time.Time{}
@@ -118,14 +140,15 @@ func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.Batch
 		var changed []*Row
 		for _, ev := range events {
 			row := current[ev.OrderID]
-			if _, ok := lifecycle.StatusOf(ev.Type); !ok || row == nil {
+			st, ok := lifecycle.StatusOf(ev.Type)
+			if !ok || row == nil {
 				continue
 			}
 			next, didChange, err := row.View.Apply(ev)
 			if err != nil {
 				return err
 			}
-			if !didChange {
+			if newStep := row.Steps.record(st, ev.OccurredAt); !didChange && !newStep {
 				continue
 			}
 			if !slices.Contains(changed, row) {
@@ -145,27 +168,32 @@ func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.Batch
 			return nil
 		}
 		var c struct {
-			id, customer, pizza, region, status, reason, store, delivery []string
-			qty                                                          []int32
-			placed                                                       []time.Time
-			version                                                      []int64
+			id, customer, pizza, region, status, reason, store, delivery, steps []string
+			qty                                                                 []int32
+			placed                                                              []time.Time
+			version                                                             []int64
 		}
 		for _, r := range changed {
 			c.id, c.customer, c.pizza, c.region = append(c.id, r.OrderID), append(c.customer, r.CustomerID), append(c.pizza, r.Pizza), append(c.region, r.Region)
 			c.status, c.reason = append(c.status, string(r.Status)), append(c.reason, string(r.RejectReason))
 			c.store, c.delivery = append(c.store, r.StoreID), append(c.delivery, r.DeliveryID)
 			c.qty, c.placed, c.version = append(c.qty, int32(r.Qty)), append(c.placed, placedAt(r.PlacedAt)), append(c.version, r.Version)
+			steps, err := json.Marshal(r.Steps)
+			if err != nil {
+				return err
+			}
+			c.steps = append(c.steps, string(steps))
 		}
 		// Written back with the COMMIT: nothing here needs its answer.
 		return outbox.Exec(ctx, tx, `
 UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
 	reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
-	placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version
+	placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version, steps = u.steps::jsonb
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-	$10::timestamptz[], $11::bigint[])
-	AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version)
+	$10::timestamptz[], $11::bigint[], $12::text[])
+	AS u(order_id, customer_id, pizza, qty, region, status, reject_reason, store_id, delivery_id, placed_at, version, steps)
 WHERE m.order_id = u.order_id`,
-			c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version)
+			c.id, c.customer, c.pizza, c.qty, c.region, c.status, c.reason, c.store, c.delivery, c.placed, c.version, c.steps)
 	}
 }
 
