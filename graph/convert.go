@@ -37,7 +37,7 @@ func toStore(s store.Store) *model.Store {
 
 func toStoreOrder(o store.Order) *model.StoreOrder {
 	return &model.StoreOrder{ID: o.OrderID, OrderID: o.OrderID, StoreID: o.StoreID, Pizza: o.Pizza, Qty: o.Qty,
-		Status: model.OrderStatus(o.Status), ReceivedAt: o.ReceivedAt}
+		Status: model.OrderStatus(o.Status), ReceivedAt: o.ReceivedAt, Version: int(o.Version)}
 }
 
 // notFoundIfForbidden hides the existence of another's object from a caller who may not see it.

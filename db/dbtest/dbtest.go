@@ -446,3 +446,13 @@ func SeqScans(t testing.TB, pool *pgxpool.Pool, table string) (n int64) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = $1`, table).Scan(&n))
 	return n
 }
+
+// IndexScans is how many scans the index has had, counted as SeqScans counts.
+func IndexScans(t testing.TB, pool *pgxpool.Pool, index string) (n int64) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+	require.NoError(t, err)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = $1`, index).Scan(&n))
+	return n
+}
