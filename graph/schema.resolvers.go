@@ -195,7 +195,10 @@ func (r *subscriptionResolver) MyPage(ctx context.Context, customerID string, se
 
 // StoreOrders is the resolver for the storeOrders field.
 func (r *subscriptionResolver) StoreOrders(ctx context.Context, storeID string, seen []*model.SeenVersion) (<-chan *model.StoreOrder, error) {
-	panic(fmt.Errorf("not implemented: StoreOrders - storeOrders"))
+	if err := mayManageStore(ctx, storeID); err != nil {
+		return nil, err
+	}
+	return r.watchStoreOrders(ctx, storeID, seen)
 }
 
 // Mutation returns MutationResolver implementation.

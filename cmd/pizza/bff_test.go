@@ -465,10 +465,7 @@ func TestThousandSubscribersEachSeeTheirOwn(t *testing.T) {
 		conns[i] = connect(t, base, mint(t, model.RoleCustomer, fmt.Sprint("c", i)))
 		conns[i].subscribe(t, "s", myPageSubscription, map[string]any{"c": fmt.Sprint("c", i)})
 	}
-	require.Eventually(t, func() bool {
-		_, body := get(t, opsOf(t, base)+"/metrics")
-		return strings.Contains(body, fmt.Sprintf("pizza_bff_subscribers %d", n))
-	}, 20*time.Second, 20*time.Millisecond)
+	waitSubscribers(t, base, n)
 
 	agent := mint(t, model.RoleAgent, "")
 	ids := make([]string, n)

@@ -138,18 +138,19 @@ func parseComponents(args []string) (withBFF bool, services []db.Service, err er
 	return withBFF, services, nil
 }
 
-// runBFF runs the GraphQL BFF: the public API, and the listener feeding live myPage subscriptions.
+// runBFF runs the GraphQL BFF: the public API, and the listener feeding live subscriptions (myPage,
+// store boards).
 func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.Registry, up func(started), logger *slog.Logger) error {
 	ctx, stop := context.WithCancel(ctx) // also ends the listener when the HTTP server fails
 	defer stop()
 	hub := graph.NewHub(cfg.BFF.SubscriberBuffer, 300*time.Millisecond, logger)
 	defer hub.Close()
 	listener := outbox.NewListener(outbox.ListenConfig{
-		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Keys: []string{lifecycle.MyPageUpdated},
-		Name: "pizza-bff-mypage", OnMessage: hub.Publish, OnReconnect: hub.Resync, Logger: logger,
+		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Keys: graph.LiveKeys,
+		Name: "pizza-bff-live", OnMessage: hub.Publish, OnReconnect: hub.Resync, Logger: logger,
 	})
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "pizza_bff_subscribers", Help: "Live myPage subscriptions on this BFF replica.",
+		Name: "pizza_bff_subscribers", Help: "Live subscriptions (myPage and store boards) on this BFF replica.",
 	}, func() float64 { return float64(hub.Subscribers()) })); err != nil {
 		return err
 	}
