@@ -41,7 +41,7 @@ type Hub struct {
 // fanout is the hub for one kind of row: its subscribers by group (a customer, a store), and the
 // version each order has reached.
 type fanout[T any] struct {
-	what        string                                 // for the logs: "myPage", "store board"
+	what        string                                  // for the logs: "myPage", "store board"
 	key         func(T) (group, id string, version int) // whose row, which order, which version
 	buffer      int
 	holdFor     time.Duration
@@ -60,8 +60,8 @@ type subscriber[T any] struct {
 	group  string
 	what   string
 	key    func(T) (group, id string, version int)
-	out    chan T                 // what gqlgen's stream reads; fill puts one row at a time
-	reread func() ([]T, error)    // the current rows, oldest first
+	out    chan T              // what gqlgen's stream reads; fill puts one row at a time
+	reread func() ([]T, error) // the current rows, oldest first
 	logger *slog.Logger
 
 	mu     sync.Mutex
