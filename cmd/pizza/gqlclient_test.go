@@ -24,7 +24,14 @@ import (
 // URL (http://host:port). Its metrics are at opsOf(base).
 func (sys *system) startBFF(t *testing.T) string {
 	t.Helper()
+	return sys.startBFFWith(t, nil)
+}
+
+// startBFFWith is startBFF with some variables of the environment replaced.
+func (sys *system) startBFFWith(t *testing.T, override map[string]string) string {
+	t.Helper()
 	env := maps.Clone(sys.env)
+	maps.Copy(env, override)
 	env["PIZZA_HTTP_ADDR"] = freeAddr(t)
 	env["PIZZA_OPS_ADDR"] = freeAddr(t)
 	bffOps.Store("http://"+env["PIZZA_HTTP_ADDR"], "http://"+env["PIZZA_OPS_ADDR"])

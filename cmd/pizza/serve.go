@@ -176,7 +176,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	}, auth, graph.Backends{
 		Orders:         order.NewClient(cfg.Order.URL),
 		Stores:         store.NewClient(cfg.Store.URL),
-		CustomerCenter: api.NewClient(cfg.CustomerCenter.URL),
+		CustomerCenter: customercenter.NewClient(cfg.CustomerCenter.URL),
 		Timelines: map[string]*api.Client{
 			string(db.Order): api.NewClient(cfg.Order.URL), string(db.Store): api.NewClient(cfg.Store.URL),
 			string(db.Delivery): api.NewClient(cfg.Delivery.URL), string(db.CustomerCenter): api.NewClient(cfg.CustomerCenter.URL),
@@ -373,6 +373,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		return nil
 	}))
 	deadLetterRoutes(srv.mux, dead, logger)
+	serviceStatus{name: string(s), ready: ready, outbox: ob, consumer: consumer, dead: dead, breakers: svc.breakers}.route(srv.mux, logger)
 	ln, err := net.Listen("tcp", sc.Addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", s, sc.Addr, err)
@@ -463,11 +464,13 @@ func topology(cfg config) []outbox.QueueSpec {
 	return out
 }
 
-// service is what differs between the services: their routes, and the events they consume.
+// service is what differs between the services: their routes, the events they consume, and
+// their breakers.
 type service struct {
-	routes  func(*http.ServeMux, *slog.Logger)
-	handle  outbox.Handler
-	prepare outbox.BatchPreparer // applies a transaction's events at once, when the service can
+	routes   func(*http.ServeMux, *slog.Logger)
+	handle   outbox.Handler
+	prepare  outbox.BatchPreparer       // applies a transaction's events at once, when the service can
+	breakers func() []api.BreakerStatus // nil: none
 }
 
 // newService builds service s on its pools: "main", and for the store "check", its availability
@@ -487,7 +490,7 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 		if err := reg.Register(ordersByStatus{pool: pool}); err != nil {
 			return service{}, err
 		}
-		breakers := map[string]func() gobreaker.State{"store-availability": svc.BreakerState, "store-cancel": svc.CancelBreakerState}
+		breakers := map[string]func() gobreaker.State{storeAvailability: svc.BreakerState, storeCancel: svc.CancelBreakerState}
 		for name, state := range breakers {
 			err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "pizza_breaker_state",
@@ -499,7 +502,10 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 				return service{}, err
 			}
 		}
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
+		states := func() []api.BreakerStatus {
+			return []api.BreakerStatus{breakerStatus(storeAvailability, svc.BreakerState()), breakerStatus(storeCancel, svc.CancelBreakerState())}
+		}
+		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch, breakers: states}, nil
 	case db.Store:
 		svc := store.New(pool, ob).WithCheckPool(pools["check"])
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
@@ -511,6 +517,12 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
 	}
 }
+
+// The order service's breakers, as its metrics and its status name them.
+const (
+	storeAvailability = "store-availability"
+	storeCancel       = "store-cancel"
+)
 
 // defaultConnectTimeout bounds a connection attempt to a service's database.
 const defaultConnectTimeout = 5 * time.Second
