@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +196,49 @@ VALUES ($1, 'outbox_relay', 'outbox', 'scheduled', now() + interval '1 hour', no
 
 	for _, tok := range []string{mint(t, model.RoleCustomer, "1"), mint(t, model.RoleAgent, ""), mint(t, model.RoleMaster, "1")} {
 		require.Equal(t, "FORBIDDEN", gql(t, base, tok, systemStatusQuery, nil).code())
+	}
+}
+
+// postDevToken asks the BFF at base for a development token.
+func postDevToken(t *testing.T, base, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(base+"/dev/token", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// The console's one-click sign-in: in development POST /dev/token signs a token the API takes;
+// in production nothing answers there, for any method.
+func TestDevSignInOnlyInDevelopment(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t, nil)
+	sys.start(t, db.Store)
+	base := sys.startBFF(t)
+	code, body := postDevToken(t, base, `{"role": "MASTER", "id": "1"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	var tok struct{ Token, Role, ID string }
+	require.NoError(t, json.Unmarshal([]byte(body), &tok))
+	require.Equal(t, []string{"MASTER", "1"}, []string{tok.Role, tok.ID})
+	var stores []struct{ ID string }
+	gql(t, base, tok.Token, `{ stores { id } }`, nil).decode(t, "stores", &stores)
+	require.Equal(t, "NOT_FOUND", gql(t, base, tok.Token, `{ storeOrders(storeId: "1") { id } }`, nil).code(),
+		"a master of store 1, which does not exist: its token works, and names that store")
+	code, body = postDevToken(t, base, `{"role": "MASTER", "id": "one"}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, `"code":"BAD_USER_INPUT"`)
+	code, _ = get(t, base+"/dev/token")
+	require.Equal(t, http.StatusMethodNotAllowed, code)
+
+	const secret = "a production secret of 32 bytes!"
+	prod := sys.startBFFWith(t, map[string]string{"PIZZA_ENV": "production", "PIZZA_AUTH_SECRET": secret})
+	code, body = postDevToken(t, prod, `{"role": "ADMIN"}`)
+	require.Equal(t, http.StatusNotFound, code, body)
+	require.NotContains(t, body, "token")
+	for _, path := range []string{"/dev/token", "/dev/", "/dev/anything"} {
+		code, _ = get(t, prod+path)
+		require.Equal(t, http.StatusNotFound, code, path)
 	}
 }

@@ -195,6 +195,18 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	srv.mux.Handle("/", gql)
 	srv.mux.Handle("/metrics", http.NotFoundHandler()) // not the playground, which "/" would answer
 	srv.mux.Handle("/debug/pprof/", http.NotFoundHandler())
+	// The console's development sign-in signs any token for anyone who asks: it exists only in
+	// development, where tokens are signed with the public development secret (or a developer's
+	// own, on a BFF only they reach). In production nothing answers under /dev/.
+	if cfg.production() {
+		srv.mux.Handle("/dev/", http.NotFoundHandler())
+	} else {
+		srv.mux.Handle(graph.DevTokenPath, graph.DevTokens(auth, tokenTTL, logger))
+		if loopback, _ := isLoopback(ctx, cfg.BFF.HTTPAddr); !loopback {
+			logger.WarnContext(ctx, "PIZZA_ENV=development: "+graph.DevTokenPath+" signs any token (an admin's too) for anyone who can reach "+
+				cfg.BFF.HTTPAddr+"; keep this BFF private, or run it with PIZZA_ENV=production", "addr", cfg.BFF.HTTPAddr)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.BFF.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("bff: listen on %s: %w", cfg.BFF.HTTPAddr, err)
