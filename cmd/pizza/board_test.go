@@ -47,15 +47,7 @@ func watchBoard(t *testing.T, base, tok, storeID string, seen []map[string]any) 
 // subscription: a version is never pushed twice.
 func (b *boardWatch) next(t *testing.T) boardRow {
 	t.Helper()
-	m := b.ws.next(t, 15*time.Second)
-	require.Equal(t, "next", m.Type, "payload: %s", m.Payload)
-	var p struct {
-		Data   struct{ StoreOrders boardRow }
-		Errors []gqlError
-	}
-	require.NoError(t, json.Unmarshal(m.Payload, &p))
-	require.Empty(t, p.Errors)
-	r := p.Data.StoreOrders
+	r := pushed[boardRow](t, b.ws, "storeOrders")
 	require.Equal(t, r.OrderID, r.ID, "a pushed store order's cache key is its order's id")
 	if vs := b.pushed[r.OrderID]; len(vs) > 0 {
 		require.Greater(t, r.Version, vs[len(vs)-1], "order %s pushed again at version %d after %v", r.OrderID, r.Version, vs)

@@ -304,13 +304,9 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		return api.Handle(logger, f)
 	}
 	mux.HandleFunc("GET /mypage", h(func(w http.ResponseWriter, r *http.Request) error {
-		limit := 50
-		if l := r.URL.Query().Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil {
-				return api.Invalid("limit", "must be a number")
-			}
-			limit = n
+		limit, err := queryLimit(r, 50)
+		if err != nil {
+			return err
 		}
 		rows, err := s.ByCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
 		if err != nil {
@@ -320,13 +316,9 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		return nil
 	}))
 	mux.HandleFunc("GET /customers", h(func(w http.ResponseWriter, r *http.Request) error {
-		limit := 20
-		if l := r.URL.Query().Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil {
-				return api.Invalid("limit", "must be a number")
-			}
-			limit = n
+		limit, err := queryLimit(r, 20)
+		if err != nil {
+			return err
 		}
 		customers, err := s.Customers(r.Context(), r.URL.Query().Get("search"), limit)
 		if err != nil {
@@ -343,4 +335,17 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		api.WriteJSON(w, http.StatusOK, row)
 		return nil
 	}))
+}
+
+// queryLimit reads the request's limit parameter, or def without one.
+func queryLimit(r *http.Request, def int) (int, error) {
+	l := r.URL.Query().Get("limit")
+	if l == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil {
+		return 0, api.Invalid("limit", "must be a number")
+	}
+	return n, nil
 }
