@@ -2,6 +2,9 @@ module github.com/1588-pizza/pizza
 
 go 1.26.8
 
+// The console's npm packages (web/, `make generate`) are no Go code.
+ignore ./web/node_modules
+
 require (
 	github.com/99designs/gqlgen v0.17.98
 	github.com/caarlos0/env/v11 v11.4.2

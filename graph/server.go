@@ -15,7 +15,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
+	"github.com/1588-pizza/pizza/web"
 )
 
 // ServerConfig is what the BFF's server needs beyond its backends.
@@ -62,7 +62,8 @@ type Backends struct {
 	Timelines map[string]*api.Client
 }
 
-// NewHandler returns the BFF's HTTP handler: the playground at /, GraphQL at /graphql over POST,
+// NewHandler returns the BFF's HTTP handler: the web console at / (and its routes, see package
+// web), GraphiQL at /playground, GraphQL at /graphql over POST,
 // GET (queries only; see httpTransport for the statuses) and websocket (graphql-transport-ws,
 // see wsTransport).
 func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handler {
@@ -125,7 +126,7 @@ func NewHandler(cfg ServerConfig, auth *Auth, be Backends, hub *Hub) http.Handle
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", playground.Handler("1588-pizza", "/graphql"))
+	mux.Handle("/", web.Handler(web.Options{DevSignIn: !cfg.Production})) // the console, and GraphiQL at /playground
 	mux.Handle("/graphql", guard(cfg.MaxBodyBytes, auth.middleware(srv)))
 	return mux
 }
