@@ -143,7 +143,7 @@ type ServiceStatus struct {
 	ConsumerLagSeconds *float64 `json:"consumerLagSeconds,omitempty"`
 	// dead-lettered messages parked, neither replayed nor discarded
 	DeadLetters int `json:"deadLetters"`
-	// its circuit breakers: the order service's calls to the store (store-availability: the availability check; store-cancel), as pizza_breaker_state names them
+	// its circuit breakers: the order service's calls to the store (store-check, store-cancel)
 	Breakers []*Breaker `json:"breakers"`
 }
 
