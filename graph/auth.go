@@ -50,7 +50,8 @@ func NewAuth(secret string) (*Auth, error) {
 }
 
 // Mint signs a token for role, valid for ttl. id is the customerId of a CUSTOMER or the storeId of
-// a MASTER, and must be empty for the others.
+// a MASTER; for the others it is optional, and names who holds the token (its subject, which
+// nothing authorizes by).
 func (a *Auth) Mint(role model.Role, id string, ttl time.Duration) (string, error) {
 	now := a.now()
 	c := Claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
@@ -65,7 +66,10 @@ func (a *Auth) Mint(role model.Role, id string, ttl time.Duration) (string, erro
 		c.StoreID = id
 	case model.RoleAgent, model.RoleAdmin:
 		if id != "" {
-			return "", fmt.Errorf("a %s token carries no id", role)
+			if _, err := api.Key("id", id); err != nil {
+				return "", fmt.Errorf("a %s token's subject: %w", role, err)
+			}
+			c.Subject = id
 		}
 	default:
 		return "", fmt.Errorf("unknown role %q", role)

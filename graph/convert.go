@@ -3,9 +3,6 @@ package graph
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/url"
-	"strconv"
 
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/services/api"
@@ -37,7 +34,7 @@ func toStore(s store.Store) *model.Store {
 
 func toStoreOrder(o store.Order) *model.StoreOrder {
 	return &model.StoreOrder{ID: o.OrderID, OrderID: o.OrderID, StoreID: o.StoreID, Pizza: o.Pizza, Qty: o.Qty,
-		Status: model.OrderStatus(o.Status), ReceivedAt: o.ReceivedAt}
+		Status: model.OrderStatus(o.Status), ReceivedAt: o.ReceivedAt, Version: int(o.Version)}
 }
 
 // notFoundIfForbidden hides the existence of another's object from a caller who may not see it.
@@ -50,8 +47,10 @@ func notFoundIfForbidden(err error, what, id string) error {
 
 // myPageRows reads a customer's rows from customercenter, newest first.
 func (r *Resolver) myPageRows(ctx context.Context, customerID string, limit int) ([]customercenter.Row, error) {
-	var rows []customercenter.Row
-	err := r.be.CustomerCenter.Do(ctx, http.MethodGet,
-		"/mypage?customerId="+url.QueryEscape(customerID)+"&limit="+strconv.Itoa(limit), nil, &rows)
-	return rows, err
+	return r.be.CustomerCenter.MyPage(ctx, customerID, limit)
+}
+
+func toCustomer(c customercenter.Customer) *model.Customer {
+	at := c.LastOrderAt
+	return &model.Customer{ID: c.ID, Orders: int(c.Orders), LastOrderAt: &at}
 }

@@ -12,45 +12,61 @@ import (
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/services/store"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Hub hands each myPage update this BFF replica hears to the subscribers of its customer. It
-// decodes each message once, shares the row between subscribers, and never blocks on a subscriber:
-// each has a bounded queue, and one that cannot keep up is dropped (its subscription ends with an
-// error) instead of stalling the others.
+// Hub hands each live update this BFF replica hears to the subscribers it concerns: a myPage row
+// (customercenter.mypage_updated) to its customer's subscribers, a store order (carried by the
+// store's store.order_* events) to its store's board. It decodes each message once, shares the
+// row between subscribers, and never blocks on a subscriber: each has a bounded queue, and one
+// that cannot keep up is dropped (its subscription ends with an error) instead of stalling the
+// others.
 //
 // Updates of one order can reach the BFF out of version order (they are relayed concurrently). The
 // hub puts them back in order: a version that skips ahead is held up to holdFor waiting for the
 // missing ones, then delivered anyway.
 type Hub struct {
+	myPage     *fanout[*model.MyPageOrder]
+	boards     *fanout[*model.StoreOrder]
+	sweepEvery time.Duration
+	logger     *slog.Logger
+
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// fanout is the hub for one kind of row: its subscribers by group (a customer, a store), and the
+// version each order has reached.
+type fanout[T any] struct {
+	what        string                                  // for the logs: "myPage", "store board"
+	key         func(T) (group, id string, version int) // whose row, which order, which version
 	buffer      int
 	holdFor     time.Duration
 	forgetAfter time.Duration
-	sweepEvery  time.Duration
 	logger      *slog.Logger
 
 	mu     sync.Mutex
-	subs   map[string]map[*subscriber]struct{} // by customerId
-	orders map[string]*orderStream             // by orderId
-	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	subs   map[string]map[*subscriber[T]]struct{} // by group
+	orders map[string]*orderStream[T]             // by orderId
 }
 
-// subscriber is one myPage subscription: the rows waiting to be sent, oldest first. The hub only
-// ever appends and wakes; the transport takes rows out with fill, on a goroutine that lives only
-// while there is something to send.
-type subscriber struct {
-	customerID string
-	out        chan *model.MyPageOrder // what gqlgen's stream reads; fill puts one row at a time
-	reread     func() ([]customercenter.Row, error)
-	logger     *slog.Logger
+// subscriber is one subscription: the rows waiting to be sent, oldest first. The hub only ever
+// appends and wakes; the transport takes rows out with fill, on a goroutine that lives only while
+// there is something to send.
+type subscriber[T any] struct {
+	group  string
+	what   string
+	key    func(T) (group, id string, version int)
+	out    chan T              // what gqlgen's stream reads; fill puts one row at a time
+	reread func() ([]T, error) // the current rows, oldest first
+	logger *slog.Logger
 
 	mu     sync.Mutex
 	wake   func() // nil until the transport takes the stream over
-	queue  []*model.MyPageOrder
+	queue  []T
 	sent   map[string]int // the newest version of each order the client has or will have
 	resync bool           // updates may have been missed: re-read the current rows
 	ended  bool
@@ -60,11 +76,12 @@ type subscriber struct {
 
 // offer queues a row unless the client has it already; false when the queue is full, which ends
 // the subscription.
-func (s *subscriber) offer(r *model.MyPageOrder, limit int) bool {
+func (s *subscriber[T]) offer(r T, limit int) bool {
+	_, id, version := s.key(r)
 	s.mu.Lock()
 	ok := true
 	switch {
-	case s.ended || r.Version <= s.sent[r.OrderID]:
+	case s.ended || version <= s.sent[id]:
 		s.mu.Unlock()
 		return true
 	case len(s.queue) >= limit:
@@ -81,16 +98,37 @@ func (s *subscriber) offer(r *model.MyPageOrder, limit int) bool {
 	return ok
 }
 
-func (s *subscriber) queueLocked(r *model.MyPageOrder) {
+func (s *subscriber[T]) queueLocked(r T) {
 	if s.sent == nil {
 		s.sent = map[string]int{}
 	}
+	_, id, version := s.key(r)
 	s.queue = append(s.queue, r)
-	s.sent[r.OrderID] = r.Version
+	s.sent[id] = version
+}
+
+// queueNewerLocked queues the rows (oldest first) the client does not have yet.
+func (s *subscriber[T]) queueNewerLocked(rows []T) {
+	for _, r := range rows {
+		if s.ended {
+			return
+		}
+		if _, id, version := s.key(r); version > s.sent[id] {
+			s.queueLocked(r)
+		}
+	}
+}
+
+// replay queues the current rows (oldest first) the client does not have yet: what a subscription
+// that read them itself, before the transport took it over, starts with.
+func (s *subscriber[T]) replay(rows []T) {
+	s.mu.Lock()
+	s.queueNewerLocked(rows)
+	s.mu.Unlock()
 }
 
 // end ends the subscription with err; rows not yet sent are dropped.
-func (s *subscriber) end(err *gqlerror.Error) {
+func (s *subscriber[T]) end(err *gqlerror.Error) {
 	s.mu.Lock()
 	s.endLocked(err)
 	wake := s.wake
@@ -100,14 +138,14 @@ func (s *subscriber) end(err *gqlerror.Error) {
 	}
 }
 
-func (s *subscriber) endLocked(err *gqlerror.Error) {
+func (s *subscriber[T]) endLocked(err *gqlerror.Error) {
 	if !s.ended {
 		s.ended, s.err, s.queue = true, err, nil
 	}
 }
 
 // askResync marks that updates may have been missed.
-func (s *subscriber) askResync() {
+func (s *subscriber[T]) askResync() {
 	s.mu.Lock()
 	s.resync = true
 	wake := s.wake
@@ -118,7 +156,7 @@ func (s *subscriber) askResync() {
 }
 
 // fill puts the next row into out, or closes out once the subscription ended (pushStream).
-func (s *subscriber) fill() bool {
+func (s *subscriber[T]) fill() bool {
 	s.mu.Lock()
 	if s.resync && !s.ended {
 		s.resync = false
@@ -126,14 +164,10 @@ func (s *subscriber) fill() bool {
 		rows, err := s.reread()
 		s.mu.Lock()
 		if err != nil {
-			s.logger.Warn("myPage resync failed", "customer_id", s.customerID, "err", err)
+			s.logger.Warn(s.what+" resync failed", "group", s.group, "err", err)
 			s.endLocked(coded("UNAVAILABLE", "the current rows could not be read; resubscribe with seen"))
 		}
-		for i := len(rows) - 1; i >= 0 && !s.ended; i-- { // oldest first
-			if r := toMyPage(rows[i]); r.Version > s.sent[r.OrderID] {
-				s.queueLocked(r)
-			}
-		}
+		s.queueNewerLocked(rows)
 	}
 	filled := false
 	switch {
@@ -141,7 +175,8 @@ func (s *subscriber) fill() bool {
 	case len(s.queue) > 0:
 		select {
 		case s.out <- s.queue[0]:
-			s.queue[0] = nil
+			var zero T
+			s.queue[0] = zero
 			s.queue = s.queue[1:]
 			if len(s.queue) == 0 {
 				s.queue = nil // let the array go
@@ -158,15 +193,15 @@ func (s *subscriber) fill() bool {
 	return filled
 }
 
-func (s *subscriber) failure() *gqlerror.Error {
+func (s *subscriber[T]) failure() *gqlerror.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
 }
 
-type orderStream struct {
+type orderStream[T any] struct {
 	last    int
-	held    map[int]*model.MyPageOrder
+	held    map[int]T
 	timer   *time.Timer
 	touched time.Time
 }
@@ -180,137 +215,198 @@ func NewHub(buffer int, holdFor time.Duration, logger *slog.Logger) *Hub {
 // last update, checked every sweepEvery.
 func newHub(buffer int, holdFor, forgetAfter, sweepEvery time.Duration, logger *slog.Logger) *Hub {
 	h := &Hub{
-		buffer: buffer, holdFor: holdFor, forgetAfter: forgetAfter, sweepEvery: sweepEvery, logger: logger,
-		subs:   map[string]map[*subscriber]struct{}{},
-		orders: map[string]*orderStream{},
-		done:   make(chan struct{}),
+		myPage: newFanout("myPage", func(r *model.MyPageOrder) (string, string, int) { return r.CustomerID, r.OrderID, r.Version },
+			buffer, holdFor, forgetAfter, logger),
+		boards: newFanout("store board", func(r *model.StoreOrder) (string, string, int) { return r.StoreID, r.OrderID, r.Version },
+			buffer, holdFor, forgetAfter, logger),
+		sweepEvery: sweepEvery,
+		logger:     logger,
+		done:       make(chan struct{}),
 	}
 	h.wg.Go(h.sweep)
 	return h
 }
 
+func newFanout[T any](what string, key func(T) (string, string, int), buffer int, holdFor, forgetAfter time.Duration, logger *slog.Logger) *fanout[T] {
+	return &fanout[T]{
+		what: what, key: key, buffer: buffer, holdFor: holdFor, forgetAfter: forgetAfter, logger: logger,
+		subs:   map[string]map[*subscriber[T]]struct{}{},
+		orders: map[string]*orderStream[T]{},
+	}
+}
+
 // Close stops the hub's housekeeping.
 func (h *Hub) Close() {
-	h.mu.Lock()
-	if !h.closed {
-		h.closed = true
-		close(h.done)
-	}
-	for _, os := range h.orders {
+	h.closeOnce.Do(func() { close(h.done) })
+	h.myPage.stopTimers()
+	h.boards.stopTimers()
+	h.wg.Wait()
+}
+
+func (f *fanout[T]) stopTimers() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, os := range f.orders {
 		if os.timer != nil {
 			os.timer.Stop()
 		}
 	}
-	h.mu.Unlock()
-	h.wg.Wait()
 }
 
-// subscribe registers a subscriber for a customer's rows. reread reads the current ones, for a
-// resync, or at once when replay is set; sent is the version of each order the client holds.
-func (h *Hub) subscribe(customerID string, reread func() ([]customercenter.Row, error), sent map[string]int, replay bool) *subscriber {
-	s := &subscriber{
-		customerID: customerID,
-		out:        make(chan *model.MyPageOrder, 1),
-		reread:     reread,
-		logger:     h.logger,
-		sent:       sent,
-		resync:     replay,
+// subscribe registers a subscriber for a customer's myPage rows. reread reads the current ones,
+// for a resync, or at once when replay is set; sent is the version of each order the client holds.
+func (h *Hub) subscribe(customerID string, reread func() ([]customercenter.Row, error), sent map[string]int, replay bool) *subscriber[*model.MyPageOrder] {
+	return h.myPage.subscribe(customerID, func() ([]*model.MyPageOrder, error) {
+		rows, err := reread()
+		out := make([]*model.MyPageOrder, len(rows))
+		for i, row := range rows { // customercenter answers newest first
+			out[len(rows)-1-i] = toMyPage(row)
+		}
+		return out, err
+	}, sent, replay)
+}
+
+// subscribe registers a subscriber for a group's rows. reread reads the current ones (oldest
+// first), for a resync, or at once when replay is set; sent is the version of each order the
+// client holds.
+func (f *fanout[T]) subscribe(group string, reread func() ([]T, error), sent map[string]int, replay bool) *subscriber[T] {
+	s := &subscriber[T]{
+		group:  group,
+		what:   f.what,
+		key:    f.key,
+		out:    make(chan T, 1),
+		reread: reread,
+		logger: f.logger,
+		sent:   sent,
+		resync: replay,
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.subs[customerID] == nil {
-		h.subs[customerID] = map[*subscriber]struct{}{}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs[group] == nil {
+		f.subs[group] = map[*subscriber[T]]struct{}{}
 	}
-	h.subs[customerID][s] = struct{}{}
+	f.subs[group][s] = struct{}{}
 	return s
 }
 
-func (h *Hub) unsubscribe(s *subscriber) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.removeLocked(s)
+func (f *fanout[T]) unsubscribe(s *subscriber[T]) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removeLocked(s)
 }
 
-func (h *Hub) removeLocked(s *subscriber) {
-	set := h.subs[s.customerID]
+func (f *fanout[T]) removeLocked(s *subscriber[T]) {
+	set := f.subs[s.group]
 	if _, ok := set[s]; !ok {
 		return
 	}
 	delete(set, s)
 	if len(set) == 0 {
-		delete(h.subs, s.customerID)
+		delete(f.subs, s.group)
 	}
 }
 
-// Subscribers counts the current subscribers.
-func (h *Hub) Subscribers() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// Subscribers counts the current subscribers: myPage's and the store boards'.
+func (h *Hub) Subscribers() int { return h.myPage.count() + h.boards.count() }
+
+func (f *fanout[T]) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	n := 0
-	for _, set := range h.subs {
+	for _, set := range f.subs {
 		n += len(set)
 	}
 	return n
 }
 
-// Publish takes one customercenter.mypage_updated message body.
+// LiveKeys are the routing keys a Hub takes: what each BFF replica's listener binds.
+var LiveKeys = []string{
+	lifecycle.MyPageUpdated, lifecycle.StoreOrderReceived, lifecycle.StoreOrderCooked, lifecycle.StoreOrderCancelled,
+}
+
+// Publish takes one message body of LiveKeys.
 func (h *Hub) Publish(body []byte) {
-	// One decoding pass for the envelope and the row: the typed Payload shadows the event's raw one.
+	// One decoding pass for the envelope and the row: the typed Payload shadows the event's raw
+	// one. A myPage update's payload is the row; a store event's carries the store order.
 	var msg struct {
 		outbox.Event
-		Payload customercenter.Row `json:"payload"`
+		Payload struct {
+			customercenter.Row
+			StoreOrder *store.Order `json:"storeOrder"`
+		} `json:"payload"`
 	}
 	if err := json.Unmarshal(body, &msg); err != nil {
-		h.logger.Warn("ignoring a malformed myPage update", "err", err)
+		h.logger.Warn("ignoring a malformed live update", "err", err)
 		return
 	}
-	ev, row := msg.Event, msg.Payload
-	if err := ev.Validate(); err != nil || row.OrderID == "" {
-		h.logger.Warn("ignoring a myPage update without a row", "event_id", ev.ID, "err", err)
+	ev := msg.Event
+	if err := ev.Validate(); err != nil {
+		h.logger.Warn("ignoring a malformed live update", "event_id", ev.ID, "err", err)
 		return
 	}
-	r := toMyPage(row)
-	_, span := outbox.StartSpan(context.Background(), "push", ev, trace.SpanKindConsumer)
-	defer span.End()
+	switch ev.Type {
+	case lifecycle.MyPageUpdated:
+		row := msg.Payload.Row
+		if row.OrderID == "" {
+			h.logger.Warn("ignoring a myPage update without a row", "event_id", ev.ID)
+			return
+		}
+		_, span := outbox.StartSpan(context.Background(), "push", ev, trace.SpanKindConsumer)
+		defer span.End()
+		h.myPage.publish(toMyPage(row), row.PlacedAt)
+	default:
+		so := msg.Payload.StoreOrder
+		if so == nil || so.StoreID == "" || so.OrderID != ev.OrderID {
+			return // no store has the order (rejected, or cancelled before it arrived), or an older store's event
+		}
+		_, span := outbox.StartSpan(context.Background(), "push", ev, trace.SpanKindConsumer)
+		defer span.End()
+		h.boards.publish(toStoreOrder(*so), so.ReceivedAt)
+	}
+}
 
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	os := h.orders[r.OrderID]
+// publish hands r to its group's subscribers in its order's version order. since is when the
+// order began (placed, received), zero when unknown.
+func (f *fanout[T]) publish(r T, since time.Time) {
+	_, id, version := f.key(r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	os := f.orders[id]
 	if os == nil {
 		// held is made when a version first skips ahead: most orders never do.
-		os = &orderStream{}
-		if placed := row.PlacedAt; placed.Unix() > 0 && time.Since(placed) > h.forgetAfter {
+		os = &orderStream[T]{}
+		if since.Unix() > 0 && time.Since(since) > f.forgetAfter {
 			// Known before and forgotten since (a cook, a delivery, minutes later): the versions
 			// before this one went out long ago, nothing is worth waiting for.
-			os.last = r.Version - 1
+			os.last = version - 1
 		}
-		h.orders[r.OrderID] = os
+		f.orders[id] = os
 	}
 	os.touched = time.Now()
 	switch {
-	case r.Version <= os.last:
+	case version <= os.last:
 		return // a duplicate, or older than what was delivered
-	case r.Version == os.last+1:
-		h.deliverLocked(os, r)
-		h.flushLocked(os, false)
+	case version == os.last+1:
+		f.deliverLocked(os, r)
+		f.flushLocked(os, false)
 	default:
 		if os.held == nil {
-			os.held = map[int]*model.MyPageOrder{}
+			os.held = map[int]T{}
 		}
-		os.held[r.Version] = r
+		os.held[version] = r
 		if os.timer == nil {
-			os.timer = time.AfterFunc(h.holdFor, func() {
-				h.mu.Lock()
-				defer h.mu.Unlock()
+			os.timer = time.AfterFunc(f.holdFor, func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
 				os.timer = nil
-				h.flushLocked(os, true)
+				f.flushLocked(os, true)
 			})
 		}
 	}
 }
 
 // flushLocked delivers held rows that are next in line; with force, all of them in order.
-func (h *Hub) flushLocked(os *orderStream, force bool) {
+func (f *fanout[T]) flushLocked(os *orderStream[T], force bool) {
 	versions := make([]int, 0, len(os.held))
 	for v := range os.held {
 		versions = append(versions, v)
@@ -324,7 +420,7 @@ func (h *Hub) flushLocked(os *orderStream, force bool) {
 		if v != os.last+1 && !force {
 			return
 		}
-		h.deliverLocked(os, os.held[v])
+		f.deliverLocked(os, os.held[v])
 		delete(os.held, v)
 	}
 	if len(os.held) == 0 && os.timer != nil {
@@ -333,21 +429,27 @@ func (h *Hub) flushLocked(os *orderStream, force bool) {
 	}
 }
 
-func (h *Hub) deliverLocked(os *orderStream, r *model.MyPageOrder) {
-	os.last = r.Version
-	for s := range h.subs[r.CustomerID] {
-		if !s.offer(r, h.buffer) {
-			h.logger.Warn("dropping a myPage subscriber that cannot keep up", "customer_id", s.customerID, "buffer", h.buffer)
-			h.removeLocked(s)
+func (f *fanout[T]) deliverLocked(os *orderStream[T], r T) {
+	group, _, version := f.key(r)
+	os.last = version
+	for s := range f.subs[group] {
+		if !s.offer(r, f.buffer) {
+			f.logger.Warn("dropping a "+f.what+" subscriber that cannot keep up", "group", s.group, "buffer", f.buffer)
+			f.removeLocked(s)
 		}
 	}
 }
 
 // Resync tells every subscriber that updates may have been missed (the listener reconnected).
 func (h *Hub) Resync() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, set := range h.subs {
+	h.myPage.resync()
+	h.boards.resync()
+}
+
+func (f *fanout[T]) resync() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, set := range f.subs {
 		for s := range set {
 			s.askResync()
 		}
@@ -365,13 +467,18 @@ func (h *Hub) sweep() {
 		case <-h.done:
 			return
 		case now := <-t.C:
-			h.mu.Lock()
-			for id, os := range h.orders {
-				if now.Sub(os.touched) > h.forgetAfter && len(os.held) == 0 {
-					delete(h.orders, id)
-				}
-			}
-			h.mu.Unlock()
+			h.myPage.forget(now)
+			h.boards.forget(now)
+		}
+	}
+}
+
+func (f *fanout[T]) forget(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, os := range f.orders {
+		if now.Sub(os.touched) > f.forgetAfter && len(os.held) == 0 {
+			delete(f.orders, id)
 		}
 	}
 }

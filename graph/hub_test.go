@@ -15,6 +15,7 @@ import (
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/services/store"
 )
 
 func update(t *testing.T, orderID, customerID string, version int64, status lifecycle.Status) []byte {
@@ -35,13 +36,13 @@ func updatePlaced(t *testing.T, orderID, customerID string, version int64, statu
 
 // testSub is a subscriber driven the way the websocket transport drives one: wakes arrive on a
 // channel, and recv takes rows out with fill.
-type testSub struct {
-	*subscriber
+type testSub[T any] struct {
+	*subscriber[T]
 	woken chan struct{}
 }
 
-func subscribe(h *Hub, customerID string, reread func() ([]customercenter.Row, error), sent map[string]int, replay bool) testSub {
-	s := testSub{h.subscribe(customerID, reread, sent, replay), make(chan struct{}, 1)}
+func driven[T any](sub *subscriber[T]) testSub[T] {
+	s := testSub[T]{sub, make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.wake = func() {
 		select {
@@ -53,8 +54,16 @@ func subscribe(h *Hub, customerID string, reread func() ([]customercenter.Row, e
 	return s
 }
 
+func subscribe(h *Hub, customerID string, reread func() ([]customercenter.Row, error), sent map[string]int, replay bool) testSub[*model.MyPageOrder] {
+	return driven(h.subscribe(customerID, reread, sent, replay))
+}
+
+func testBoard(h *Hub, storeID string) testSub[*model.StoreOrder] {
+	return driven(h.boards.subscribe(storeID, nil, nil, false))
+}
+
 // recv returns the next row; nil when the subscription ended.
-func recv(t *testing.T, s testSub) *model.MyPageOrder {
+func recv[T any](t *testing.T, s testSub[T]) T {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {
@@ -169,9 +178,9 @@ func TestHubForgetsQuietOrders(t *testing.T) {
 	h.Publish(update(t, "10", "1", 1, lifecycle.Ordered))
 	require.Equal(t, 1, recv(t, s).Version)
 	require.Eventually(t, func() bool {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return len(h.orders) == 0
+		h.myPage.mu.Lock()
+		defer h.myPage.mu.Unlock()
+		return len(h.myPage.orders) == 0
 	}, 5*time.Second, 5*time.Millisecond, "the quiet order is forgotten")
 
 	// Version 3 of an order placed an hour ago; a held row would wait the hold, an hour.
@@ -182,4 +191,51 @@ func TestHubForgetsQuietOrders(t *testing.T) {
 	h.Publish(update(t, "11", "1", 1, lifecycle.Ordered))
 	require.Equal(t, 1, recv(t, s).Version)
 	require.Equal(t, 2, recv(t, s).Version)
+}
+
+// storeEvent is a store event about an order a store has, carrying the store order as it is now.
+func storeEvent(t *testing.T, typ, orderID, storeID string, version int64, status lifecycle.Status) []byte {
+	t.Helper()
+	p := store.EventPayload{Payload: lifecycle.Payload{StoreID: storeID}, StoreOrder: &store.Order{
+		OrderID: orderID, StoreID: storeID, Pizza: "p", Qty: 1, Status: status, ReceivedAt: time.Now(), Version: version}}
+	ev, err := outbox.NewEvent(typ, orderID, "store", p)
+	require.NoError(t, err)
+	b, err := json.Marshal(ev)
+	require.NoError(t, err)
+	return b
+}
+
+// The store's events reach the boards of their store, in version order, and nobody else: not
+// another store's board, not a myPage subscriber (even of a customer named like the store). An
+// event without a store order (a rejection, a cancel that arrived first) is no board's.
+func TestHubHandsStoreOrdersToTheirStoresBoards(t *testing.T) {
+	t.Parallel()
+	h := NewHub(8, time.Second, slog.New(slog.DiscardHandler))
+	defer h.Close()
+	board := testBoard(h, "1")
+	other := testBoard(h, "2")
+	customer := subscribe(h, "1", nil, nil, false)
+
+	h.Publish(storeEvent(t, lifecycle.StoreOrderCooked, "10", "1", 2, lifecycle.Cooked))
+	h.Publish(storeEvent(t, lifecycle.StoreOrderReceived, "10", "1", 1, lifecycle.Received))
+	h.Publish(storeEvent(t, lifecycle.StoreOrderReceived, "10", "1", 1, lifecycle.Received)) // a duplicate
+	rejected, err := outbox.NewEvent(lifecycle.StoreOrderRejected, "11", "store", store.EventPayload{
+		Payload: lifecycle.Payload{RejectReason: lifecycle.NoOpenStore}})
+	require.NoError(t, err)
+	body, err := json.Marshal(rejected)
+	require.NoError(t, err)
+	h.Publish(body)
+	h.Publish(storeEvent(t, lifecycle.StoreOrderCancelled, "12", "1", 2, lifecycle.Cancelled))
+
+	r := recv(t, board)
+	require.Equal(t, []any{"10", "1", 1, model.OrderStatusReceived}, []any{r.ID, r.StoreID, r.Version, r.Status})
+	r = recv(t, board)
+	require.Equal(t, []any{"10", 2, model.OrderStatusCooked}, []any{r.OrderID, r.Version, r.Status})
+	// Order 12's version 1 never came (the BFF started after it): version 2 goes out after the hold.
+	r = recv(t, board)
+	require.Equal(t, []any{"12", 2, model.OrderStatusCancelled}, []any{r.OrderID, r.Version, r.Status})
+	require.False(t, board.fill(), "nothing else")
+	require.False(t, other.fill(), "another store's board gets nothing")
+	require.False(t, customer.fill(), "a myPage subscriber gets nothing")
+	require.Equal(t, 3, h.Subscribers())
 }

@@ -7,7 +7,6 @@ package graph
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/services/api"
@@ -174,7 +173,26 @@ func (r *queryResolver) StoreOrders(ctx context.Context, storeID string, status 
 
 // Customers is the resolver for the customers field.
 func (r *queryResolver) Customers(ctx context.Context, search *string, limit *int) ([]*model.Customer, error) {
-	panic(fmt.Errorf("not implemented: Customers - customers"))
+	if err := hasRole(ctx, model.RoleAgent, model.RoleAdmin); err != nil {
+		return nil, err
+	}
+	n := 20
+	if limit != nil {
+		n = *limit
+	}
+	var prefix string
+	if search != nil {
+		prefix = *search
+	}
+	customers, err := r.be.CustomerCenter.Customers(ctx, prefix, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*model.Customer, len(customers))
+	for i, c := range customers {
+		out[i] = toCustomer(c)
+	}
+	return out, nil
 }
 
 // OrderTimeline is the resolver for the orderTimeline field.
@@ -195,7 +213,10 @@ func (r *subscriptionResolver) MyPage(ctx context.Context, customerID string, se
 
 // StoreOrders is the resolver for the storeOrders field.
 func (r *subscriptionResolver) StoreOrders(ctx context.Context, storeID string, seen []*model.SeenVersion) (<-chan *model.StoreOrder, error) {
-	panic(fmt.Errorf("not implemented: StoreOrders - storeOrders"))
+	if err := mayManageStore(ctx, storeID); err != nil {
+		return nil, err
+	}
+	return r.watchStoreOrders(ctx, storeID, seen)
 }
 
 // Mutation returns MutationResolver implementation.

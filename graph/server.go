@@ -19,6 +19,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 	"github.com/1588-pizza/pizza/web"
@@ -56,7 +57,7 @@ type ServerConfig struct {
 type Backends struct {
 	Orders         *order.Client
 	Stores         *store.Client
-	CustomerCenter *api.Client
+	CustomerCenter *customercenter.Client
 	// Timelines are every service's client, by service name: for orderTimeline and the dead letters.
 	Timelines map[string]*api.Client
 }

@@ -7,12 +7,14 @@ package graph
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/1588-pizza/pizza/graph/model"
 )
 
 // SystemStatus is the resolver for the systemStatus field.
 func (r *queryResolver) SystemStatus(ctx context.Context) (*model.SystemStatus, error) {
-	panic(fmt.Errorf("not implemented: SystemStatus - systemStatus"))
+	if err := mustBeAdmin(ctx); err != nil {
+		return nil, err
+	}
+	return r.systemStatus(ctx), nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,6 +84,10 @@ type Consumer struct {
 
 	mu        sync.Mutex
 	connected bool
+
+	// What Stats reports: the queue's depth as last sampled and the lag of the last event applied,
+	// in nanoseconds; -1 before the first.
+	depth, lag atomic.Int64
 }
 
 // Dead-letter headers on a message in a DLQ.
@@ -148,7 +153,31 @@ func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Consumer{cfg: cfg, pool: pool, outage: outage{metrics: cfg.Metrics, queue: cfg.Queue.Name}}
+	c := &Consumer{cfg: cfg, pool: pool, outage: outage{metrics: cfg.Metrics, queue: cfg.Queue.Name}}
+	c.depth.Store(-1)
+	c.lag.Store(-1)
+	return c
+}
+
+// ConsumerStats are a consumer's latest numbers, as its metrics have them.
+type ConsumerStats struct {
+	// Queued is how many messages waited in its queue when it last looked (every few seconds);
+	// -1 before it first looked.
+	Queued int64
+	// Lag is from the last event it applied being written to its application; -1 before the first.
+	Lag time.Duration
+}
+
+// Stats returns the consumer's latest numbers.
+func (c *Consumer) Stats() ConsumerStats {
+	return ConsumerStats{Queued: c.depth.Load(), Lag: time.Duration(c.lag.Load())}
+}
+
+// applied notes an event applied (not a duplicate): its lag.
+func (c *Consumer) applied(ev Event) {
+	lag := time.Since(ev.OccurredAt)
+	c.lag.Store(int64(max(lag, 0)))
+	c.cfg.Metrics.observeLag(c.cfg.Queue.Name, lag)
 }
 
 // Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
@@ -388,6 +417,7 @@ func (c *Consumer) sampleDepth(conn *amqp.Connection, stopping <-chan struct{}) 
 	for {
 		if ch, err := conn.Channel(); err == nil {
 			if q, err := ch.QueueDeclarePassive(c.cfg.Queue.Name, true, false, false, false, nil); err == nil {
+				c.depth.Store(int64(q.Messages))
 				c.cfg.Metrics.setDepth(c.cfg.Queue.Name, q.Messages)
 			}
 			_ = ch.Close()
@@ -467,7 +497,7 @@ func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delive
 		if duplicate[i] {
 			outcome = "duplicate"
 		} else {
-			c.cfg.Metrics.observeLag(c.cfg.Queue.Name, it.ev)
+			c.applied(it.ev)
 		}
 		c.cfg.Metrics.incConsumed(c.cfg.Queue.Name, it.ev.Type, outcome)
 	}
@@ -526,7 +556,7 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d
 			if duplicate {
 				outcome = "duplicate"
 			} else {
-				c.cfg.Metrics.observeLag(q, ev)
+				c.applied(ev)
 			}
 			c.cfg.Metrics.incConsumed(q, ev.Type, outcome)
 			return

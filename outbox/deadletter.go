@@ -554,6 +554,13 @@ func (d *DeadLetters) unknown(ids []string, found []int64) error {
 	return nil
 }
 
+// Count is how many dead letters the service holds, neither replayed nor discarded.
+func (d *DeadLetters) Count(ctx context.Context) (int64, error) {
+	var n int64
+	err := d.pool.QueryRow(ctx, `SELECT count(*) FROM outbox_dead_letters`).Scan(&n)
+	return n, err
+}
+
 // Collector reports, at scrape time, how many dead letters the service holds.
 func (d *DeadLetters) Collector() prometheus.Collector {
 	return &parkedCollector{d: d, desc: prometheus.NewDesc("pizza_dead_letters_parked",
@@ -571,8 +578,8 @@ func (c *parkedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *parkedCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var n int64
-	if err := c.d.pool.QueryRow(ctx, `SELECT count(*) FROM outbox_dead_letters`).Scan(&n); err != nil {
+	n, err := c.d.Count(ctx)
+	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}

@@ -115,9 +115,9 @@ func (m *Metrics) incRedelivered(queue string) {
 	}
 }
 
-func (m *Metrics) observeLag(queue string, ev Event) {
+func (m *Metrics) observeLag(queue string, lag time.Duration) {
 	if m != nil {
-		m.lag.WithLabelValues(queue).Observe(time.Since(ev.OccurredAt).Seconds())
+		m.lag.WithLabelValues(queue).Observe(lag.Seconds())
 	}
 }
 

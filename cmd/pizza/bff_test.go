@@ -243,6 +243,18 @@ func TestAuthorizationMatrix(t *testing.T) {
 			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
 			model.RoleMaster: {ok, "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
 		}},
+		{"customers", func(tok string, _ bool) gqlResponse {
+			return gql(t, base, tok, customersQuery, nil)
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {ok, ok},
+			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
+		{"systemStatus", func(tok string, _ bool) gqlResponse {
+			return gql(t, base, tok, systemStatusQuery, nil)
+		}, map[model.Role][2]string{
+			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
+			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+		}},
 		{"markCooked", func(tok string, isOwn bool) gqlResponse {
 			id := newOrder("3", pick(isOwn, "강남구", "종로구"))
 			return gql(t, base, tok, cookMutation, map[string]any{"id": id})
@@ -284,7 +296,23 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 
-	// The subscription, over websocket.
+	// The subscriptions, over websocket: a store's board (with seen: its replay, or its refusal),
+	// then myPage.
+	for role, want := range map[model.Role][2]string{
+		model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
+		model.RoleMaster: {ok, "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
+	} {
+		for i, storeID := range []string{ownStore, otherStore} {
+			b := watchBoard(t, base, tokens[role], storeID, []map[string]any{})
+			what := fmt.Sprintf("storeOrders subscription as %s for store %s", role, storeID)
+			if want[i] == ok {
+				require.Equal(t, storeID, b.next(t).StoreID, what) // the replay of the store's orders
+			} else {
+				require.Equal(t, want[i], refused(t, b.ws), what)
+			}
+			b.ws.close()
+		}
+	}
 	for role, want := range map[model.Role][2]string{
 		model.RoleCustomer: {ok, "FORBIDDEN"}, model.RoleAgent: {ok, ok},
 		model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
@@ -484,10 +512,7 @@ func TestThousandSubscribersEachSeeTheirOwn(t *testing.T) {
 		conns[i] = connect(t, base, mint(t, model.RoleCustomer, fmt.Sprint("c", i)))
 		conns[i].subscribe(t, "s", myPageSubscription, map[string]any{"c": fmt.Sprint("c", i)})
 	}
-	require.Eventually(t, func() bool {
-		_, body := get(t, opsOf(t, base)+"/metrics")
-		return strings.Contains(body, fmt.Sprintf("pizza_bff_subscribers %d", n))
-	}, 20*time.Second, 20*time.Millisecond)
+	waitSubscribers(t, base, n)
 
 	agent := mint(t, model.RoleAgent, "")
 	ids := make([]string, n)

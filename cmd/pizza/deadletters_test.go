@@ -56,13 +56,19 @@ func poisonDeliveries(t *testing.T, sys *system, orderID string) (heal func()) {
 // publishRaw publishes body to the default exchange with routing key queue: straight into it.
 func publishRaw(t *testing.T, queue string, msg amqp.Publishing) {
 	t.Helper()
+	publishTo(t, "", queue, msg)
+}
+
+// publishTo publishes msg to exchange with routing key key, and waits for the broker's confirm.
+func publishTo(t *testing.T, exchange, key string, msg amqp.Publishing) {
+	t.Helper()
 	conn, err := amqp.Dial(outboxtest.URL())
 	require.NoError(t, err)
 	defer conn.Close()
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	require.NoError(t, ch.Confirm(false))
-	c, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", queue, false, false, msg)
+	c, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), exchange, key, false, false, msg)
 	require.NoError(t, err)
 	require.True(t, c.Wait(), "the broker took it")
 }

@@ -24,7 +24,14 @@ import (
 // URL (http://host:port). Its metrics are at opsOf(base).
 func (sys *system) startBFF(t *testing.T) string {
 	t.Helper()
+	return sys.startBFFWith(t, nil)
+}
+
+// startBFFWith is startBFF with some variables of the environment replaced.
+func (sys *system) startBFFWith(t *testing.T, override map[string]string) string {
+	t.Helper()
 	env := maps.Clone(sys.env)
+	maps.Copy(env, override)
 	env["PIZZA_HTTP_ADDR"] = freeAddr(t)
 	env["PIZZA_OPS_ADDR"] = freeAddr(t)
 	bffOps.Store("http://"+env["PIZZA_HTTP_ADDR"], "http://"+env["PIZZA_OPS_ADDR"])
@@ -247,19 +254,29 @@ func (c *wsConn) next(t *testing.T, within time.Duration) wsMsg {
 	return wsMsg{}
 }
 
-// row reads the next "next" message as a myPage row.
-func (c *wsConn) row(t *testing.T) myPageRow {
+// pushed reads the next message as a subscription's push without errors, and returns its data's
+// field.
+func pushed[T any](t *testing.T, c *wsConn, field string) T {
 	t.Helper()
 	m := c.next(t, 15*time.Second)
 	require.Equal(t, "next", m.Type, "payload: %s", m.Payload)
 	var p struct {
-		Data   struct{ MyPage myPageRow }
+		Data   map[string]json.RawMessage
 		Errors []gqlError
 	}
 	require.NoError(t, json.Unmarshal(m.Payload, &p))
 	require.Empty(t, p.Errors)
-	require.Equal(t, p.Data.MyPage.OrderID, p.Data.MyPage.ID, "a pushed row's cache key is its order's id")
-	return p.Data.MyPage
+	var v T
+	require.NoError(t, json.Unmarshal(p.Data[field], &v), "payload: %s", m.Payload)
+	return v
+}
+
+// row reads the next "next" message as a myPage row.
+func (c *wsConn) row(t *testing.T) myPageRow {
+	t.Helper()
+	r := pushed[myPageRow](t, c, "myPage")
+	require.Equal(t, r.OrderID, r.ID, "a pushed row's cache key is its order's id")
+	return r
 }
 
 // rowsUntil reads rows until one has status final, and returns them all.

@@ -378,7 +378,7 @@ is unset, with the public development secret). Send it as "Authorization: Bearer
 	role := fs.String("role", "", "the caller's role: customer, agent, master or admin (required)")
 	customer := fs.String("customer", "", "the customer's id (with --role customer)")
 	storeID := fs.String("store", "", "the store's id (with --role master)")
-	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	ttl := fs.Duration("ttl", tokenTTL, "how long the token is valid")
 	rest, err := parseArgs(fs, args, c.stdout)
 	if err != nil {
 		return err

@@ -138,18 +138,19 @@ func parseComponents(args []string) (withBFF bool, services []db.Service, err er
 	return withBFF, services, nil
 }
 
-// runBFF runs the GraphQL BFF: the public API, and the listener feeding live myPage subscriptions.
+// runBFF runs the GraphQL BFF: the public API, and the listener feeding live subscriptions (myPage,
+// store boards).
 func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.Registry, up func(started), logger *slog.Logger) error {
 	ctx, stop := context.WithCancel(ctx) // also ends the listener when the HTTP server fails
 	defer stop()
 	hub := graph.NewHub(cfg.BFF.SubscriberBuffer, 300*time.Millisecond, logger)
 	defer hub.Close()
 	listener := outbox.NewListener(outbox.ListenConfig{
-		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Keys: []string{lifecycle.MyPageUpdated},
-		Name: "pizza-bff-mypage", OnMessage: hub.Publish, OnReconnect: hub.Resync, Logger: logger,
+		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Keys: graph.LiveKeys,
+		Name: "pizza-bff-live", OnMessage: hub.Publish, OnReconnect: hub.Resync, Logger: logger,
 	})
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "pizza_bff_subscribers", Help: "Live myPage subscriptions on this BFF replica.",
+		Name: "pizza_bff_subscribers", Help: "Live subscriptions (myPage and store boards) on this BFF replica.",
 	}, func() float64 { return float64(hub.Subscribers()) })); err != nil {
 		return err
 	}
@@ -175,7 +176,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	}, auth, graph.Backends{
 		Orders:         order.NewClient(cfg.Order.URL),
 		Stores:         store.NewClient(cfg.Store.URL),
-		CustomerCenter: api.NewClient(cfg.CustomerCenter.URL),
+		CustomerCenter: customercenter.NewClient(cfg.CustomerCenter.URL),
 		Timelines: map[string]*api.Client{
 			string(db.Order): api.NewClient(cfg.Order.URL), string(db.Store): api.NewClient(cfg.Store.URL),
 			string(db.Delivery): api.NewClient(cfg.Delivery.URL), string(db.CustomerCenter): api.NewClient(cfg.CustomerCenter.URL),
@@ -194,6 +195,18 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	srv.mux.Handle("/", gql)
 	srv.mux.Handle("/metrics", http.NotFoundHandler()) // not the playground, which "/" would answer
 	srv.mux.Handle("/debug/pprof/", http.NotFoundHandler())
+	// The console's development sign-in signs any token for anyone who asks: it exists only in
+	// development, where tokens are signed with the public development secret (or a developer's
+	// own, on a BFF only they reach). In production nothing answers under /dev/.
+	if cfg.production() {
+		srv.mux.Handle("/dev/", http.NotFoundHandler())
+	} else {
+		srv.mux.Handle(graph.DevTokenPath, graph.DevTokens(auth, tokenTTL, logger))
+		if loopback, _ := isLoopback(ctx, cfg.BFF.HTTPAddr); !loopback {
+			logger.WarnContext(ctx, "PIZZA_ENV=development: "+graph.DevTokenPath+" signs any token (an admin's too) for anyone who can reach "+
+				cfg.BFF.HTTPAddr+"; keep this BFF private, or run it with PIZZA_ENV=production", "addr", cfg.BFF.HTTPAddr)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.BFF.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("bff: listen on %s: %w", cfg.BFF.HTTPAddr, err)
@@ -372,6 +385,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		return nil
 	}))
 	deadLetterRoutes(srv.mux, dead, logger)
+	serviceStatus{name: string(s), ready: ready, outbox: ob, consumer: consumer, dead: dead, breakers: svc.breakers}.route(srv.mux, logger)
 	if err := ob.Start(ctx); err != nil {
 		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
 	}
@@ -463,11 +477,13 @@ func topology(cfg config) []outbox.QueueSpec {
 	return out
 }
 
-// service is what differs between the services: their routes, and the events they consume.
+// service is what differs between the services: their routes, the events they consume, and
+// their breakers.
 type service struct {
-	routes  func(*http.ServeMux, *slog.Logger)
-	handle  outbox.Handler
-	prepare outbox.BatchPreparer // applies a transaction's events at once, when the service can
+	routes   func(*http.ServeMux, *slog.Logger)
+	handle   outbox.Handler
+	prepare  outbox.BatchPreparer       // applies a transaction's events at once, when the service can
+	breakers func() []api.BreakerStatus // nil: none
 }
 
 // newService builds service s on its pools: "main", and for the store "check", its availability
@@ -487,7 +503,7 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 		if err := reg.Register(ordersByStatus{pool: pool}); err != nil {
 			return service{}, err
 		}
-		breakers := map[string]func() gobreaker.State{"store-availability": svc.BreakerState, "store-cancel": svc.CancelBreakerState}
+		breakers := map[string]func() gobreaker.State{storeAvailability: svc.BreakerState, storeCancel: svc.CancelBreakerState}
 		for name, state := range breakers {
 			err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "pizza_breaker_state",
@@ -499,7 +515,10 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 				return service{}, err
 			}
 		}
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
+		states := func() []api.BreakerStatus {
+			return []api.BreakerStatus{breakerStatus(storeAvailability, svc.BreakerState()), breakerStatus(storeCancel, svc.CancelBreakerState())}
+		}
+		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch, breakers: states}, nil
 	case db.Store:
 		svc := store.New(pool, ob).WithCheckPool(pools["check"])
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
@@ -511,6 +530,12 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
 	}
 }
+
+// The order service's breakers, as its metrics and its status name them.
+const (
+	storeAvailability = "store-availability"
+	storeCancel       = "store-cancel"
+)
 
 // defaultConnectTimeout bounds a connection attempt to a service's database.
 const defaultConnectTimeout = 5 * time.Second

@@ -69,7 +69,8 @@ func allReady(ctx context.Context, all []started) bool {
 	return true
 }
 
-// tokenTTL is how long the summary's tokens are valid.
+// tokenTTL is how long the tokens pizza mints are valid unless told otherwise: the summary's, pizza
+// token's default and the development sign-in's (/dev/token).
 const tokenTTL = 24 * time.Hour
 
 // writeSummary writes what a developer needs once the process is ready: where the BFF is, the

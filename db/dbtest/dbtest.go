@@ -438,11 +438,24 @@ func NewOneConnPool(t testing.TB, s db.Service) *pgxpool.Pool {
 
 // SeqScans is how many sequential scans table has had, the calling connection's own included
 // (its pending counts are flushed first): pool should be a NewOneConnPool.
-func SeqScans(t testing.TB, pool *pgxpool.Pool, table string) (n int64) {
+func SeqScans(t testing.TB, pool *pgxpool.Pool, table string) int64 {
+	t.Helper()
+	return scanStat(t, pool, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = $1`, table)
+}
+
+// IndexScans is how many scans the index has had, counted as SeqScans counts.
+func IndexScans(t testing.TB, pool *pgxpool.Pool, index string) int64 {
+	t.Helper()
+	return scanStat(t, pool, `SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = $1`, index)
+}
+
+// scanStat reads one count of the statistics views for name, the connection's pending counts
+// flushed first.
+func scanStat(t testing.TB, pool *pgxpool.Pool, query, name string) (n int64) {
 	t.Helper()
 	ctx := context.Background()
 	_, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
 	require.NoError(t, err)
-	require.NoError(t, pool.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = $1`, table).Scan(&n))
+	require.NoError(t, pool.QueryRow(ctx, query, name).Scan(&n))
 	return n
 }

@@ -326,6 +326,19 @@ func Key(field, value string) (string, error) {
 	return value, nil
 }
 
+// KeyPrefix checks the start of a Key as a client typed it to search by: empty (no restriction)
+// or at most MaxKeyLen printable characters (see printable). Like a Key, it is never trimmed: a
+// prefix with surrounding space is no key's, and finds nothing.
+func KeyPrefix(field, value string) (string, error) {
+	switch {
+	case len([]rune(value)) > MaxKeyLen:
+		return "", Invalid(field, "must be at most %d characters", MaxKeyLen)
+	case !printable(value):
+		return "", Invalid(field, "must not contain control, format or invalid characters")
+	}
+	return value, nil
+}
+
 // printable reports whether s is valid UTF-8 free of control characters (C0, DEL and C1, such
 // as U+0085), format characters (bidirectional overrides, zero-width ones, BOM), line and
 // paragraph separators, surrogates and private-use code points: what would make two values

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -250,28 +251,108 @@ func (s *Service) ByOrder(ctx context.Context, orderID string) (Row, error) {
 	return row.Shown(), err
 }
 
+// Customer is a customer as myPage knows them.
+type Customer struct {
+	ID string `json:"id"`
+	// Orders counts their myPage rows.
+	Orders int64 `json:"orders"`
+	// LastOrderAt is when one of their rows last changed.
+	LastOrderAt time.Time `json:"lastOrderAt"`
+}
+
+// MaxCustomers caps how many customers one search returns.
+const MaxCustomers = 100
+
+// Customers finds the customers whose id starts with search, exactly as given (an empty search
+// is every customer), most recently active first: the call center's search. The prefix is read
+// through mypage_customer_prefix, as a range of ids in byte order; the work grows with the
+// matching customers' rows, so an agent types a few characters.
+func (s *Service) Customers(ctx context.Context, search string, limit int) ([]Customer, error) {
+	if limit < 1 || limit > MaxCustomers {
+		return nil, api.Invalid("limit", "must be between 1 and %d", MaxCustomers)
+	}
+	search, err := api.KeyPrefix("search", search)
+	if err != nil {
+		return nil, err
+	}
+	const (
+		all = `
+SELECT customer_id, count(*), max(updated_at) FROM mypage WHERE customer_id <> ''
+GROUP BY customer_id ORDER BY max(updated_at) DESC, customer_id LIMIT $1`
+		from = `
+SELECT customer_id, count(*), max(updated_at) FROM mypage
+WHERE customer_id <> '' AND (customer_id COLLATE "C") >= $2
+GROUP BY customer_id ORDER BY max(updated_at) DESC, customer_id LIMIT $1`
+		between = `
+SELECT customer_id, count(*), max(updated_at) FROM mypage
+WHERE customer_id <> '' AND (customer_id COLLATE "C") >= $2 AND (customer_id COLLATE "C") < $3
+GROUP BY customer_id ORDER BY max(updated_at) DESC, customer_id LIMIT $1`
+	)
+	var rows pgx.Rows
+	switch end, bounded := prefixEnd(search); {
+	case search == "":
+		rows, err = s.pool.Query(ctx, all, limit)
+	case bounded:
+		rows, err = s.pool.Query(ctx, between, limit, search, end)
+	default:
+		rows, err = s.pool.Query(ctx, from, limit, search)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[Customer])
+}
+
+// prefixEnd is the least string greater than every string that starts with prefix, in byte
+// order (the "C" collation's, and UTF-8's order of code points): prefix with its last character
+// that can go up by one gone up by one, and what follows it cut. There is none when every
+// character is the greatest there is.
+func prefixEnd(prefix string) (string, bool) {
+	r := []rune(prefix)
+	for i := len(r) - 1; i >= 0; i-- {
+		next := r[i] + 1
+		if next >= 0xD800 && next <= 0xDFFF { // surrogates are no characters
+			next = 0xE000
+		}
+		if next <= unicode.MaxRune {
+			r[i] = next
+			return string(r[:i+1]), true
+		}
+	}
+	return "", false
+}
+
 // Routes serves the customercenter's internal API:
 //
 //	GET /mypage?customerId=C&limit=N   a customer's rows, newest first (limit default 50)
 //	GET /mypage/orders/{orderId}       one order's row
+//	GET /customers?search=S&limit=N    customers whose id starts with S, most recently active first
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 		return api.Handle(logger, f)
 	}
 	mux.HandleFunc("GET /mypage", h(func(w http.ResponseWriter, r *http.Request) error {
-		limit := 50
-		if l := r.URL.Query().Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil {
-				return api.Invalid("limit", "must be a number")
-			}
-			limit = n
+		limit, err := queryLimit(r, 50)
+		if err != nil {
+			return err
 		}
 		rows, err := s.ByCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
 		if err != nil {
 			return err
 		}
 		api.WriteJSON(w, http.StatusOK, rows)
+		return nil
+	}))
+	mux.HandleFunc("GET /customers", h(func(w http.ResponseWriter, r *http.Request) error {
+		limit, err := queryLimit(r, 20)
+		if err != nil {
+			return err
+		}
+		customers, err := s.Customers(r.Context(), r.URL.Query().Get("search"), limit)
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, customers)
 		return nil
 	}))
 	mux.HandleFunc("GET /mypage/orders/{orderId}", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -282,4 +363,17 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		api.WriteJSON(w, http.StatusOK, row)
 		return nil
 	}))
+}
+
+// queryLimit reads the request's limit parameter, or def without one.
+func queryLimit(r *http.Request, def int) (int, error) {
+	l := r.URL.Query().Get("limit")
+	if l == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil {
+		return 0, api.Invalid("limit", "must be a number")
+	}
+	return n, nil
 }

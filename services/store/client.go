@@ -40,6 +40,19 @@ func (c *Client) List(ctx context.Context, region string) ([]Store, error) {
 	return out, c.c.Do(ctx, http.MethodGet, "/stores?region="+url.QueryEscape(region), nil, &out)
 }
 
+// Get returns one store.
+func (c *Client) Get(ctx context.Context, id string) (Store, error) {
+	var st Store
+	return st, c.c.Do(ctx, http.MethodGet, "/stores/"+url.PathEscape(id), nil, &st)
+}
+
+// Board returns what a store's live board starts from: its unfinished orders and those that
+// changed in the last day, oldest first.
+func (c *Client) Board(ctx context.Context, storeID string) ([]Order, error) {
+	var out []Order
+	return out, c.c.Do(ctx, http.MethodGet, "/stores/"+url.PathEscape(storeID)+"/board", nil, &out)
+}
+
 // Orders lists a store's orders, optionally of one status.
 func (c *Client) Orders(ctx context.Context, storeID string, status lifecycle.Status) ([]Order, error) {
 	var out []Order

@@ -16,6 +16,7 @@ import (
 //	PUT  /stores/{id}/open                {open}: open or close
 //	GET  /availability?region=R           {open}: is any store of R open?
 //	GET  /stores/{id}/orders?status=S     the store's orders
+//	GET  /stores/{id}/board               its unfinished orders and those changed in the last day
 //	GET  /store-orders/{orderId}          one store order
 //	POST /store-orders/{orderId}/cooked   mark cooked
 //	POST /store-orders/{orderId}/cancel   decide a cancel (the order service asks before it cancels)
@@ -94,6 +95,18 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 			return err
 		}
 		orders, err := s.Orders(r.Context(), id, lifecycle.Status(r.URL.Query().Get("status")))
+		if err != nil {
+			return err
+		}
+		api.WriteJSON(w, http.StatusOK, orders)
+		return nil
+	}))
+	mux.HandleFunc("GET /stores/{id}/board", h(func(w http.ResponseWriter, r *http.Request) error {
+		id, err := api.PathID(r, "id")
+		if err != nil {
+			return err
+		}
+		orders, err := s.Board(r.Context(), id)
 		if err != nil {
 			return err
 		}

@@ -38,6 +38,21 @@ type Order struct {
 	Qty        int              `json:"qty"`
 	Status     lifecycle.Status `json:"status"`
 	ReceivedAt time.Time        `json:"receivedAt"`
+	// Version goes up by one with every change of the order here, in the statement that makes
+	// it: a board that saw version v has missed nothing up to v.
+	Version int64 `json:"version"`
+}
+
+// orderColumns are what scanOrder reads.
+const orderColumns = `order_id, store_id, pizza, qty, status, received_at, version`
+
+// EventPayload is what the store's events carry: the lifecycle fields every consumer folds, and,
+// on store.order_received, store.order_cooked and store.order_cancelled of an order a store had,
+// the store order as that change left it (with its version), which the BFF pushes to the store's
+// live board without asking here. Consumers that fold the lifecycle ignore it.
+type EventPayload struct {
+	lifecycle.Payload
+	StoreOrder *Order `json:"storeOrder,omitempty"`
 }
 
 // RegisterInput is a new store.
@@ -134,9 +149,38 @@ func (s *Service) Orders(ctx context.Context, storeID int64, status lifecycle.St
 		return nil, err
 	}
 	const q = `
-SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders
+SELECT ` + orderColumns + ` FROM store_orders
 WHERE store_id = $1 AND ($2 = '' OR status = $2) ORDER BY received_at, order_id`
 	rows, err := s.pool.Query(ctx, q, storeID, string(status))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanOrder)
+}
+
+// BoardLimit bounds a board's replay: a store's unfinished orders come first.
+const BoardLimit = 500
+
+// BoardWindow is how long a finished store order stays on its store's board.
+const BoardWindow = 24 * time.Hour
+
+// Board is what a store's live board starts from: its unfinished (RECEIVED) orders and those
+// that changed within BoardWindow, oldest first, at most BoardLimit (the unfinished ones first,
+// then the most recently changed). Two index scans: store_orders_by_store for the unfinished,
+// store_orders_board for the recent.
+func (s *Service) Board(ctx context.Context, storeID int64) ([]Order, error) {
+	if _, err := s.Get(ctx, storeID); err != nil {
+		return nil, err
+	}
+	const q = `
+SELECT ` + orderColumns + ` FROM (
+	SELECT * FROM (
+		SELECT * FROM store_orders WHERE store_id = $1 AND status = 'RECEIVED'
+		UNION
+		SELECT * FROM store_orders WHERE store_id = $1 AND updated_at > now() - $2 * interval '1 second'
+	) candidates ORDER BY status <> 'RECEIVED', updated_at DESC LIMIT $3
+) board ORDER BY received_at, order_id`
+	rows, err := s.pool.Query(ctx, q, storeID, int64(BoardWindow/time.Second), BoardLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +192,7 @@ func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
 	if _, err := api.ParseID(orderID); err != nil {
 		return Order{}, api.Errorf(api.NotFound, "no store order %q", orderID)
 	}
-	const q = `SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL`
+	const q = `SELECT ` + orderColumns + ` FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL`
 	rows, err := s.pool.Query(ctx, q, orderID)
 	if err != nil {
 		return Order{}, err
@@ -167,7 +211,7 @@ func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
 func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error) {
 	var out Order
 	err := outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
-		const q = `SELECT order_id, store_id, pizza, qty, status, received_at FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL FOR UPDATE`
+		const q = `SELECT ` + orderColumns + ` FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL FOR UPDATE`
 		rows, err := tx.Query(ctx, q, orderID)
 		if err != nil {
 			return err
@@ -189,7 +233,7 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 		default:
 			return api.Errorf(api.Conflict, "order %s is %s and cannot be cooked", orderID, o.Status)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'COOKED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'COOKED', updated_at = now(), version = version + 1 WHERE order_id = $1`, orderID); err != nil {
 			return err
 		}
 		id, err := strconv.ParseInt(o.StoreID, 10, 64)
@@ -199,9 +243,9 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 		if err := addUnfinished(ctx, tx, id, -1); err != nil {
 			return err
 		}
-		o.Status = lifecycle.Cooked
+		o.Status, o.Version = lifecycle.Cooked, o.Version+1 // the row is locked: this is what the update made
 		out = o
-		return s.emit(ctx, tx, lifecycle.StoreOrderCooked, orderID, lifecycle.Payload{StoreID: o.StoreID})
+		return s.emit(ctx, tx, lifecycle.StoreOrderCooked, orderID, lifecycle.Payload{StoreID: o.StoreID}, &o)
 	})
 	return out, err
 }
@@ -337,24 +381,32 @@ SELECT order_id, NULLIF(store_id, 0), customer_id, pizza, qty, region, status
 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
 	AS i(order_id, store_id, customer_id, pizza, qty, region, status)
 ORDER BY order_id
-ON CONFLICT (order_id) DO NOTHING RETURNING order_id`,
+ON CONFLICT (order_id) DO NOTHING RETURNING order_id, received_at`,
 			ins.orderID, ins.storeID, ins.customer, ins.pizza, ins.qty, ins.region, ins.status)
 		if err != nil {
 			return err
 		}
-		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		type insertedRow struct {
+			OrderID    string
+			ReceivedAt time.Time
+		}
+		inserted, err := pgx.CollectRows(rows, pgx.RowToStructByPos[insertedRow])
 		if err != nil {
 			return err
 		}
-		slices.Sort(inserted)
+		receivedAt := make(map[string]time.Time, len(inserted))
+		for _, r := range inserted {
+			receivedAt[r.OrderID] = r.ReceivedAt
+		}
 		for _, id := range ins.orderID {
-			if _, ok := slices.BinarySearch(inserted, id); !ok {
+			at, ok := receivedAt[id]
+			if !ok {
 				continue // a concurrent cancellation got there first
 			}
 			pl := byOrder[id]
 			ectx := outbox.EventContext(ctx, pl.ev)
 			if pl.storeID == 0 {
-				if err := s.emit(ectx, tx, lifecycle.StoreOrderRejected, id, lifecycle.Payload{RejectReason: lifecycle.NoOpenStore}); err != nil {
+				if err := s.emit(ectx, tx, lifecycle.StoreOrderRejected, id, lifecycle.Payload{RejectReason: lifecycle.NoOpenStore}, nil); err != nil {
 					return err
 				}
 				continue
@@ -362,7 +414,10 @@ ON CONFLICT (order_id) DO NOTHING RETURNING order_id`,
 			if err := addUnfinished(ctx, tx, pl.storeID, 1); err != nil {
 				return err
 			}
-			if err := s.emit(ectx, tx, lifecycle.StoreOrderReceived, id, lifecycle.Payload{StoreID: strconv.FormatInt(pl.storeID, 10)}); err != nil {
+			storeID := strconv.FormatInt(pl.storeID, 10)
+			received := &Order{OrderID: id, StoreID: storeID, Pizza: pl.p.Pizza, Qty: pl.p.Qty, Status: lifecycle.Received,
+				ReceivedAt: at, Version: 1}
+			if err := s.emit(ectx, tx, lifecycle.StoreOrderReceived, id, lifecycle.Payload{StoreID: storeID}, received); err != nil {
 				return err
 			}
 		}
@@ -398,58 +453,77 @@ func (s *Service) Cancel(ctx context.Context, orderID string) (Cancellation, err
 	}
 	out := Cancellation{OrderID: orderID, Status: lifecycle.Cancelled}
 	err := outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
-		status, storeID, err := s.lockOrStandIn(ctx, tx, orderID)
+		row, err := s.lockOrStandIn(ctx, tx, orderID)
 		if err != nil {
 			return err
 		}
-		if storeID != nil {
-			out.StoreID = strconv.FormatInt(*storeID, 10)
-		}
-		switch status {
+		out.StoreID = row.StoreID
+		var cancelled *Order // the store order as the cancel leaves it, when a store has it
+		switch row.Status {
 		case "": // a stand-in was written
 		case lifecycle.Cancelled:
 			return nil
 		case lifecycle.Received:
-			if err := s.cancelReceived(ctx, tx, orderID, *storeID); err != nil {
+			if cancelled, err = s.cancelRow(ctx, tx, row); err != nil {
 				return err
 			}
 		case lifecycle.Rejected:
 			return api.Errorf(api.Conflict, "order %s was rejected (no store in its region was open) and cannot be cancelled", orderID)
 		default:
-			return api.Errorf(api.Conflict, "order %s is already %s and can no longer be cancelled", orderID, status)
+			return api.Errorf(api.Conflict, "order %s is already %s and can no longer be cancelled", orderID, row.Status)
 		}
-		return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: out.StoreID})
+		return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: out.StoreID}, cancelled)
 	})
 	return out, err
 }
 
-// lockOrStandIn locks the order's row and returns its status and store, or, when the store has
-// not heard of the order yet, inserts a CANCELLED row in its place (status ""): the assignment
-// leaves an order it finds already here as it is.
-func (s *Service) lockOrStandIn(ctx context.Context, tx pgx.Tx, orderID string) (lifecycle.Status, *int64, error) {
+// lockOrStandIn locks the order's row and returns it (StoreID empty when no store has it), or,
+// when the store has not heard of the order yet, inserts a CANCELLED row in its place (Status ""):
+// the assignment leaves an order it finds already here as it is.
+func (s *Service) lockOrStandIn(ctx context.Context, tx pgx.Tx, orderID string) (Order, error) {
 	for {
 		var (
+			o       Order
 			status  string
 			storeID *int64
 		)
-		err := tx.QueryRow(ctx, `SELECT status, store_id FROM store_orders WHERE order_id = $1 FOR UPDATE`, orderID).Scan(&status, &storeID)
+		err := tx.QueryRow(ctx, `SELECT status, store_id, pizza, qty, received_at, version FROM store_orders WHERE order_id = $1 FOR UPDATE`,
+			orderID).Scan(&status, &storeID, &o.Pizza, &o.Qty, &o.ReceivedAt, &o.Version)
 		if err == nil || !errors.Is(err, pgx.ErrNoRows) {
-			return lifecycle.Status(status), storeID, err
+			o.OrderID, o.Status = orderID, lifecycle.Status(status)
+			if storeID != nil {
+				o.StoreID = strconv.FormatInt(*storeID, 10)
+			}
+			return o, err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO store_orders (order_id, status) VALUES ($1, 'CANCELLED') ON CONFLICT (order_id) DO NOTHING`, orderID)
 		if err != nil || tag.RowsAffected() == 1 {
-			return "", nil, err
+			return Order{OrderID: orderID}, err
 		}
 		// The order arrived under us (its assignment committed first): lock that.
 	}
 }
 
-// cancelReceived cancels a RECEIVED order whose row tx holds locked, freeing its store.
-func (s *Service) cancelReceived(ctx context.Context, tx pgx.Tx, orderID string, storeID int64) error {
-	if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
-		return err
+// cancelRow cancels an order whose row tx holds locked, freeing its store when it was RECEIVED
+// there, and returns the store order as it now is (nil when no store has it).
+func (s *Service) cancelRow(ctx context.Context, tx pgx.Tx, row Order) (*Order, error) {
+	if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'CANCELLED', updated_at = now(), version = version + 1 WHERE order_id = $1`, row.OrderID); err != nil {
+		return nil, err
 	}
-	return addUnfinished(ctx, tx, storeID, -1)
+	if row.StoreID == "" {
+		return nil, nil
+	}
+	if row.Status == lifecycle.Received {
+		id, err := strconv.ParseInt(row.StoreID, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		if err := addUnfinished(ctx, tx, id, -1); err != nil {
+			return nil, err
+		}
+	}
+	row.Status, row.Version = lifecycle.Cancelled, row.Version+1 // the row is locked: this is what the update made
+	return &row, nil
 }
 
 // cancel applies order.cancelled. The order service writes it only after Cancel accepted the
@@ -458,21 +532,15 @@ func (s *Service) cancelReceived(ctx context.Context, tx pgx.Tx, orderID string,
 // state: then the cancel wins, even over a cooked order, whose pizza never leaves for delivery,
 // so every view still ends CANCELLED. A cancellation that arrives before the order is remembered.
 func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string) error {
-	status, storeID, err := s.lockOrStandIn(ctx, tx, orderID)
-	if err != nil || status == "" || status == lifecycle.Cancelled {
+	row, err := s.lockOrStandIn(ctx, tx, orderID)
+	if err != nil || row.Status == "" || row.Status == lifecycle.Cancelled {
 		return err
 	}
-	if status == lifecycle.Received {
-		if err := s.cancelReceived(ctx, tx, orderID, *storeID); err != nil {
-			return err
-		}
-	} else if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1`, orderID); err != nil {
-		return err
+	cancelled, err := s.cancelRow(ctx, tx, row)
+	if err != nil || cancelled == nil {
+		return err // or it was rejected: no store holds it, nothing to announce
 	}
-	if storeID == nil {
-		return nil // it was rejected: no store holds it, nothing to announce
-	}
-	return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: strconv.FormatInt(*storeID, 10)})
+	return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: row.StoreID}, cancelled)
 }
 
 // loadDeltas are changes to stores' unfinished counts that a consumer transaction applies at its
@@ -515,8 +583,9 @@ func addUnfinished(ctx context.Context, tx pgx.Tx, storeID int64, delta int) err
 	return err
 }
 
-func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p lifecycle.Payload) error {
-	ev, err := outbox.NewEvent(typ, orderID, Producer, p)
+// emit writes one of the store's events; so, when set, is the store order as the change left it.
+func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p lifecycle.Payload, so *Order) error {
+	ev, err := outbox.NewEvent(typ, orderID, Producer, EventPayload{Payload: p, StoreOrder: so})
 	if err != nil {
 		return err
 	}
@@ -546,7 +615,7 @@ func scanOrder(row pgx.CollectableRow) (Order, error) {
 		storeID int64
 		status  string
 	)
-	err := row.Scan(&o.OrderID, &storeID, &o.Pizza, &o.Qty, &status, &o.ReceivedAt)
+	err := row.Scan(&o.OrderID, &storeID, &o.Pizza, &o.Qty, &status, &o.ReceivedAt, &o.Version)
 	o.StoreID = strconv.FormatInt(storeID, 10)
 	o.Status = lifecycle.Status(status)
 	return o, err

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
+)
+
+// statusBudget bounds what GET /status takes, within the second the BFF gives a service: a
+// database that does not answer is reported, not waited for.
+const statusBudget = 700 * time.Millisecond
+
+// serviceStatus is what a service's GET /status reads: its readiness (as /readyz), its outbox's
+// backlog and its parked dead letters (two indexed queries), its consumer's latest numbers and its
+// breakers (from memory).
+type serviceStatus struct {
+	name     string
+	ready    func(context.Context) error
+	outbox   *outbox.Outbox
+	consumer *outbox.Consumer
+	dead     *outbox.DeadLetters
+	breakers func() []api.BreakerStatus // nil: none
+}
+
+func (s serviceStatus) route(mux *http.ServeMux, logger *slog.Logger) {
+	mux.HandleFunc("GET /status", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		api.WriteJSON(w, http.StatusOK, s.read(r.Context()))
+		return nil
+	}))
+}
+
+func (s serviceStatus) read(ctx context.Context) api.Status {
+	ctx, cancel := context.WithTimeout(ctx, statusBudget)
+	defer cancel()
+	st := api.Status{Service: s.name, Breakers: []api.BreakerStatus{}}
+	var problems []string
+	if err := s.ready(ctx); err != nil {
+		problems = append(problems, err.Error())
+	}
+	note := func(what string, err error) {
+		// Once not ready (the database away, most often), what cannot be read for the same
+		// reason says nothing more.
+		if len(problems) == 0 {
+			problems = append(problems, what+": "+err.Error())
+		}
+	}
+	if n, age, err := s.outbox.Backlog(ctx); err != nil {
+		note("outbox backlog", err)
+	} else if st.OutboxBacklog = n; n > 0 {
+		st.OutboxOldestSeconds = new(age.Seconds())
+	}
+	if n, err := s.dead.Count(ctx); err != nil {
+		note("dead letters", err)
+	} else {
+		st.DeadLetters = n
+	}
+	cs := s.consumer.Stats()
+	st.ConsumerQueued = max(cs.Queued, 0)
+	if cs.Lag >= 0 {
+		st.ConsumerLagSeconds = new(cs.Lag.Seconds())
+	}
+	if s.breakers != nil {
+		st.Breakers = s.breakers()
+	}
+	st.Ready, st.Error = len(problems) == 0, strings.Join(problems, "; ")
+	return st
+}
+
+// breakerStatus names a gobreaker state as the API does.
+func breakerStatus(name string, state gobreaker.State) api.BreakerStatus {
+	b := api.BreakerStatus{Name: name, State: api.BreakerClosed}
+	switch state {
+	case gobreaker.StateHalfOpen:
+		b.State = api.BreakerHalfOpen
+	case gobreaker.StateOpen:
+		b.State = api.BreakerOpen
+	}
+	return b
+}
