@@ -1,6 +1,6 @@
 // The customer's screens, also the agent's for the customer they talk to: the order form and
 // myPage, live.
-import { useMutation, useQuery, useSubscription } from "@urql/preact";
+import { useMutation, useQuery } from "@urql/preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   CancelOrderDocument,
@@ -12,7 +12,7 @@ import {
   type MyPageRowFragment,
   type PlaceOrderInput,
 } from "../gql/graphql";
-import type { LiveContext } from "../client";
+import { useLive } from "../uselive";
 import { describe, type Problem } from "../errors";
 import { formatTime, pizzas, useLang, useT } from "../i18n";
 import { cancellable, getRetryAt, newKey, observe, pending, setRetryAt, stepTime, steps, type Status } from "../live";
@@ -120,14 +120,7 @@ export function MyPage({ customerId, heading }: { customerId: string; heading: s
   const rows = useMemo(() => [...(res.data?.myPage ?? [])].sort(byNewest), [res.data]);
   for (const r of rows) observe(r.orderId, r.status, r.updatedAt);
 
-  // What the page holds, for the subscription's seen: read when (re)subscribing.
-  const held = useRef(rows);
-  held.current = rows;
-  const context = useMemo<LiveContext>(
-    () => ({ seen: () => held.current.map((r) => ({ orderId: r.orderId, version: r.version })) }),
-    [],
-  );
-  const [live] = useSubscription({ query: MyPageLiveDocument, variables: { customerId }, pause: !res.data, context });
+  const live = useLive(MyPageLiveDocument, { customerId }, res.data ? rows : undefined);
 
   return (
     <section class="card" aria-labelledby="mypage-title">
