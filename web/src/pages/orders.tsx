@@ -34,7 +34,7 @@ export function usePlace() {
     key.current = newKey();
     const o = res.data!.placeOrder;
     if (o.rejectReason === "STORE_BUSY") setRetryAt(o.id, Date.now() + (o.retryAfterSeconds ?? 0) * 1000);
-    observe(o.id, "ORDERED", o.placedAt);
+    if (o.status !== "REJECTED") observe(o.id, "ORDERED", o.placedAt); // a rejected order never was ORDERED
     return o;
   };
   return { fetching: state.fetching, problem, place: run };
@@ -227,12 +227,20 @@ function Reorder({ row }: { row: MyPageRowFragment }) {
   const [before, after] = t("busy.countdown").split("{s}");
   return (
     <div class="reorder">
-      <p>
-        {before}
-        <span data-countdown>{left ?? ""}</span>
-        {after}
-      </p>
-      {ready && <p role="status">{t("busy.ready")}</p>}
+      {ready ? (
+        <p role="status">
+          <span data-countdown class="sr-only">
+            0
+          </span>
+          {t("busy.ready")}
+        </p>
+      ) : (
+        <p>
+          {before}
+          <span data-countdown>{left ?? ""}</span>
+          {after}
+        </p>
+      )}
       <button
         type="button"
         data-action="reorder"
