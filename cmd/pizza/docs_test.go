@@ -204,7 +204,7 @@ func TestDocsStayInTheRepository(t *testing.T) {
 			return err
 		}
 		if d.IsDir() {
-			if name := d.Name(); path != repoRoot && (strings.HasPrefix(name, ".") || name == "bin") {
+			if name := d.Name(); path != repoRoot && (strings.HasPrefix(name, ".") || name == "bin" || name == "node_modules") {
 				return filepath.SkipDir
 			}
 			return nil

@@ -92,7 +92,8 @@ func writeSummary(w io.Writer, all []started, auth *graph.Auth) {
 		fmt.Fprintln(w, "1588-pizza is ready (development).")
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "  GraphiQL\t%s\n", bff.url)
+		fmt.Fprintf(tw, "  Console\t%s\t(sign in with a token below, or as any role in one click)\n", bff.url)
+		fmt.Fprintf(tw, "  GraphiQL\t%splayground\n", bff.url)
 		fmt.Fprintf(tw, "  GraphQL\t%sgraphql\t(POST, GET, websocket graphql-transport-ws)\n", bff.url)
 		if bff.opsURL != "" {
 			fmt.Fprintf(tw, "  Metrics\t%smetrics\n", bff.opsURL)
@@ -117,7 +118,7 @@ func writeSummary(w io.Writer, all []started, auth *graph.Auth) {
 		fmt.Fprintln(w)
 	}
 	if bff != nil && auth != nil {
-		fmt.Fprintf(w, "Tokens, valid %dh: paste one in GraphiQL's Headers as {\"Authorization\": \"Bearer <token>\"}\n", int(tokenTTL.Hours()))
+		fmt.Fprintf(w, "Tokens, valid %dh: paste one in the console's sign-in, or in GraphiQL's Headers as {\"Authorization\": \"Bearer <token>\"}\n", int(tokenTTL.Hours()))
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, r := range []struct {
 			label string

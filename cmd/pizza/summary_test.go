@@ -124,7 +124,8 @@ func TestServeAnnouncesOnceReady(t *testing.T) {
 	summary := out.String()
 	require.True(t, strings.HasSuffix(summary, "Stop with Ctrl-C.\n"), "how to stop is the last line: %q", summary)
 	base := "http://" + env["PIZZA_HTTP_ADDR"] + "/"
-	require.Contains(t, summary, "GraphiQL  "+base)
+	require.Regexp(t, `Console +`+regexp.QuoteMeta(base)+` `, summary)
+	require.Contains(t, summary, "GraphiQL  "+base+"playground\n")
 	require.Contains(t, summary, base+"graphql")
 	require.Contains(t, summary, "http://"+env["PIZZA_OPS_ADDR"]+"/metrics")
 
@@ -152,7 +153,7 @@ func TestServeAnnouncesOnceReady(t *testing.T) {
 	}
 
 	// Metrics and profiles: on the ops address, not on the public port (where "/" is the
-	// playground, which must not answer for them either).
+	// console, which must not answer for them either).
 	pub, ops := "http://"+env["PIZZA_HTTP_ADDR"], "http://"+env["PIZZA_OPS_ADDR"]
 	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap"} {
 		code, body := get(t, pub+path)

@@ -56,8 +56,10 @@ try {
   // no storage
 }
 
-const defaultQuery = `# 1588-pizza: the GraphQL API (docs/api.md). Put a token in Headers below:
-#   {"Authorization": "Bearer <token>"}  (make run prints one per role)
+const defaultQuery = `# 1588-pizza's GraphQL API (docs/api.md).
+# Headers, below: {"Authorization": "Bearer <token>"}
+# (make run prints a token per role; signed in to the
+# console in this tab, yours is there already).
 
 query Stores {
   stores { id name region open }
@@ -69,6 +71,7 @@ createRoot(document.getElementById("graphiql")).render(
     fetcher,
     defaultQuery,
     initialHeaders: token ? JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2) : undefined,
-    shouldPersistHeaders: false,
+    shouldPersistHeaders: false, // a token stays out of localStorage
+    defaultEditorToolsVisibility: "headers",
   }),
 );

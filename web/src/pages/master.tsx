@@ -1,7 +1,7 @@
 // The store master's board: the store's orders live, new ones marked until looked at; mark
 // cooked; open or close the store. An admin sees any store's (/master?store=ID).
-import { useMutation, useQuery, useSubscription } from "@urql/preact";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useMutation, useQuery } from "@urql/preact";
+import { useEffect, useRef, useState } from "preact/hooks";
 import {
   BoardDocument,
   BoardLiveDocument,
@@ -10,7 +10,7 @@ import {
   StoresDocument,
   type BoardRowFragment,
 } from "../gql/graphql";
-import type { LiveContext } from "../client";
+import { useLive } from "../uselive";
 import { describe, type Problem } from "../errors";
 import { formatTime, useLang, useT } from "../i18n";
 import { navigate } from "../router";
@@ -83,13 +83,7 @@ function Board({ storeId }: { storeId: string }) {
   const [res] = useQuery({ query: BoardDocument, variables: { storeId, status: "RECEIVED" }, requestPolicy: "cache-and-network" });
   const rows = res.data?.storeOrders ?? [];
 
-  const held = useRef(rows);
-  held.current = rows;
-  const context = useMemo<LiveContext>(
-    () => ({ seen: () => held.current.map((r) => ({ orderId: r.orderId, version: r.version })) }),
-    [],
-  );
-  const [live] = useSubscription({ query: BoardLiveDocument, variables: { storeId }, pause: !res.data, context });
+  const live = useLive(BoardLiveDocument, { storeId }, res.data ? rows : undefined);
 
   // New: an unfinished order that arrived after the board first loaded, until looked at or acted on.
   const known = useRef<Set<string> | null>(null);

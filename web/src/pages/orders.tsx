@@ -1,6 +1,6 @@
 // The customer's screens, also the agent's for the customer they talk to: the order form and
 // myPage, live.
-import { useMutation, useQuery, useSubscription } from "@urql/preact";
+import { useMutation, useQuery } from "@urql/preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   CancelOrderDocument,
@@ -12,7 +12,7 @@ import {
   type MyPageRowFragment,
   type PlaceOrderInput,
 } from "../gql/graphql";
-import type { LiveContext } from "../client";
+import { useLive } from "../uselive";
 import { describe, type Problem } from "../errors";
 import { formatTime, pizzas, useLang, useT } from "../i18n";
 import { cancellable, getRetryAt, newKey, observe, pending, setRetryAt, stepTime, steps, type Status } from "../live";
@@ -34,7 +34,7 @@ export function usePlace() {
     key.current = newKey();
     const o = res.data!.placeOrder;
     if (o.rejectReason === "STORE_BUSY") setRetryAt(o.id, Date.now() + (o.retryAfterSeconds ?? 0) * 1000);
-    observe(o.id, "ORDERED", o.placedAt);
+    if (o.status !== "REJECTED") observe(o.id, "ORDERED", o.placedAt); // a rejected order never was ORDERED
     return o;
   };
   return { fetching: state.fetching, problem, place: run };
@@ -120,14 +120,7 @@ export function MyPage({ customerId, heading }: { customerId: string; heading: s
   const rows = useMemo(() => [...(res.data?.myPage ?? [])].sort(byNewest), [res.data]);
   for (const r of rows) observe(r.orderId, r.status, r.updatedAt);
 
-  // What the page holds, for the subscription's seen: read when (re)subscribing.
-  const held = useRef(rows);
-  held.current = rows;
-  const context = useMemo<LiveContext>(
-    () => ({ seen: () => held.current.map((r) => ({ orderId: r.orderId, version: r.version })) }),
-    [],
-  );
-  const [live] = useSubscription({ query: MyPageLiveDocument, variables: { customerId }, pause: !res.data, context });
+  const live = useLive(MyPageLiveDocument, { customerId }, res.data ? rows : undefined);
 
   return (
     <section class="card" aria-labelledby="mypage-title">
@@ -234,12 +227,20 @@ function Reorder({ row }: { row: MyPageRowFragment }) {
   const [before, after] = t("busy.countdown").split("{s}");
   return (
     <div class="reorder">
-      <p>
-        {before}
-        <span data-countdown>{left ?? ""}</span>
-        {after}
-      </p>
-      {ready && <p role="status">{t("busy.ready")}</p>}
+      {ready ? (
+        <p role="status">
+          <span data-countdown class="sr-only">
+            0
+          </span>
+          {t("busy.ready")}
+        </p>
+      ) : (
+        <p>
+          {before}
+          <span data-countdown>{left ?? ""}</span>
+          {after}
+        </p>
+      )}
       <button
         type="button"
         data-action="reorder"
