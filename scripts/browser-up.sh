@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Makes sure the console's browser tests have a Chromium: Debian's `chromium` package, which `make
-# test` installs (as root, with apt-get) when it is missing, as infra-up.sh does for PostgreSQL. No
+# Makes sure the console's browser tests have a Chromium: Debian's `chromium` package (and a font
+# with Hangul, fonts-nanum), which `make test` installs (as root, with apt-get) when missing, as
+# infra-up.sh does for PostgreSQL. No
 # test tool downloads a browser of its own. PIZZA_CHROMIUM names another binary to use instead.
 # Prints the binary's path.
 set -euo pipefail
 
 log()  { printf 'browser: %s\n' "$*" >&2; }
 fail() { printf 'browser: %s\n' "$*" >&2; exit 1; }
+
+# Korean text (the console's default language) needs a font with Hangul, or chromium draws boxes.
+korean_font() { command -v fc-list >/dev/null && fc-list :lang=ko family | grep -q .; }
+if ! korean_font && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  log "installing Debian's fonts-nanum so the console's Korean text renders"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-nanum >/dev/null
+fi
 
 if [[ -n ${PIZZA_CHROMIUM:-} ]]; then
   [[ -x $PIZZA_CHROMIUM ]] || fail "PIZZA_CHROMIUM=$PIZZA_CHROMIUM is not an executable file."

@@ -279,6 +279,7 @@ func TestConsoleSeedStory(t *testing.T) {
 	requireLabelled(t, desk, "customer-desktop")
 
 	// The admin looks the first order up: its timeline, event by event.
+	click(t, admin, `a[href="/admin/orders"]`)
 	setValue(t, admin, "#lookup-order", first)
 	click(t, admin, "#lookup")
 	for _, ev := range []string{"order.placed", "store.order_received", "store.order_cooked", "delivery.started"} {
@@ -303,7 +304,7 @@ func TestConsoleAdminSystemAndAgent(t *testing.T) {
 	for _, svc := range []string{"order", "store", "delivery", "customercenter"} {
 		waitJS(t, admin, svc+" ready", fmt.Sprintf(`document.querySelector(%s)?.dataset.ready === 'true'`, jsString("#system [data-service="+svc+"]")))
 	}
-	waitJS(t, admin, "the store-check breaker closed", `document.querySelector('#system [data-breaker=store-check]')?.dataset.state === 'CLOSED'`)
+	waitJS(t, admin, "the store-availability breaker closed", `document.querySelector('#system [data-breaker=store-availability]')?.dataset.state === 'CLOSED'`)
 	screenshot(t, admin, "admin-system")
 	requireLabelled(t, admin, "admin-system")
 
@@ -361,7 +362,7 @@ func TestConsoleShowsEachRoleOnlyItsOwn(t *testing.T) {
 	waitJS(t, masterA, "the marker order on store A's board", fmt.Sprintf(`!!document.querySelector(%s)`, jsString(row("#board", marker))))
 	require.Equal(t, []string{marker, mine}, sorted(ids(t, alice, "#orders"), marker, mine), "alice sees exactly her orders")
 	require.NotContains(t, ids(t, masterA, "#board"), bobs.ID, "store A's board never shows store B's order")
-	require.NotContains(t, evalJS[string](t, alice, `document.body.innerText`), "마포구", "nothing of bob's on alice's page")
+	require.NotContains(t, evalJS[string](t, alice, `document.querySelector('#orders').innerText`), "마포구", "nothing of bob's in alice's orders")
 
 	// The API refuses the same.
 	aliceTok := mint(t, model.RoleCustomer, "alice")
@@ -371,8 +372,9 @@ func TestConsoleShowsEachRoleOnlyItsOwn(t *testing.T) {
 	ws := connect(t, base, mint(t, model.RoleMaster, storeA))
 	ws.subscribe(t, "b", `subscription($s: ID!) { storeOrders(storeId: $s) { id } }`, map[string]any{"s": storeB})
 	m := ws.next(t, 10*time.Second)
-	require.Equal(t, "error", m.Type, "payload: %s", m.Payload)
-	require.Contains(t, string(m.Payload), "FORBIDDEN")
+	require.Equal(t, "next", m.Type, "a refused subscription answers its error, then completes: %s", m.Payload)
+	require.Contains(t, string(m.Payload), `"code":"FORBIDDEN"`)
+	require.Contains(t, string(m.Payload), `"data":null`)
 }
 
 // sorted returns the ids that are in want's set, in want's order, followed by the others: a

@@ -151,7 +151,7 @@ type ServiceStatus struct {
 	ConsumerLagSeconds *float64 `json:"consumerLagSeconds,omitempty"`
 	// dead-lettered messages parked, neither replayed nor discarded
 	DeadLetters int `json:"deadLetters"`
-	// its circuit breakers: the order service's calls to the store (store-check, store-cancel)
+	// its circuit breakers: the order service's calls to the store (store-availability, store-cancel)
 	Breakers []*Breaker `json:"breakers"`
 }
 

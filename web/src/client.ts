@@ -5,7 +5,6 @@ import { Client, fetchExchange, mapExchange, subscriptionExchange, type Operatio
 import { cacheExchange, type Cache, type Data, type Variables } from "@urql/exchange-graphcache";
 import { createClient as createWSClient, type Client as WSClient } from "graphql-ws";
 import type { Session } from "./session";
-import { observe, type Status } from "./live";
 
 export type Connection = "connecting" | "open" | "closed";
 
@@ -90,6 +89,7 @@ export function newClient(session: Session, ev: ClientEvents): { client: Client;
           Store: (d) => (d.id as string) ?? null,
           TimelineEvent: (d) => (d.eventId as string) ?? null,
           EventConsumption: () => null,
+          OrderStep: () => null,
           SystemStatus: () => null,
           ServiceStatus: () => null,
           Breaker: () => null,
@@ -98,8 +98,6 @@ export function newClient(session: Session, ev: ClientEvents): { client: Client;
         updates: {
           Subscription: {
             myPage(result, args, cache) {
-              const row = result.myPage as { orderId: string; status: Status; updatedAt: string } | null;
-              if (row) observe(row.orderId, row.status, row.updatedAt);
               insertInto(cache, "myPage", (a) => a?.customerId === args.customerId, result.myPage as Data);
             },
             storeOrders(result, args, cache) {

@@ -1,32 +1,8 @@
-// What the page learns from live rows beyond the rows themselves: when each step of an order
-// happened (a myPage row carries only its latest change's time), and when a STORE_BUSY order
-// may be placed again.
+// What the page keeps beside the rows: the steps still ahead of an order, and when a STORE_BUSY
+// order may be placed again.
 
 export type Status = "ORDERED" | "RECEIVED" | "COOKED" | "DELIVERY_STARTED" | "CANCELLED" | "REJECTED";
 export const progress: Status[] = ["ORDERED", "RECEIVED", "COOKED", "DELIVERY_STARTED"];
-
-const stepTimes = new Map<string, Partial<Record<Status, string>>>();
-
-// observe records that order orderId had status at (the row's updatedAt), the first time seen.
-export function observe(orderId: string, status: Status, at: string) {
-  let m = stepTimes.get(orderId);
-  if (!m) stepTimes.set(orderId, (m = {}));
-  if (!m[status]) m[status] = at;
-}
-
-export function stepTime(orderId: string, status: Status): string | undefined {
-  return stepTimes.get(orderId)?.[status];
-}
-
-// steps lists the steps an order with this status has gone through: the progress up to it, or
-// for a cancelled or rejected order what it reached (as far as the page saw) and its end.
-export function steps(orderId: string, status: Status): Status[] {
-  const i = progress.indexOf(status);
-  if (i >= 0) return progress.slice(0, i + 1);
-  // A rejected order was never ORDERED (it is recorded refused); a cancelled one was.
-  const reached = progress.filter((s, j) => (j === 0 && status === "CANCELLED") || stepTime(orderId, s) !== undefined);
-  return [...reached, status];
-}
 
 // pending lists the steps still ahead of an order in progress.
 export function pending(status: Status): Status[] {

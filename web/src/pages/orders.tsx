@@ -15,7 +15,7 @@ import {
 import { useLive } from "../uselive";
 import { describe, type Problem } from "../errors";
 import { formatTime, pizzas, useLang, useT } from "../i18n";
-import { cancellable, getRetryAt, newKey, observe, pending, setRetryAt, stepTime, steps, type Status } from "../live";
+import { cancellable, getRetryAt, newKey, pending, setRetryAt, type Status } from "../live";
 
 // usePlace places orders, remembering when a STORE_BUSY one may be placed again. A failed
 // attempt keeps its idempotency key, so trying again can never place the order twice.
@@ -34,7 +34,6 @@ export function usePlace() {
     key.current = newKey();
     const o = res.data!.placeOrder;
     if (o.rejectReason === "STORE_BUSY") setRetryAt(o.id, Date.now() + (o.retryAfterSeconds ?? 0) * 1000);
-    if (o.status !== "REJECTED") observe(o.id, "ORDERED", o.placedAt); // a rejected order never was ORDERED
     return o;
   };
   return { fetching: state.fetching, problem, place: run };
@@ -118,7 +117,6 @@ export function MyPage({ customerId, heading }: { customerId: string; heading: s
   const t = useT();
   const [res] = useQuery({ query: MyPageDocument, variables: { customerId, limit: 100 }, requestPolicy: "cache-and-network" });
   const rows = useMemo(() => [...(res.data?.myPage ?? [])].sort(byNewest), [res.data]);
-  for (const r of rows) observe(r.orderId, r.status, r.updatedAt);
 
   const live = useLive(MyPageLiveDocument, { customerId }, res.data ? rows : undefined);
 
@@ -170,15 +168,12 @@ function OrderRow({ row }: { row: MyPageRowFragment }) {
         <span class={`badge s-${row.status}`}>{t(`status.${row.status}`)}</span>
       </div>
       <ol class="steps">
-        {steps(row.orderId, status).map((s) => {
-          const at = stepTime(row.orderId, s);
-          return (
-            <li key={s} data-step={s} class={`step s-${s}`}>
-              <span>{t(`status.${s}`)}</span>
-              {at && <time dateTime={at}>{formatTime(lang, at)}</time>}
-            </li>
-          );
-        })}
+        {row.steps.map((s) => (
+          <li key={s.status} data-step={s.status} class={`step s-${s.status}`}>
+            <span>{t(`status.${s.status}`)}</span>
+            <time dateTime={s.at}>{formatTime(lang, s.at)}</time>
+          </li>
+        ))}
         {pending(status).map((s) => (
           <li key={s} class="step pending">
             <span>{t(`status.${s}`)}</span>
