@@ -14,7 +14,9 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
@@ -322,6 +324,58 @@ func TestConsoleAdminSystemAndAgent(t *testing.T) {
 	var o struct{ CustomerID string }
 	gql(t, base, mint(t, model.RoleAdmin, "ops"), `query($id: ID!) { order(id: $id) { customerId } }`, map[string]any{"id": id}).decode(t, "order", &o)
 	require.Equal(t, "agent-cust-7", o.CustomerID)
+	// The agent cancels it for them.
+	click(t, agent, row("#orders", id)+" [data-action=cancel]")
+	waitStatus(t, agent, "#orders", id, "CANCELLED")
+}
+
+// The console without a mouse, in English: a customer switches the language, then places an order
+// with the keyboard alone (focus the quantity, type, Enter submits the form); a master closes and
+// reopens the store with the keyboard (Space on the focused switch), and the API agrees.
+func TestConsoleKeyboardAndEnglish(t *testing.T) {
+	t.Parallel()
+	_, base := consoleSystem(t, nil)
+	storeID := registerStore(t, base, "강남점", "강남구")
+	b := newBrowser(t)
+
+	customer := b.tab(t, phoneW, phoneH)
+	signIn(t, customer, base, model.RoleCustomer, mint(t, model.RoleCustomer, "kbd-1"))
+	require.Equal(t, "ko", evalJS[string](t, customer, `document.documentElement.lang`))
+	setValue(t, customer, "#lang", "en")
+	waitJS(t, customer, "the page in English", `document.documentElement.lang === 'en' && document.querySelector('#place-order')?.textContent.trim() === 'Order'`)
+	waitJS(t, customer, "region offered", `[...document.querySelectorAll('#region option')].some(o => o.value === '강남구')`)
+	before := ids(t, customer, "#orders")
+	do(t, customer, "order by keyboard", chromedp.Focus(chromedp.CSS("#qty")),
+		chromedp.KeyEvent(kb.End+"\b\b\b2"), chromedp.KeyEvent(kb.Enter))
+	id := newRow(t, customer, "#orders", before)
+	waitStatus(t, customer, "#orders", id, "RECEIVED")
+	var o struct{ Qty int }
+	gql(t, base, mint(t, model.RoleAdmin, "ops"), `query($id: ID!) { order(id: $id) { qty } }`, map[string]any{"id": id}).decode(t, "order", &o)
+	require.Equal(t, 2, o.Qty, "the quantity typed")
+	screenshot(t, customer, "customer-phone-en")
+
+	master := b.tab(t, desktopW, desktopH)
+	signIn(t, master, base, model.RoleMaster, mint(t, model.RoleMaster, storeID))
+	isOpen := func() bool {
+		var stores []struct {
+			ID   string
+			Open bool
+		}
+		gql(t, base, mint(t, model.RoleAdmin, "ops"), `query { stores { id open } }`, nil).decode(t, "stores", &stores)
+		for _, st := range stores {
+			if st.ID == storeID {
+				return st.Open
+			}
+		}
+		t.Fatalf("store %s not listed", storeID)
+		return false
+	}
+	for _, want := range []bool{false, true} {
+		waitJS(t, master, "the open switch", fmt.Sprintf(`document.querySelector('#store-open')?.checked === %t && !document.querySelector('#store-open').disabled`, !want))
+		do(t, master, "toggle the store by keyboard", chromedp.Focus(chromedp.CSS("#store-open")), chromedp.KeyEvent(" "))
+		waitJS(t, master, "the switch moved", fmt.Sprintf(`document.querySelector('#store-open').checked === %t`, want))
+		require.Eventually(t, func() bool { return isOpen() == want }, 10*time.Second, 20*time.Millisecond, "the store open=%t at the API", want)
+	}
 }
 
 // openSystemPage goes to the admin's system page, by its link.
@@ -468,6 +522,8 @@ func TestConsoleLoadsNothingFromElsewhere(t *testing.T) {
 				if e.Entry.Level == cdplog.EntryLevelError {
 					console = append(console, e.Entry.Text)
 				}
+			case *cdpruntime.EventExceptionThrown:
+				console = append(console, e.ExceptionDetails.Text)
 			}
 		}))
 		do(t, tab, "open "+page.path, chromedp.Navigate(base+page.path), chromedp.WaitVisible(chromedp.CSS(page.ready)))
@@ -484,7 +540,7 @@ func TestConsoleLoadsNothingFromElsewhere(t *testing.T) {
 				strings.HasPrefix(u, "data:") || strings.HasPrefix(u, "blob:"), "%s loaded %s from elsewhere", page.path, u)
 		}
 		require.Empty(t, failures, "%s: requests that failed", page.path)
-		require.Empty(t, console, "%s: errors in the console (a Content-Security-Policy violation is one)", page.path)
+		require.Empty(t, console, "%s: errors in the console or uncaught exceptions (a Content-Security-Policy violation is one)", page.path)
 		mu.Unlock()
 	}
 }
