@@ -25,7 +25,7 @@ func (c countingConn) Write(b []byte) (int, error) {
 
 // A prepared consumer's statements go out with the transaction's BEGIN and inbox insert: they
 // see every event of the transaction, those applied before too, the handler then applies only
-// the fresh ones with their results read, and a transaction whose handler writes back with Exec
+// the fresh ones with their results read, and a transaction whose handler writes back with ExecAtCommit
 // is two round trips (the BEGIN's batch, the COMMIT's).
 func TestPreparedConsumerSendsItsStatementsWithTheBegin(t *testing.T) {
 	t.Parallel()
@@ -56,7 +56,7 @@ func TestPreparedConsumerSendsItsStatementsWithTheBegin(t *testing.T) {
 			for _, ev := range fresh {
 				appliedTo = append(appliedTo, ev.ID)
 				// Written with the COMMIT, as the services write back.
-				if err := Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID); err != nil {
+				if err := ExecAtCommit(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID); err != nil {
 					return err
 				}
 			}

@@ -175,14 +175,14 @@ func TestCommitOutcomeUnknownIsTriedAgain(t *testing.T) {
 	b.declare(t)
 	// The premise: such a commit's outcome is unknown to the Tx.
 	ctx, tx := b.beginTx(t)
-	require.NoError(t, Exec(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`))
+	require.NoError(t, ExecAtCommit(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`))
 	require.ErrorIs(t, tx.Commit(ctx), ErrCommitUnknown)
 
 	p := b.publisher(t, outboxtest.URL())
 	var calls atomic.Int32
 	handler := func(ctx context.Context, tx pgx.Tx, ev Event) error {
 		if calls.Add(1) == 1 {
-			if err := Exec(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`); err != nil {
+			if err := ExecAtCommit(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`); err != nil {
 				return err
 			}
 		}
