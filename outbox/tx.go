@@ -342,11 +342,12 @@ func Deferred[T Flusher](ctx context.Context, tx pgx.Tx, key any, mk func() T) (
 	return v, true
 }
 
-// Exec runs a statement whose outcome the transaction tx needs no sooner than its commit (an
-// UPDATE that writes back what the handlers folded). In a Tx it goes out with the COMMIT, after
-// the Flushers and before the events' inserts, in the order Exec was called, planned with its
-// arguments as db.CustomPlan would; its failure fails the Commit, and nothing is written.
-// Elsewhere it runs at once.
+// ExecAtCommit defers a statement whose outcome the transaction tx needs no sooner than its
+// commit (an UPDATE that writes back what the handlers folded): in a Tx it runs at COMMIT, sent
+// in the COMMIT's round trip after the Flushers and before the events' inserts, in the order
+// ExecAtCommit was called, planned with its arguments as db.CustomPlan would; its failure fails
+// the Commit, and nothing is written. In any other transaction it runs at once. (Tx.Exec, by
+// contrast, always runs at once.)
 func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
 	s := scopeOf(ctx, tx)
 	if s == nil {

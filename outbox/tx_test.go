@@ -181,7 +181,7 @@ SELECT gen_random_uuid() WHERE current_setting('plan_cache_mode') = 'force_custo
 
 	plain, err := b.pool.Begin(context.Background())
 	require.NoError(t, err)
-	require.NoError(t, Exec(context.Background(), plain, insert))
+	require.NoError(t, ExecAtCommit(context.Background(), plain, insert))
 	require.Equal(t, 5, count(plain), "run at once outside a Tx")
 	require.NoError(t, plain.Rollback(context.Background()))
 }
