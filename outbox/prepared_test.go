@@ -64,21 +64,21 @@ func TestPreparedConsumerSendsItsStatementsWithTheBegin(t *testing.T) {
 		}
 	})
 	evs := newEvents(t, testKey, 4)
-	dup, err := c.applyAll(ctx, evs[:1])
+	dup, err := c.applyInTx(ctx, evs[:1])
 	require.NoError(t, err)
 	require.Equal(t, []bool{false}, dup)
 	require.NoError(t, pool.QueryRow(ctx, `SELECT 1`).Scan(new(int))) // warm: statements prepared once per connection
 
 	preparedFor, appliedTo = nil, nil
 	writes.Store(0)
-	dup, err = c.applyAll(ctx, evs[:3])
+	dup, err = c.applyInTx(ctx, evs[:3])
 	require.NoError(t, err)
 	require.Equal(t, []bool{true, false, false}, dup)
 	require.Equal(t, []uuid.UUID{evs[0].ID, evs[1].ID, evs[2].ID}, preparedFor, "prepared for every event")
 	require.Equal(t, []uuid.UUID{evs[1].ID, evs[2].ID}, appliedTo, "applied the fresh ones")
 	require.Equal(t, 1, seenBefore, "the prepared read ran in the transaction, before the handler")
 	writes.Store(0)
-	_, err = c.applyAll(ctx, evs[3:])
+	_, err = c.applyInTx(ctx, evs[3:])
 	require.NoError(t, err)
 	require.Equal(t, int64(2), writes.Load(), "round trips of a warm consumer transaction")
 	var effects int

@@ -42,7 +42,7 @@ func (b *bundle) unavailableGauge() float64 {
 // The consumer's database goes away (connections cut, new ones refused) while events keep
 // arriving, for far longer than MaxAttempts tries take: the deliveries wait, unacked, the
 // consumer reports the outage, nothing is dead-lettered, and once the database is back every
-// event is applied exactly once. One by one (BatchSize 1: handle) and in batches (applyBatch).
+// event is applied exactly once. One by one (BatchSize 1: settleAlone) and in batches (settleBatch).
 func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 	t.Parallel()
 	for _, batch := range []int{1, 32} {
@@ -103,7 +103,7 @@ func TestShutdownDuringDatabaseOutageLeavesDeliveriesQueued(t *testing.T) {
 	proxy, pool := b.proxiedPool(t)
 	p := b.publisher(t, outboxtest.URL())
 	c := NewConsumer(pool, b.consumerConfig(func(c *ConsumerConfig) {
-		c.MaxAttempts, c.BatchSize = 1, 1                        // each delivery waits on its own (Concurrency 8)
+		c.MaxAttempts, c.BatchSize, c.Concurrency = 1, 1, 8      // each delivery waits on its own
 		c.RetryBackoff, c.MaxRetryBackoff = time.Hour, time.Hour // only a shutdown ends the wait
 	}), recordEffect)
 	ctx, cancel := context.WithCancel(context.Background())
