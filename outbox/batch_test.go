@@ -450,7 +450,7 @@ func TestBatchHandlerFallsBackOneByOneAroundPoison(t *testing.T) {
 	require.Equal(t, poison.ID.String(), d.MessageId)
 	require.Equal(t, ReasonFailed, d.Headers[HeaderDLQReason])
 	require.Contains(t, d.Headers[HeaderDLQError], poisonErr.Error())
-	require.EqualValues(t, maxAttempts, d.Headers[HeaderDLQAttempts])
+	require.EqualValues(t, maxAttempts, d.Headers[headerDLQAttempts])
 	var inInbox bool
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox_inbox WHERE event_id = $1)`, poison.ID).Scan(&inInbox))
 	require.False(t, inInbox, "a dead-lettered event leaves no inbox row")

@@ -41,7 +41,7 @@ type BatchPreparer func(b *pgx.Batch, events []Event) BatchHandler
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
 	URL      string
-	Exchange string // default DefaultExchange
+	Exchange string // default "pizza.events"
 	Queue    QueueSpec
 	// Prefetch bounds unacknowledged deliveries, and Concurrency the transactions applying them
 	// at once (defaults 256 and 2, the values `pizza serve` deploys).
@@ -96,7 +96,7 @@ const (
 	HeaderDLQReason   = "x-pizza-dlq-reason"
 	HeaderDLQError    = "x-pizza-dlq-error"
 	HeaderRoutingKey  = "x-pizza-routing-key"
-	HeaderDLQAttempts = "x-pizza-dlq-attempts"
+	headerDLQAttempts = "x-pizza-dlq-attempts"
 )
 
 // Reasons a delivery is dead-lettered.
@@ -136,7 +136,7 @@ func NewPreparedConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer
 // newConsumer is a consumer with cfg's defaults filled in, and no handler yet.
 func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 	if cfg.Exchange == "" {
-		cfg.Exchange = DefaultExchange
+		cfg.Exchange = defaultExchange
 	}
 	if cfg.Prefetch <= 0 {
 		cfg.Prefetch = 256
@@ -504,7 +504,7 @@ func (c *Consumer) settleBatch(ctx context.Context, acks *acker, ds []amqp.Deliv
 
 // parse decodes a delivery's body into an event and checks it with the configured Check.
 func (c *Consumer) parse(body []byte) (Event, error) {
-	ev, err := ParseEvent(body)
+	ev, err := parseEvent(body)
 	if err != nil || c.cfg.Check == nil {
 		return ev, err
 	}
@@ -650,7 +650,7 @@ func EventContext(ctx context.Context, ev Event) context.Context {
 			return context.WithValue(sctx, spansKey{}, spans)
 		}
 	}
-	return ContextOf(ctx, ev)
+	return contextOf(ctx, ev)
 }
 
 // begin begins the consumer transaction and records events in the inbox, in one round trip (the
@@ -712,7 +712,7 @@ func (c *Consumer) deadLetter(ctx context.Context, dlq *amqp.Channel, acks *acke
 	headers[HeaderDLQReason] = reason
 	headers[HeaderDLQError] = truncate(cause.Error(), 1024)
 	headers[HeaderRoutingKey] = d.RoutingKey
-	headers[HeaderDLQAttempts] = int32(attempts)
+	headers[headerDLQAttempts] = int32(attempts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	confirm, err := dlq.PublishWithDeferredConfirmWithContext(pctx, "", c.cfg.Queue.DLQ(), false, false, amqp.Publishing{

@@ -33,7 +33,7 @@
 // The relay worker publishes each event of its job (its JSON, unchanged) to the topic exchange
 // with routing key = event type, persistent, message-id = eventId, mandatory, in the order they
 // were written. One Publisher keeps a confirm-mode channel with many messages in flight
-// (PublishAll sends a job's events and then waits for their confirms) and reconnects with backoff
+// (publishAll sends a job's events and then waits for their confirms) and reconnects with backoff
 // when the connection drops; what was in flight fails and is published again on the next
 // connection. A job completes only after every confirm, so a relay that dies after a confirm
 // re-sends the job's events (at least once); consumers make that harmless. A message the broker

@@ -17,8 +17,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 )
 
-// DefaultQueue is the River queue the relay jobs live in.
-const DefaultQueue = "outbox"
+// defaultQueue is the River queue the relay jobs live in.
+const defaultQueue = "outbox"
 
 // Config configures a service's Outbox.
 type Config struct {
@@ -27,7 +27,7 @@ type Config struct {
 	// Publisher relays the events. Nil makes a write-only outbox: it records events and wakes
 	// whichever relay runs elsewhere on the same database.
 	Publisher *Publisher
-	// Queue is the River queue for relay jobs (default DefaultQueue).
+	// Queue is the River queue for relay jobs (default "outbox").
 	Queue string
 	// MaxWorkers bounds relay jobs in flight in this process, and so unconfirmed publishes
 	// (default 256).
@@ -101,7 +101,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 		return nil, errors.New("outbox: Service is required")
 	}
 	if cfg.Queue == "" {
-		cfg.Queue = DefaultQueue
+		cfg.Queue = defaultQueue
 	}
 	if cfg.MaxWorkers <= 0 {
 		cfg.MaxWorkers = 256

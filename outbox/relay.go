@@ -46,19 +46,19 @@ func (o *Outbox) publish(ctx context.Context, raws []json.RawMessage, attempt in
 
 // publishHeads is publish with each event's head already known (the dispatcher wrote them).
 func (o *Outbox) publishHeads(ctx context.Context, raws []json.RawMessage, heads []eventHead, attempt int) []error {
-	msgs := make([]Message, len(raws))
+	msgs := make([]message, len(raws))
 	spans := make([]trace.Span, len(raws))
 	for i, raw := range raws {
 		h := heads[i]
 		ev := Event{ID: h.ID, Type: h.Type, OrderID: h.OrderID, TraceParent: h.TraceParent}
 		var sctx context.Context
 		sctx, spans[i] = StartSpan(ctx, "publish", ev, trace.SpanKindProducer)
-		msgs[i] = Message{Key: h.Type, MsgID: h.ID.String(), Body: raw, Headers: traceHeaders(sctx)}
+		msgs[i] = message{Key: h.Type, MsgID: h.ID.String(), Body: raw, Headers: traceHeaders(sctx)}
 	}
 	var failed []error
-	for i, err := range o.cfg.Publisher.PublishAll(ctx, msgs) {
+	for i, err := range o.cfg.Publisher.publishAll(ctx, msgs) {
 		h := heads[i]
-		if errors.Is(err, ErrUnroutable) {
+		if errors.Is(err, errUnroutable) {
 			o.cfg.Metrics.incUnroutable(o.cfg.Service, h.Type)
 			if o.cfg.Optional(h.Type) {
 				err = nil

@@ -31,8 +31,8 @@ var tracing atomic.Bool
 // installed. Off by default.
 func Trace(on bool) { tracing.Store(on) }
 
-// HeaderTraceParent carries an event's W3C trace context on an AMQP message.
-const HeaderTraceParent = "traceparent"
+// headerTraceParent carries an event's W3C trace context on an AMQP message.
+const headerTraceParent = "traceparent"
 
 // Stamp records ctx's trace context in ev, unless ev has one already; Write stamps the events it
 // is given with its own ctx.
@@ -44,15 +44,15 @@ func stamp(ctx context.Context, ev *Event) {
 	}
 	c := propagation.MapCarrier{}
 	propagator.Inject(ctx, c)
-	ev.TraceParent = c[HeaderTraceParent]
+	ev.TraceParent = c[headerTraceParent]
 }
 
-// ContextOf returns ctx carrying the event's trace context, if it has one.
-func ContextOf(ctx context.Context, ev Event) context.Context {
+// contextOf returns ctx carrying the event's trace context, if it has one.
+func contextOf(ctx context.Context, ev Event) context.Context {
 	if ev.TraceParent == "" {
 		return ctx
 	}
-	return propagator.Extract(ctx, propagation.MapCarrier{HeaderTraceParent: ev.TraceParent})
+	return propagator.Extract(ctx, propagation.MapCarrier{headerTraceParent: ev.TraceParent})
 }
 
 // StartSpan starts a span named for what happens to ev, in ev's trace.
@@ -60,7 +60,7 @@ func StartSpan(ctx context.Context, what string, ev Event, kind trace.SpanKind) 
 	if !tracing.Load() {
 		return ctx, noop.Span{}
 	}
-	return tracer.Start(ContextOf(ctx, ev), what+" "+ev.Type, trace.WithSpanKind(kind),
+	return tracer.Start(contextOf(ctx, ev), what+" "+ev.Type, trace.WithSpanKind(kind),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "rabbitmq"),
 			attribute.String("messaging.message.id", ev.ID.String()),
@@ -74,8 +74,8 @@ func traceHeaders(ctx context.Context) amqp.Table {
 	}
 	c := propagation.MapCarrier{}
 	propagator.Inject(ctx, c)
-	if c[HeaderTraceParent] == "" {
+	if c[headerTraceParent] == "" {
 		return nil
 	}
-	return amqp.Table{HeaderTraceParent: c[HeaderTraceParent]}
+	return amqp.Table{headerTraceParent: c[headerTraceParent]}
 }

@@ -49,7 +49,7 @@ func TestTxWritesRelayJobsAsRiverDoes(t *testing.T) {
 				require.NoError(t, err)
 				args.Events = append(args.Events, raw)
 			}
-			opts := &river.InsertOpts{Queue: DefaultQueue, MaxAttempts: math.MaxInt16}
+			opts := &river.InsertOpts{Queue: defaultQueue, MaxAttempts: math.MaxInt16}
 			if direct {
 				opts.ScheduledAt = time.Now().Add(time.Minute)
 			}
