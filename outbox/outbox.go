@@ -55,8 +55,8 @@ type Config struct {
 	InboxRetention time.Duration
 	// Retention keeps relayed events this long (default 1h) for inspection.
 	Retention time.Duration
-	// DirectPublish publishes the events of a transaction written through a Scope (every
-	// consumer transaction, and order placements) right after its commit, from the committing
+	// DirectPublish publishes the events of a transaction written in a Tx (every consumer
+	// transaction, order placements, InTx) right after its commit, from the committing
 	// process, without waiting for the relay to fetch them. The relay stays the guarantee: such
 	// events are written as relay jobs due DirectGrace later (default 5s), and the dispatcher
 	// marks them done once the broker confirmed them, so only what it could not publish (a crash,
@@ -144,7 +144,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 	rc := &river.Config{
 		ID:     fmt.Sprintf("%s-%d", cfg.Service, time.Now().UnixNano()),
 		Logger: cfg.Logger.With("component", "river", "service", cfg.Service),
-		// The notify limiter for inserts uses the client-wide cooldown.
+		// Write inserts its jobs itself (write.go), never through this client, so River's
+		// insert-time NOTIFY never runs inside a transaction; Wake notifies after the commit.
 		FetchCooldown:               cfg.FetchCooldown,
 		FetchPollInterval:           cfg.FetchPollInterval,
 		CompletedJobRetentionPeriod: cfg.Retention,
@@ -157,9 +158,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 		river.AddWorker(workers, &relayWorker{o: o})
 		river.AddWorker(workers, &pruneWorker{o: o})
 		rc.Workers = workers
-		rc.PeriodicJobs = []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
-			func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, &river.InsertOpts{Queue: cfg.Queue} },
-			&river.PeriodicJobOpts{ID: "outbox_prune_inbox", RunOnStart: true})}
+		rc.PeriodicJobs = []*river.PeriodicJob{pruneJob(cfg.Queue)}
 		rc.Queues = map[string]river.QueueConfig{cfg.Queue: {
 			MaxWorkers:        cfg.MaxWorkers,
 			FetchCooldown:     cfg.FetchCooldown,

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"time"
 
 	"github.com/riverqueue/river"
 )
@@ -11,11 +12,22 @@ type pruneArgs struct{}
 
 func (pruneArgs) Kind() string { return "outbox_prune_inbox" }
 
+// pruneJob runs the prune every ten minutes, and once when the relay starts: River's
+// leader among the relays enqueues it, and whichever relay fetches it runs it.
+func pruneJob(queue string) *river.PeriodicJob {
+	return river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
+		func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, &river.InsertOpts{Queue: queue} },
+		&river.PeriodicJobOpts{ID: "outbox_prune_inbox", RunOnStart: true})
+}
+
+// pruneWorker deletes the inbox entries older than InboxRetention: past that window a
+// redelivered or replayed event is no longer recognised as applied.
 type pruneWorker struct {
 	river.WorkerDefaults[pruneArgs]
 	o *Outbox
 }
 
+// Work deletes the expired entries in slices of 10,000.
 func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 	// In slices, so one run never holds a long transaction over a large inbox.
 	for {

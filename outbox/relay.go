@@ -14,6 +14,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// relayWorker is the River worker for relayArgs: it publishes the events of each relay job that
+// a write left to the relay (all of them, without DirectPublish; otherwise those the committing
+// process could not publish within DirectGrace).
 type relayWorker struct {
 	river.WorkerDefaults[relayArgs]
 	o *Outbox
