@@ -33,8 +33,8 @@ type Config struct {
 	// (default 256).
 	MaxWorkers int
 	// FetchCooldown and FetchPollInterval tune how soon River fetches a committed job: the
-	// first bounds fetches after a LISTEN/NOTIFY wake-up (default 2ms), the second is the
-	// fallback poll (default 100ms).
+	// first bounds fetches after a LISTEN/NOTIFY wake-up (default 1ms), the second is the
+	// fallback poll (default 50ms): the values `pizza serve` deploys.
 	FetchCooldown     time.Duration
 	FetchPollInterval time.Duration
 	// RescueAfter is how long a relay job may sit in "running" before another relay assumes
@@ -107,10 +107,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 		cfg.MaxWorkers = 256
 	}
 	if cfg.FetchCooldown <= 0 {
-		cfg.FetchCooldown = 2 * time.Millisecond
+		cfg.FetchCooldown = time.Millisecond
 	}
 	if cfg.FetchPollInterval <= 0 {
-		cfg.FetchPollInterval = 100 * time.Millisecond
+		cfg.FetchPollInterval = 50 * time.Millisecond
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 20 * time.Second

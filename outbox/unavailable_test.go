@@ -61,7 +61,7 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 
 			b.publish(t, p, newEvents(t, testKey, 5)...)
 			b.waitEffects(t, 5, 20*time.Second)
-			require.True(t, c.Healthy())
+			require.NoError(t, c.Err())
 			require.NoError(t, c.Err())
 
 			proxy.Stop()
@@ -69,7 +69,7 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 			require.Eventually(t, func() bool { return c.Err() != nil }, 20*time.Second, 5*time.Millisecond,
 				"the consumer should report its database unavailable")
 			require.ErrorContains(t, c.Err(), "database unavailable")
-			require.False(t, c.Healthy())
+			require.Error(t, c.Err())
 			// Tries far beyond MaxAttempts: at most 8 transactions wait (Concurrency), so on average
 			// each was tried 30 times, where 3 failures dead-lettered it before.
 			require.Eventually(t, func() bool { return b.waited("unavailable") >= 10*maxAttempts*8 }, 60*time.Second, 10*time.Millisecond,
@@ -82,7 +82,7 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 			require.NoError(t, proxy.Start())
 			got := b.waitEffects(t, 45, 60*time.Second)
 			require.Equal(t, effectCount{rows: 45, distinct: 45}, got, "every event applied exactly once")
-			require.Eventually(t, c.Healthy, 20*time.Second, 5*time.Millisecond, "healthy again once the database is back")
+			require.Eventually(t, func() bool { return c.Err() == nil }, 20*time.Second, 5*time.Millisecond, "healthy again once the database is back")
 			require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, b.queue.Name) == 0 }, 20*time.Second, 10*time.Millisecond)
 			require.Zero(t, outboxtest.QueueDepth(t, b.queue.DLQ()), "the DLQ is empty")
 			require.Equal(t, effectCount{rows: 45, distinct: 45}, b.effects(t))
@@ -163,7 +163,7 @@ func TestConflictsAreTriedAgainWithoutCounting(t *testing.T) {
 	require.Zero(t, b.waited("unavailable"))
 	require.Zero(t, testutil.ToFloat64(b.metrics.retried.WithLabelValues(b.queue.Name)))
 	require.Zero(t, outboxtest.QueueDepth(t, b.queue.DLQ()))
-	require.True(t, c.Healthy())
+	require.NoError(t, c.Err())
 }
 
 // The connection dies in the COMMIT's round trip (a statement deferred to it ends its own
@@ -205,5 +205,5 @@ func TestCommitOutcomeUnknownIsTriedAgain(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(context.Background(),
 		`SELECT count(*) FROM outbox_inbox WHERE event_id = $1`, ev.ID).Scan(&inbox))
 	require.Equal(t, 1, inbox)
-	require.True(t, c.Healthy())
+	require.NoError(t, c.Err())
 }
