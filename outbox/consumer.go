@@ -15,9 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler applies one event inside tx, the transaction that also records the event in the inbox.
@@ -37,6 +34,19 @@ type BatchHandler func(ctx context.Context, tx pgx.Tx, events []Event) error
 // read, and never fail for a duplicate), and returns the BatchHandler that applies the fresh
 // events once the results of what it queued have been read.
 type BatchPreparer func(b *pgx.Batch, events []Event) BatchHandler
+
+// Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
+// applies events (all of them fresh).
+func (p BatchPreparer) Apply(ctx context.Context, tx pgx.Tx, events []Event) error {
+	b := &pgx.Batch{}
+	apply := p(b, events)
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+	}
+	return apply(ctx, tx, events)
+}
 
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
@@ -184,19 +194,6 @@ func (c *Consumer) applied(ev Event) {
 	lag := time.Since(ev.OccurredAt)
 	c.lag.Store(int64(max(lag, 0)))
 	c.cfg.Metrics.observeLag(c.cfg.Queue.Name, lag)
-}
-
-// Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
-// applies events (all of them fresh).
-func (p BatchPreparer) Apply(ctx context.Context, tx pgx.Tx, events []Event) error {
-	b := &pgx.Batch{}
-	apply := p(b, events)
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-	}
-	return apply(ctx, tx, events)
 }
 
 // Connected reports whether the consumer holds a live subscription now.
@@ -603,54 +600,6 @@ func (c *Consumer) applyInTx(ctx context.Context, events []Event) (duplicate []b
 		}
 	}
 	return duplicate, tx.Commit(ctx)
-}
-
-// traced runs fn in a consumer span continuing the event's trace.
-func (c *Consumer) traced(ctx context.Context, ev Event, fn func(ctx context.Context) error) error {
-	ctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
-	defer span.End()
-	span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
-	err := fn(ctx)
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	return err
-}
-
-type spansKey struct{}
-
-// tracedAll runs fn with a consumer span open for each event; EventContext finds them.
-func (c *Consumer) tracedAll(ctx context.Context, events []Event, fn func(ctx context.Context) error) error {
-	if !tracing.Load() {
-		return fn(ctx)
-	}
-	spans := make(map[uuid.UUID]context.Context, len(events))
-	ended := make([]trace.Span, 0, len(events))
-	for _, ev := range events {
-		sctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
-		span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
-		spans[ev.ID] = sctx
-		ended = append(ended, span)
-	}
-	err := fn(context.WithValue(ctx, spansKey{}, spans))
-	for _, span := range ended {
-		if err != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}
-	return err
-}
-
-// EventContext is ctx continuing ev's trace, for what a batch handler does on ev's account (the
-// events it writes for it, above all).
-func EventContext(ctx context.Context, ev Event) context.Context {
-	if spans, _ := ctx.Value(spansKey{}).(map[uuid.UUID]context.Context); spans != nil {
-		if sctx, ok := spans[ev.ID]; ok {
-			return context.WithValue(sctx, spansKey{}, spans)
-		}
-	}
-	return contextOf(ctx, ev)
 }
 
 // begin begins the consumer transaction and records events in the inbox, in one round trip (the

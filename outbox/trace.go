@@ -4,9 +4,11 @@ import (
 	"context"
 	"sync/atomic"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -78,4 +80,52 @@ func traceHeaders(ctx context.Context) amqp.Table {
 		return nil
 	}
 	return amqp.Table{headerTraceParent: c[headerTraceParent]}
+}
+
+// traced runs fn in a consumer span continuing the event's trace.
+func (c *Consumer) traced(ctx context.Context, ev Event, fn func(ctx context.Context) error) error {
+	ctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
+	defer span.End()
+	span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
+	err := fn(ctx)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
+}
+
+type spansKey struct{}
+
+// tracedAll runs fn with a consumer span open for each event; EventContext finds them.
+func (c *Consumer) tracedAll(ctx context.Context, events []Event, fn func(ctx context.Context) error) error {
+	if !tracing.Load() {
+		return fn(ctx)
+	}
+	spans := make(map[uuid.UUID]context.Context, len(events))
+	ended := make([]trace.Span, 0, len(events))
+	for _, ev := range events {
+		sctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
+		span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
+		spans[ev.ID] = sctx
+		ended = append(ended, span)
+	}
+	err := fn(context.WithValue(ctx, spansKey{}, spans))
+	for _, span := range ended {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+	return err
+}
+
+// EventContext is ctx continuing ev's trace, for what a batch handler does on ev's account (the
+// events it writes for it, above all).
+func EventContext(ctx context.Context, ev Event) context.Context {
+	if spans, _ := ctx.Value(spansKey{}).(map[uuid.UUID]context.Context); spans != nil {
+		if sctx, ok := spans[ev.ID]; ok {
+			return context.WithValue(sctx, spansKey{}, spans)
+		}
+	}
+	return contextOf(ctx, ev)
 }
