@@ -23,11 +23,11 @@ func newAckerWorld(t *testing.T, n, prefetch int) *ackerWorld {
 	b := setup(t)
 	b.declare(t)
 	p := b.publisher(t, outboxtest.URL())
-	msgs := make([]Message, n)
+	msgs := make([]message, n)
 	for i, ev := range newEvents(t, testKey, n) {
-		msgs[i] = Message{Key: testKey, MsgID: ev.ID.String(), Body: []byte(`{}`)}
+		msgs[i] = message{Key: testKey, MsgID: ev.ID.String(), Body: []byte(`{}`)}
 	}
-	for _, err := range p.PublishAll(context.Background(), msgs) {
+	for _, err := range p.publishAll(context.Background(), msgs) {
 		require.NoError(t, err)
 	}
 	conn, sock, err := dialLoop(context.Background(), outboxtest.URL(), t.Name(), b.consumerConfig(nil).Logger)

@@ -234,7 +234,7 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 			ds = append(ds, d)
 		}
 		c := NewConsumer(b.pool, b.consumerConfig(nil), recordEffect)
-		require.Empty(t, c.applyBatch(ctx, newAcker(ch, 64), ds, make(chan struct{})), "the batch settles every delivery")
+		require.Empty(t, c.settleBatch(ctx, newAcker(ch, 64), ds, make(chan struct{})), "the batch settles every delivery")
 		require.Equal(t, effectCount{rows: 2, distinct: 2}, b.effects(t))
 		require.Equal(t, 1.0, b.consumed("duplicate"))
 		require.Equal(t, 2.0, b.consumed("applied"))
@@ -386,10 +386,10 @@ func TestBatchHandlerFallsBackOneByOneAroundPoison(t *testing.T) {
 		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id) SELECT unnest($1::uuid[])`, ids)
 		return err
 	}
-	b.run(t, NewBatchConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
+	b.run(t, NewPreparedConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
 		c.Prefetch, c.Concurrency, c.BatchSize = 256, 1, 64
 		c.MaxAttempts, c.RetryBackoff = maxAttempts, 5*time.Millisecond
-	}), handler))
+	}), func(*pgx.Batch, []Event) BatchHandler { return handler }))
 
 	good := newEvents(t, testKey, 80)
 	poison, err := NewEvent(poisonKey, "o-poison", "test", nil)
@@ -450,7 +450,7 @@ func TestBatchHandlerFallsBackOneByOneAroundPoison(t *testing.T) {
 	require.Equal(t, poison.ID.String(), d.MessageId)
 	require.Equal(t, ReasonFailed, d.Headers[HeaderDLQReason])
 	require.Contains(t, d.Headers[HeaderDLQError], poisonErr.Error())
-	require.EqualValues(t, maxAttempts, d.Headers[HeaderDLQAttempts])
+	require.EqualValues(t, maxAttempts, d.Headers[headerDLQAttempts])
 	var inInbox bool
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox_inbox WHERE event_id = $1)`, poison.ID).Scan(&inInbox))
 	require.False(t, inInbox, "a dead-lettered event leaves no inbox row")

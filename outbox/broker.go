@@ -14,8 +14,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// DefaultExchange is the topic exchange every event is published to, routing key = event type.
-const DefaultExchange = "pizza.events"
+// defaultExchange is the topic exchange every event is published to, routing key = event type.
+const defaultExchange = "pizza.events"
 
 // Queue types a consuming service's queue may have.
 const (

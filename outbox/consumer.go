@@ -15,9 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler applies one event inside tx, the transaction that also records the event in the inbox.
@@ -26,9 +23,9 @@ import (
 // retried for as long as they last (see Consumer). Wrap errors with %w, so they can be told.
 type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
 
-// BatchHandler applies several events, in their order, inside tx: a service that can apply a batch
-// set-based (a few statements for all of them) offers one instead of a Handler. The events a
-// batch handler writes should be written with EventContext, so each continues its cause's trace.
+// BatchHandler applies several events, in their order, inside tx, set-based (a few statements for
+// all of them): what a BatchPreparer returns. The events a batch handler writes should be written
+// with EventContext, so each continues its cause's trace.
 type BatchHandler func(ctx context.Context, tx pgx.Tx, events []Event) error
 
 // BatchPreparer is a BatchHandler in two steps, so that the handler's first statements travel
@@ -38,16 +35,29 @@ type BatchHandler func(ctx context.Context, tx pgx.Tx, events []Event) error
 // events once the results of what it queued have been read.
 type BatchPreparer func(b *pgx.Batch, events []Event) BatchHandler
 
+// Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
+// applies events (all of them fresh).
+func (p BatchPreparer) Apply(ctx context.Context, tx pgx.Tx, events []Event) error {
+	b := &pgx.Batch{}
+	apply := p(b, events)
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+	}
+	return apply(ctx, tx, events)
+}
+
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
 	URL      string
-	Exchange string // default DefaultExchange
+	Exchange string // default "pizza.events"
 	Queue    QueueSpec
-	// Prefetch bounds unacknowledged deliveries, and Concurrency the handlers running at once
-	// (defaults 64 and 8).
+	// Prefetch bounds unacknowledged deliveries, and Concurrency the transactions applying them
+	// at once (defaults 256 and 2, the values `pizza serve` deploys).
 	Prefetch    int
 	Concurrency int
-	// BatchSize bounds how many waiting deliveries one transaction applies (default 32; 1 turns
+	// BatchSize bounds how many waiting deliveries one transaction applies (default 64; 1 turns
 	// batching off). A batch never waits to fill: it takes what is already there.
 	BatchSize int
 	// MaxAttempts bounds how often a failing handler runs for one delivery before the delivery is
@@ -76,10 +86,11 @@ type ConsumerConfig struct {
 // MaxAttempts times, then dead-lettered; while the database is unavailable nothing is
 // dead-lettered: the deliveries wait, unacked, until it is back, and Err reports the outage.
 type Consumer struct {
-	cfg     ConsumerConfig
-	pool    *pgxpool.Pool
-	handler BatchHandler  // or, for a prepared consumer:
-	prepare BatchPreparer // the handler it returns, one per transaction
+	cfg  ConsumerConfig
+	pool *pgxpool.Pool
+	// prepare queues the handler's first statements for a transaction's events and returns what
+	// applies them; for a consumer built with NewConsumer it queues nothing.
+	prepare BatchPreparer
 	outage  outage
 
 	mu        sync.Mutex
@@ -95,7 +106,7 @@ const (
 	HeaderDLQReason   = "x-pizza-dlq-reason"
 	HeaderDLQError    = "x-pizza-dlq-error"
 	HeaderRoutingKey  = "x-pizza-routing-key"
-	HeaderDLQAttempts = "x-pizza-dlq-attempts"
+	headerDLQAttempts = "x-pizza-dlq-attempts"
 )
 
 // Reasons a delivery is dead-lettered.
@@ -107,7 +118,7 @@ const (
 // NewConsumer builds a consumer that applies events one handler call each; Run consumes.
 func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
 	c := newConsumer(pool, cfg)
-	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
+	apply := func(ctx context.Context, tx pgx.Tx, events []Event) error {
 		for _, ev := range events {
 			if err := c.traced(ctx, ev, func(ctx context.Context) error { return h(ctx, tx, ev) }); err != nil {
 				return err
@@ -115,14 +126,19 @@ func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
 		}
 		return nil
 	}
+	c.prepare = func(*pgx.Batch, []Event) BatchHandler { return apply }
 	return c
 }
 
-// NewBatchConsumer builds a consumer that hands each transaction's events to h at once.
-func NewBatchConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h BatchHandler) *Consumer {
+// NewPreparedConsumer builds a consumer whose handler's first statements go out with each
+// transaction's BEGIN and inbox insert (see BatchPreparer); Run consumes.
+func NewPreparedConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer) *Consumer {
 	c := newConsumer(pool, cfg)
-	c.handler = func(ctx context.Context, tx pgx.Tx, events []Event) error {
-		return c.tracedAll(ctx, events, func(ctx context.Context) error { return h(ctx, tx, events) })
+	c.prepare = func(b *pgx.Batch, events []Event) BatchHandler {
+		apply := p(b, events)
+		return func(ctx context.Context, tx pgx.Tx, events []Event) error {
+			return c.tracedAll(ctx, events, func(ctx context.Context) error { return apply(ctx, tx, events) })
+		}
 	}
 	return c
 }
@@ -130,16 +146,16 @@ func NewBatchConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h BatchHandler) *C
 // newConsumer is a consumer with cfg's defaults filled in, and no handler yet.
 func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 	if cfg.Exchange == "" {
-		cfg.Exchange = DefaultExchange
+		cfg.Exchange = defaultExchange
 	}
 	if cfg.Prefetch <= 0 {
-		cfg.Prefetch = 64
+		cfg.Prefetch = 256
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 8
+		cfg.Concurrency = 2
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 32
+		cfg.BatchSize = 64
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
@@ -178,27 +194,6 @@ func (c *Consumer) applied(ev Event) {
 	lag := time.Since(ev.OccurredAt)
 	c.lag.Store(int64(max(lag, 0)))
 	c.cfg.Metrics.observeLag(c.cfg.Queue.Name, lag)
-}
-
-// Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
-// applies events (all of them fresh).
-func (p BatchPreparer) Apply(ctx context.Context, tx pgx.Tx, events []Event) error {
-	b := &pgx.Batch{}
-	apply := p(b, events)
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-	}
-	return apply(ctx, tx, events)
-}
-
-// NewPreparedConsumer builds a consumer whose handler's first statements go out with each
-// transaction's BEGIN and inbox insert (see BatchPreparer).
-func NewPreparedConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer) *Consumer {
-	c := newConsumer(pool, cfg)
-	c.prepare = p
-	return c
 }
 
 // Connected reports whether the consumer holds a live subscription now.
@@ -303,8 +298,8 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 				if batch == nil {
 					return
 				}
-				for _, d := range c.applyBatch(hctx, acks, batch, stopping) {
-					c.handle(hctx, dlq, acks, d, stopping)
+				for _, d := range c.settleBatch(hctx, acks, batch, stopping) {
+					c.settleAlone(hctx, dlq, acks, d, stopping)
 				}
 			}
 		})
@@ -430,14 +425,14 @@ func (c *Consumer) sampleDepth(conn *amqp.Connection, stopping <-chan struct{}) 
 	}
 }
 
-// applyBatch applies several deliveries in one transaction (one commit, one WAL flush), acking
+// settleBatch applies several deliveries in one transaction (one commit, one WAL flush), acking
 // each after the commit, and returns those it did not settle: when any handler fails, the whole
-// batch rolls back and every delivery goes through handle, alone, with its retries. Malformed
+// batch rolls back and every delivery goes through settleAlone, with its retries. Malformed
 // messages are dead-lettered at once. Events are applied in order-id order, so concurrent
 // batches take their row locks in one order. While the database is unavailable (or the batch
-// loses a conflict) the batch is tried again whole, as handle does; when the consumer stops
+// loses a conflict) the batch is tried again whole, as settleAlone does; when the consumer stops
 // meanwhile, none is returned: they stay unacked.
-func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delivery, stopping <-chan struct{}) (rest []amqp.Delivery) {
+func (c *Consumer) settleBatch(ctx context.Context, acks *acker, ds []amqp.Delivery, stopping <-chan struct{}) (rest []amqp.Delivery) {
 	if len(ds) == 1 {
 		return ds
 	}
@@ -449,7 +444,7 @@ func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delive
 	for _, d := range ds {
 		ev, err := c.parse(d.Body)
 		if err != nil {
-			rest = append(rest, d) // handle dead-letters it with its reason
+			rest = append(rest, d) // settleAlone dead-letters it with its reason
 			continue
 		}
 		items = append(items, item{d, ev})
@@ -468,7 +463,7 @@ func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delive
 	}
 	var duplicate []bool
 	stopped, err := c.persist(ctx, stopping, acks, tags, c.cfg.Logger.With("queue", c.cfg.Queue.Name), func() (err error) {
-		duplicate, err = c.applyAll(ctx, events)
+		duplicate, err = c.applyInTx(ctx, events)
 		return err
 	})
 	if stopped {
@@ -506,7 +501,7 @@ func (c *Consumer) applyBatch(ctx context.Context, acks *acker, ds []amqp.Delive
 
 // parse decodes a delivery's body into an event and checks it with the configured Check.
 func (c *Consumer) parse(body []byte) (Event, error) {
-	ev, err := ParseEvent(body)
+	ev, err := parseEvent(body)
 	if err != nil || c.cfg.Check == nil {
 		return ev, err
 	}
@@ -516,9 +511,10 @@ func (c *Consumer) parse(body []byte) (Event, error) {
 	return ev, nil
 }
 
-// handle processes one delivery to its end: acked, dead-lettered, or left unacked for the
-// broker to redeliver when the consumer is stopping or has lost its connection.
-func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d amqp.Delivery, stopping <-chan struct{}) {
+// settleAlone takes one delivery to its end, in transactions of its own: applied and acked,
+// retried, dead-lettered, or left unacked for the broker to redeliver when the consumer is
+// stopping or has lost its connection.
+func (c *Consumer) settleAlone(ctx context.Context, dlq *amqp.Channel, acks *acker, d amqp.Delivery, stopping <-chan struct{}) {
 	q := c.cfg.Queue.Name
 	log := c.cfg.Logger.With("queue", q, "message_id", d.MessageId, "routing_key", d.RoutingKey)
 	if d.Redelivered {
@@ -536,8 +532,9 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d
 	tags := []uint64{d.DeliveryTag}
 	for attempt := 1; ; attempt++ {
 		var duplicate bool
-		stopped, err := c.persist(ctx, stopping, acks, tags, log, func() (err error) {
-			duplicate, err = c.apply(ctx, ev)
+		stopped, err := c.persist(ctx, stopping, acks, tags, log, func() error {
+			dup, err := c.applyInTx(ctx, []Event{ev})
+			duplicate = err == nil && dup[0]
 			return err
 		})
 		if stopped {
@@ -580,22 +577,13 @@ func (c *Consumer) handle(ctx context.Context, dlq *amqp.Channel, acks *acker, d
 	}
 }
 
-// apply runs the handler in a transaction guarded by the inbox; duplicate reports an event that
-// was applied before (and so was skipped).
-func (c *Consumer) apply(ctx context.Context, ev Event) (duplicate bool, err error) {
-	dup, err := c.applyAll(ctx, []Event{ev})
-	if err != nil {
-		return false, err
-	}
-	return dup[0], nil
-}
-
-// applyAll applies events, in their order, in one transaction: one statement records them all in
+// applyInTx applies events, in their order, in one transaction, the one step both settleBatch and
+// settleAlone take: one statement records them all in
 // the inbox, the handler runs for each one that was not there before, and the work the handlers
 // deferred (the events they write, above all) is done once before the commit. duplicate[i]
 // reports that events[i] had been applied before, or appears earlier in events.
-func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bool, err error) {
-	ctx, tx, duplicate, prepared, err := c.begin(ctx, events)
+func (c *Consumer) applyInTx(ctx context.Context, events []Event) (duplicate []bool, err error) {
+	ctx, tx, duplicate, apply, err := c.begin(ctx, events)
 	if err != nil {
 		return nil, err
 	}
@@ -607,71 +595,17 @@ func (c *Consumer) applyAll(ctx context.Context, events []Event) (duplicate []bo
 		}
 	}
 	if len(fresh) > 0 {
-		handle := c.handler
-		if c.prepare != nil {
-			handle = func(ctx context.Context, tx pgx.Tx, events []Event) error {
-				return c.tracedAll(ctx, events, func(ctx context.Context) error { return prepared(ctx, tx, events) })
-			}
-		}
-		if err := handle(ctx, tx, fresh); err != nil {
+		if err := apply(ctx, tx, fresh); err != nil {
 			return duplicate, err
 		}
 	}
 	return duplicate, tx.Commit(ctx)
 }
 
-// traced runs fn in a consumer span continuing the event's trace.
-func (c *Consumer) traced(ctx context.Context, ev Event, fn func(ctx context.Context) error) error {
-	ctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
-	defer span.End()
-	span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
-	err := fn(ctx)
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	return err
-}
-
-type spansKey struct{}
-
-// tracedAll runs fn with a consumer span open for each event; EventContext finds them.
-func (c *Consumer) tracedAll(ctx context.Context, events []Event, fn func(ctx context.Context) error) error {
-	if !tracing.Load() {
-		return fn(ctx)
-	}
-	spans := make(map[uuid.UUID]context.Context, len(events))
-	ended := make([]trace.Span, 0, len(events))
-	for _, ev := range events {
-		sctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
-		span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
-		spans[ev.ID] = sctx
-		ended = append(ended, span)
-	}
-	err := fn(context.WithValue(ctx, spansKey{}, spans))
-	for _, span := range ended {
-		if err != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}
-	return err
-}
-
-// EventContext is ctx continuing ev's trace, for what a batch handler does on ev's account (the
-// events it writes for it, above all).
-func EventContext(ctx context.Context, ev Event) context.Context {
-	if spans, _ := ctx.Value(spansKey{}).(map[uuid.UUID]context.Context); spans != nil {
-		if sctx, ok := spans[ev.ID]; ok {
-			return context.WithValue(sctx, spansKey{}, spans)
-		}
-	}
-	return ContextOf(ctx, ev)
-}
-
 // begin begins the consumer transaction and records events in the inbox, in one round trip (the
-// BEGIN pipelined with the insert, and with what a BatchPreparer queues, whose handler it returns),
+// BEGIN pipelined with the insert, and with what the preparer queues, whose handler it returns),
 // and reports which were there already. ctx carries tx's scope.
-func (c *Consumer) begin(ctx context.Context, events []Event) (_ context.Context, tx *Tx, duplicate []bool, prepared BatchHandler, err error) {
+func (c *Consumer) begin(ctx context.Context, events []Event) (_ context.Context, tx *Tx, duplicate []bool, apply BatchHandler, err error) {
 	duplicate = make([]bool, len(events))
 	// [16]byte, not uuid.UUID: pgx encodes a uuid.UUID through its driver.Valuer (a string, parsed
 	// back), which was most of this statement's cost in the process.
@@ -697,9 +631,7 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders).Query(func(rows 
 		fresh, err = pgx.CollectRows(rows, pgx.RowTo[[16]byte])
 		return err
 	})
-	if c.prepare != nil {
-		prepared = c.prepare(b, events)
-	}
+	apply = c.prepare(b, events)
 	ctx, tx, br := Begin(ctx, c.pool, b)
 	if err := br.Close(); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
@@ -712,7 +644,7 @@ ON CONFLICT DO NOTHING RETURNING event_id`, ids, types, orders).Query(func(rows 
 	for id, i := range first {
 		duplicate[i] = !isFresh[id]
 	}
-	return ctx, tx, duplicate, prepared, nil
+	return ctx, tx, duplicate, apply, nil
 }
 
 // deadLetter moves d to the queue's DLQ with the reason in its headers, then acks it. If that
@@ -729,7 +661,7 @@ func (c *Consumer) deadLetter(ctx context.Context, dlq *amqp.Channel, acks *acke
 	headers[HeaderDLQReason] = reason
 	headers[HeaderDLQError] = truncate(cause.Error(), 1024)
 	headers[HeaderRoutingKey] = d.RoutingKey
-	headers[HeaderDLQAttempts] = int32(attempts)
+	headers[headerDLQAttempts] = int32(attempts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	confirm, err := dlq.PublishWithDeferredConfirmWithContext(pctx, "", c.cfg.Queue.DLQ(), false, false, amqp.Publishing{

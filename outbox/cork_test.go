@@ -82,7 +82,7 @@ func TestFailedUncorkClosesTheSocket(t *testing.T) {
 	require.ErrorIs(t, err, broken)
 }
 
-// A round of PublishAll leaves in one write, not one per message (amqp091 flushes each message),
+// A round of publishAll leaves in one write, not one per message (amqp091 flushes each message),
 // and every message is still confirmed and queued.
 func TestPublishAllSendsARoundInOneWrite(t *testing.T) {
 	b := setup(t)
@@ -95,12 +95,12 @@ func TestPublishAllSendsARoundInOneWrite(t *testing.T) {
 	require.NoError(t, err)
 
 	const n = 300
-	msgs := make([]Message, n)
+	msgs := make([]message, n)
 	for i := range msgs {
-		msgs[i] = Message{Key: testKey, MsgID: fmt.Sprintf("m-%d", i), Body: []byte(`{"n":` + fmt.Sprint(i) + `}`)}
+		msgs[i] = message{Key: testKey, MsgID: fmt.Sprintf("m-%d", i), Body: []byte(`{"n":` + fmt.Sprint(i) + `}`)}
 	}
 	before := pc.sock.writes.Load()
-	for i, err := range p.PublishAll(ctx, msgs) {
+	for i, err := range p.publishAll(ctx, msgs) {
 		require.NoError(t, err, "message %d", i)
 	}
 	// One write for the round; a heartbeat may fall in between.

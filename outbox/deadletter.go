@@ -21,11 +21,11 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// HeaderReplayRoutingKey is set on a replayed message: the routing key it was first published
+// headerReplayRoutingKey is set on a replayed message: the routing key it was first published
 // with. A replay goes to the service's own queue through the default exchange (routing key = the
 // queue's name), so if the message is dead-lettered again its x-pizza-routing-key names the queue,
 // and this header keeps the original.
-const HeaderReplayRoutingKey = "x-pizza-replay-routing-key"
+const headerReplayRoutingKey = "x-pizza-replay-routing-key"
 
 // MaxDeadLetterIDs bounds the ids one Replay or Discard may name.
 const MaxDeadLetterIDs = 1000
@@ -72,7 +72,7 @@ func (e *UnknownDeadLettersError) Error() string {
 // DeadLetterConfig configures a service's DeadLetters.
 type DeadLetterConfig struct {
 	URL      string
-	Exchange string // default DefaultExchange
+	Exchange string // default "pizza.events"
 	// Queue is the service's queue (the consumer's); its DLQ is what is parked.
 	Queue   QueueSpec
 	Service string
@@ -97,7 +97,7 @@ type DeadLetters struct {
 // NewDeadLetters returns the dead letters of the service whose database pool is.
 func NewDeadLetters(pool *pgxpool.Pool, cfg DeadLetterConfig) *DeadLetters {
 	if cfg.Exchange == "" {
-		cfg.Exchange = DefaultExchange
+		cfg.Exchange = defaultExchange
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -253,7 +253,7 @@ func readDeadLetter(m amqp.Delivery, queue string) parked {
 		reason:      headerString(h, HeaderDLQReason),
 		errText:     headerString(h, HeaderDLQError),
 		routingKey:  headerString(h, HeaderRoutingKey),
-		attempts:    headerInt(h, HeaderDLQAttempts),
+		attempts:    headerInt(h, headerDLQAttempts),
 	}
 	if p.reason == "" {
 		if deaths, _ := h["x-death"].([]any); len(deaths) > 0 {
@@ -270,12 +270,12 @@ func readDeadLetter(m amqp.Delivery, queue string) parked {
 		}
 	}
 	if p.routingKey == queue || p.routingKey == "" { // dead-lettered again after a replay
-		if rk := headerString(h, HeaderReplayRoutingKey); rk != "" {
+		if rk := headerString(h, headerReplayRoutingKey); rk != "" {
 			p.routingKey = rk
 		}
 	}
 	p.routingKey = clean(p.routingKey)
-	if ev, err := ParseEvent(m.Body); err == nil {
+	if ev, err := parseEvent(m.Body); err == nil {
 		p.eventID, p.eventType, p.orderID = &ev.ID, clean(ev.Type), clean(ev.OrderID)
 		p.dedupeKey = "event:" + ev.ID.String()
 	} else {
@@ -428,7 +428,7 @@ FOR UPDATE SKIP LOCKED LIMIT $2`, last, replayChunk)
 	for i, x := range found {
 		headers := replayHeaders(x.headers)
 		if x.routingKey != "" {
-			headers[HeaderReplayRoutingKey] = x.routingKey
+			headers[headerReplayRoutingKey] = x.routingKey
 		}
 		confirms[i], err = ch.PublishWithDeferredConfirmWithContext(pctx, "", d.cfg.Queue.Name, true, false, amqp.Publishing{
 			ContentType:  x.contentType,

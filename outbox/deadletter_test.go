@@ -127,7 +127,7 @@ func TestDeadLettersParkReplayDiscard(t *testing.T) {
 	require.NoError(t, ch.PublishWithContext(ctx, "", b.queue.DLQ(), false, false, amqp.Publishing{
 		MessageId: poison.String(), Body: rawEvent(t, b, poison),
 		Headers: amqp.Table{HeaderDLQReason: ReasonFailed, HeaderDLQError: "again", HeaderRoutingKey: b.queue.Name,
-			HeaderDLQAttempts: int32(3), HeaderReplayRoutingKey: poisonKey},
+			headerDLQAttempts: int32(3), headerReplayRoutingKey: poisonKey},
 	}))
 	again := waitParked(t, d, 2)
 	require.Equal(t, poisonKey, again[1].RoutingKey, "the original routing key survives a replay")
@@ -154,9 +154,9 @@ func TestDeadLettersParkReplayDiscard(t *testing.T) {
 	raw, err := json.Marshal(ev)
 	require.NoError(t, err)
 	require.NoError(t, ch.PublishWithContext(ctx, "", b.queue.DLQ(), false, false, amqp.Publishing{
-		MessageId: ev.ID.String(), Body: raw, Headers: amqp.Table{HeaderDLQReason: ReasonFailed, HeaderDLQAttempts: int32(1)}}))
+		MessageId: ev.ID.String(), Body: raw, Headers: amqp.Table{HeaderDLQReason: ReasonFailed, headerDLQAttempts: int32(1)}}))
 	require.NoError(t, ch.PublishWithContext(ctx, "", b.queue.DLQ(), false, false, amqp.Publishing{
-		MessageId: ev.ID.String(), Body: raw, Headers: amqp.Table{HeaderDLQReason: ReasonFailed, HeaderDLQAttempts: int32(2)}}))
+		MessageId: ev.ID.String(), Body: raw, Headers: amqp.Table{HeaderDLQReason: ReasonFailed, headerDLQAttempts: int32(2)}}))
 	require.Eventually(t, func() bool {
 		got, err := d.List(ctx, 10)
 		return err == nil && len(got) == 1 && got[0].Attempts == 2 && outboxtest.QueueDepth(t, b.queue.DLQ()) == 0

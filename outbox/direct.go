@@ -9,8 +9,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// Direct publishing (Config.DirectPublish): a transaction written through a Scope hands its relay
-// jobs to this process's dispatchers once it has committed. A dispatcher publishes everything
+// Direct publishing (Config.DirectPublish): a Tx hands the relay jobs it wrote to this process's
+// dispatchers once it has committed (Tx.Commit). A dispatcher publishes everything
 // handed over since its last round in one round (corked, confirms pipelined), then marks the
 // confirmed jobs completed, as the relay would have. The jobs were written due a grace period
 // later, and a round gives up half a grace before its first job falls due, so the relay never

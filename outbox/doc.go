@@ -2,20 +2,45 @@
 // inside the caller's pgx transaction, relayed to RabbitMQ with publisher confirms by a River
 // worker, and applied by consumers exactly once through an inbox.
 //
+// The package has two halves. Writing events in a transaction and relaying them, one file per
+// part, each with one entry point:
+//
+//   - outbox.go: Config, New, Start, Stop: a service's Outbox and its River client.
+//   - write.go: Outbox.Write, the write path: the events become relay job rows.
+//   - tx.go: Tx (Begin, InTx, Commit): a transaction whose event inserts, Deferred work and
+//     ExecAtCommit statements are sent with its COMMIT.
+//   - wake.go: Outbox.Wake, the one NOTIFY after a commit that tells the relay to fetch.
+//   - relay.go: relayWorker.Work, the River worker that publishes a job's events.
+//   - prune.go: pruneWorker.Work, the periodic River job that forgets old inbox entries.
+//   - direct.go: Outbox.dispatch, publishing a Tx's events right after its commit.
+//
+// And the RabbitMQ side: publisher.go (Publisher: confirms, reconnects), broker.go (exchange,
+// queues, dialling), consumer.go (Consumer: Run, with acker.go and unavailable.go), listener.go
+// (Listener: a live fan-out), deadletter.go (DeadLetters). event.go, trace.go, metrics.go and
+// timeline.go are shared by both.
+//
 // # Writing
 //
-// Outbox.Write inserts the events of a transaction as one River job with InsertTx, in the
-// caller's transaction: the job row is their outbox row (args.events, in the order written, with
-// args.orderIds for the order timeline; the outbox_events view shows one row per event). It
-// commits or rolls back with the business change. In a consumer transaction the insert waits for
-// the transaction's end, so one job carries every event a batch of handlers wrote.
+// Outbox.Write inserts the events of a transaction as River relay jobs with its own statement
+// (insertJobs in write.go: INSERT INTO river_job ... FROM unnest(...), as River's
+// JobInsertFastMany would, up to 256 events a job), not through River's client: the job row is
+// their outbox row (args.events, in the order written, with args.orderIds for the order
+// timeline; the outbox_events view shows one row per event). It commits or rolls back with the
+// business change. In a Tx (every consumer transaction, order placements, InTx) Write inserts
+// nothing at once: the events of the whole transaction are inserted in one statement sent in the
+// COMMIT's round trip, so one job carries every event a batch of handlers wrote. In any other
+// transaction the insert runs at once.
 //
 // The relay is woken after the commit: Outbox.Wake sends one NOTIFY on River's insert channel, on
 // its own, outside any transaction, and River fetches within FetchCooldown; FetchPollInterval is
-// the fallback. The write itself never notifies (its River client has an hour's notify cooldown):
-// a NOTIFY inside a transaction takes a server-wide lock at commit, so under load every notifying
-// transaction of every database waited for the others' WAL flushes ("Lock:object" on commit in
-// pg_stat_activity; BENCHMARKS.md). With Config.PollOnly nothing notifies and the relay polls.
+// the fallback. The write itself never notifies (River's client would, from inside the inserting
+// transaction, which is why Write does not insert through it): a NOTIFY inside a transaction takes
+// a server-wide lock at commit, so under load every notifying transaction of every database
+// waited for the others' WAL flushes ("Lock:object" on commit in pg_stat_activity;
+// BENCHMARKS.md). With Config.PollOnly nothing notifies and the relay polls. With
+// Config.DirectPublish a Tx's events are published right after its commit by the committing
+// process (direct.go) and their jobs, written due DirectGrace later, are marked done; the relay
+// publishes only what that did not.
 //
 // Why the job is the row, rather than an outbox table relayed by a River job: measured with
 // BenchmarkWrite (16 writers, one business row per transaction, 2-core machine; BENCHMARKS.md),
@@ -33,7 +58,7 @@
 // The relay worker publishes each event of its job (its JSON, unchanged) to the topic exchange
 // with routing key = event type, persistent, message-id = eventId, mandatory, in the order they
 // were written. One Publisher keeps a confirm-mode channel with many messages in flight
-// (PublishAll sends a job's events and then waits for their confirms) and reconnects with backoff
+// (publishAll sends a job's events and then waits for their confirms) and reconnects with backoff
 // when the connection drops; what was in flight fails and is published again on the next
 // connection. A job completes only after every confirm, so a relay that dies after a confirm
 // re-sends the job's events (at least once); consumers make that harmless. A message the broker
@@ -46,8 +71,9 @@
 // a dead-letter queue <queue>.dlq. Deliveries are applied in batches: what is waiting when a
 // worker is free (up to BatchSize) goes into one transaction, which first records every eventId
 // in outbox_inbox with one statement (already there: a duplicate, skipped), then hands the rest to
-// the handler (a BatchHandler gets them all at once), then does what the handlers deferred
-// (Deferred; the events they wrote), commits, wakes the relay and acks. Batches grow with the
+// the handler (a BatchPreparer's handler gets them all at once, its first statements sent with the
+// BEGIN), then does what the handlers deferred (Deferred, ExecAtCommit; the events they wrote),
+// commits, publishes or wakes the relay, and acks. Batches grow with the
 // backlog and never wait to fill. A batch that fails is applied again delivery by delivery. A
 // failing handler is retried with doubling backoff MaxAttempts times, then the message is
 // published to the DLQ with its reason, error and attempt count in headers and acked; a message

@@ -56,8 +56,8 @@ func (e Event) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ParseEvent decodes and validates a message body.
-func ParseEvent(body []byte) (Event, error) {
+// parseEvent decodes and validates a message body.
+func parseEvent(body []byte) (Event, error) {
 	var e Event
 	if err := json.Unmarshal(body, &e); err != nil {
 		return Event{}, fmt.Errorf("not an event: %w", err)

@@ -33,7 +33,7 @@ func TestLegacyJobIsRelayedAndInTheTimeline(t *testing.T) {
 	ev, err := NewEvent(testKey, "order-legacy", "test", map[string]int{"i": 1})
 	require.NoError(t, err)
 	require.NoError(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-		_, err := o.client.InsertTx(ctx, tx, legacyRelayArgs{ev}, &river.InsertOpts{Queue: DefaultQueue})
+		_, err := o.client.InsertTx(ctx, tx, legacyRelayArgs{ev}, &river.InsertOpts{Queue: defaultQueue})
 		return err
 	}))
 	o.Wake()

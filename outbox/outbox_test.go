@@ -199,7 +199,7 @@ func TestPoisonMessagesAreDeadLetteredAndDoNotBlock(t *testing.T) {
 	require.Contains(t, reasons, ReasonFailed)
 	require.Equal(t, poison.String(), reasons[ReasonFailed].MessageId)
 	require.Contains(t, reasons[ReasonFailed].Headers[HeaderDLQError], "this handler always fails")
-	require.EqualValues(t, 3, reasons[ReasonFailed].Headers[HeaderDLQAttempts])
+	require.EqualValues(t, 3, reasons[ReasonFailed].Headers[headerDLQAttempts])
 
 	var inInbox bool
 	require.NoError(t, b.pool.QueryRow(context.Background(),
@@ -288,7 +288,7 @@ func TestPublishAfterCloseFails(t *testing.T) {
 	p := NewPublisher(PublisherConfig{URL: "amqp://guest:guest@127.0.0.1:1/"})
 	p.Close()
 	err := p.Publish(context.Background(), testKey, "id-1", []byte(`{}`), nil)
-	require.ErrorIs(t, err, ErrPublisherClosed)
+	require.ErrorIs(t, err, errPublisherClosed)
 	require.ErrorContains(t, p.Publish(context.Background(), testKey, "", nil, nil), "message-id is required")
 }
 

@@ -25,7 +25,7 @@ func (c countingConn) Write(b []byte) (int, error) {
 
 // A prepared consumer's statements go out with the transaction's BEGIN and inbox insert: they
 // see every event of the transaction, those applied before too, the handler then applies only
-// the fresh ones with their results read, and a transaction whose handler writes back with Exec
+// the fresh ones with their results read, and a transaction whose handler writes back with ExecAtCommit
 // is two round trips (the BEGIN's batch, the COMMIT's).
 func TestPreparedConsumerSendsItsStatementsWithTheBegin(t *testing.T) {
 	t.Parallel()
@@ -56,7 +56,7 @@ func TestPreparedConsumerSendsItsStatementsWithTheBegin(t *testing.T) {
 			for _, ev := range fresh {
 				appliedTo = append(appliedTo, ev.ID)
 				// Written with the COMMIT, as the services write back.
-				if err := Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID); err != nil {
+				if err := ExecAtCommit(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID); err != nil {
 					return err
 				}
 			}
@@ -64,21 +64,21 @@ func TestPreparedConsumerSendsItsStatementsWithTheBegin(t *testing.T) {
 		}
 	})
 	evs := newEvents(t, testKey, 4)
-	dup, err := c.applyAll(ctx, evs[:1])
+	dup, err := c.applyInTx(ctx, evs[:1])
 	require.NoError(t, err)
 	require.Equal(t, []bool{false}, dup)
 	require.NoError(t, pool.QueryRow(ctx, `SELECT 1`).Scan(new(int))) // warm: statements prepared once per connection
 
 	preparedFor, appliedTo = nil, nil
 	writes.Store(0)
-	dup, err = c.applyAll(ctx, evs[:3])
+	dup, err = c.applyInTx(ctx, evs[:3])
 	require.NoError(t, err)
 	require.Equal(t, []bool{true, false, false}, dup)
 	require.Equal(t, []uuid.UUID{evs[0].ID, evs[1].ID, evs[2].ID}, preparedFor, "prepared for every event")
 	require.Equal(t, []uuid.UUID{evs[1].ID, evs[2].ID}, appliedTo, "applied the fresh ones")
 	require.Equal(t, 1, seenBefore, "the prepared read ran in the transaction, before the handler")
 	writes.Store(0)
-	_, err = c.applyAll(ctx, evs[3:])
+	_, err = c.applyInTx(ctx, evs[3:])
 	require.NoError(t, err)
 	require.Equal(t, int64(2), writes.Load(), "round trips of a warm consumer transaction")
 	var effects int

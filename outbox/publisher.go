@@ -11,14 +11,14 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// ErrUnroutable means the broker confirmed a mandatory message but no queue was bound to its
+// errUnroutable means the broker confirmed a mandatory message but no queue was bound to its
 // routing key, so it went nowhere: the publish did not happen.
-var ErrUnroutable = errors.New("unroutable: no queue is bound to this routing key")
+var errUnroutable = errors.New("unroutable: no queue is bound to this routing key")
 
 var errConnectionLost = errors.New("rabbitmq connection lost before the confirm")
 
-// ErrPublisherClosed is returned by Publish after Close.
-var ErrPublisherClosed = errors.New("publisher closed")
+// errPublisherClosed is returned by Publish after Close.
+var errPublisherClosed = errors.New("publisher closed")
 
 // Publisher publishes to one exchange with publisher confirms, many messages in flight on one
 // channel (pipelined), mandatory with returns handled, and reconnects with backoff when the
@@ -30,7 +30,7 @@ type Publisher struct {
 	topology []QueueSpec
 	logger   *slog.Logger
 	inflight chan struct{} // a semaphore bounding unconfirmed messages
-	// acquireMu lets one PublishAll at a time take its slots
+	// acquireMu lets one publishAll at a time take its slots
 	acquireMu sync.Mutex
 
 	mu      sync.Mutex
@@ -44,7 +44,7 @@ type Publisher struct {
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
 	URL      string
-	Exchange string // default DefaultExchange
+	Exchange string // default "pizza.events"
 	// Name shows in the broker's connection list.
 	Name string
 	// MaxInFlight bounds messages awaiting their confirm (default 1024).
@@ -60,7 +60,7 @@ type PublisherConfig struct {
 // Close stops it.
 func NewPublisher(cfg PublisherConfig) *Publisher {
 	if cfg.Exchange == "" {
-		cfg.Exchange = DefaultExchange
+		cfg.Exchange = defaultExchange
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 1024
@@ -97,23 +97,23 @@ func (p *Publisher) Connected() bool {
 
 // Publish sends body with routing key key and message-id msgID, persistent and mandatory, and
 // returns once the broker has confirmed it. A nack or a lost connection is retried (on the next
-// connection) until ctx ends; ErrUnroutable is returned at once.
+// connection) until ctx ends; errUnroutable is returned at once.
 func (p *Publisher) Publish(ctx context.Context, key, msgID string, body []byte, headers amqp.Table) error {
-	return p.PublishAll(ctx, []Message{{Key: key, MsgID: msgID, Body: body, Headers: headers}})[0]
+	return p.publishAll(ctx, []message{{Key: key, MsgID: msgID, Body: body, Headers: headers}})[0]
 }
 
-// Message is one message for PublishAll.
-type Message struct {
+// message is one message for publishAll.
+type message struct {
 	Key, MsgID string
 	Body       []byte
 	Headers    amqp.Table
 }
 
-// PublishAll publishes msgs in their order on one channel, sending each without waiting for
+// publishAll publishes msgs in their order on one channel, sending each without waiting for
 // the confirms of those before it, and returns each one's outcome as Publish would: nil once
-// confirmed, ErrUnroutable, or the error that ended ctx. Messages that are nacked or lose their
+// confirmed, errUnroutable, or the error that ended ctx. Messages that are nacked or lose their
 // connection are sent again (in their order, but after the others of their round) until ctx ends.
-func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) []error {
+func (p *Publisher) publishAll(ctx context.Context, msgs []message) []error {
 	errs := make([]error, len(msgs))
 	todo := make([]int, 0, len(msgs))
 	for i, m := range msgs {
@@ -153,7 +153,7 @@ func (p *Publisher) PublishAll(ctx context.Context, msgs []Message) []error {
 				errs[i] = sent[k].wait(ctx)
 				<-p.inflight
 			}
-			if errs[i] != nil && !errors.Is(errs[i], ErrUnroutable) && ctx.Err() == nil {
+			if errs[i] != nil && !errors.Is(errs[i], errUnroutable) && ctx.Err() == nil {
 				again = append(again, i)
 			}
 		}
@@ -200,7 +200,7 @@ func (p *Publisher) channel(ctx context.Context) (*pubChannel, error) {
 		select {
 		case <-changed:
 		case <-p.done:
-			return nil, ErrPublisherClosed
+			return nil, errPublisherClosed
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for rabbitmq: %w", ctx.Err())
 		}
@@ -402,7 +402,7 @@ func (pc *pubChannel) resolve(c amqp.Confirmation) {
 	case !c.Ack:
 		p.done <- errors.New("broker nacked the message")
 	case p.returned:
-		p.done <- ErrUnroutable
+		p.done <- errUnroutable
 	default:
 		p.done <- nil
 	}
@@ -412,7 +412,7 @@ func (pc *pubChannel) resolve(c amqp.Confirmation) {
 // will resolve, without waiting for them; a message not sent has a nil entry and its error in
 // errs[i]. The round is sent under one hold of pubLock with the socket corked: one write for the
 // lot instead of one per message.
-func (pc *pubChannel) sendAll(ctx context.Context, exchange string, msgs []Message, round []int, errs []error) []*pendingPub {
+func (pc *pubChannel) sendAll(ctx context.Context, exchange string, msgs []message, round []int, errs []error) []*pendingPub {
 	sent := make([]*pendingPub, len(round))
 	fail := func(err error) []*pendingPub {
 		for _, i := range round {
@@ -471,7 +471,7 @@ func (pc *pubChannel) send(ctx context.Context, exchange, key string, msg amqp.P
 	return p, nil
 }
 
-// wait returns the message's confirm: nil, ErrUnroutable, a nack or a lost connection.
+// wait returns the message's confirm: nil, errUnroutable, a nack or a lost connection.
 func (p *pendingPub) wait(ctx context.Context) error {
 	select {
 	case err := <-p.done:

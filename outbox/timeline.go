@@ -34,13 +34,6 @@ type Consumed struct {
 	ConsumedAt time.Time `json:"consumedAt"`
 }
 
-// customPlan plans a statement with its arguments on every run, as db.CustomPlan does for the
-// services: these read river_job and the inbox, which start empty and grow.
-const customPlan = pgx.QueryExecModeCacheDescribe
-
-// customPlans is db.CustomPlans, for statements sent in a batch.
-const customPlans = `SET LOCAL plan_cache_mode = force_custom_plan`
-
 // ReadTimeline reads one order's timeline from a service's database (published events are kept
 // for the outbox's Retention; consumed ones for as long as the inbox keeps them).
 func ReadTimeline(ctx context.Context, pool *pgxpool.Pool, orderID string) (Timeline, error) {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"sync/atomic"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -31,8 +33,8 @@ var tracing atomic.Bool
 // installed. Off by default.
 func Trace(on bool) { tracing.Store(on) }
 
-// HeaderTraceParent carries an event's W3C trace context on an AMQP message.
-const HeaderTraceParent = "traceparent"
+// headerTraceParent carries an event's W3C trace context on an AMQP message.
+const headerTraceParent = "traceparent"
 
 // Stamp records ctx's trace context in ev, unless ev has one already; Write stamps the events it
 // is given with its own ctx.
@@ -44,15 +46,15 @@ func stamp(ctx context.Context, ev *Event) {
 	}
 	c := propagation.MapCarrier{}
 	propagator.Inject(ctx, c)
-	ev.TraceParent = c[HeaderTraceParent]
+	ev.TraceParent = c[headerTraceParent]
 }
 
-// ContextOf returns ctx carrying the event's trace context, if it has one.
-func ContextOf(ctx context.Context, ev Event) context.Context {
+// contextOf returns ctx carrying the event's trace context, if it has one.
+func contextOf(ctx context.Context, ev Event) context.Context {
 	if ev.TraceParent == "" {
 		return ctx
 	}
-	return propagator.Extract(ctx, propagation.MapCarrier{HeaderTraceParent: ev.TraceParent})
+	return propagator.Extract(ctx, propagation.MapCarrier{headerTraceParent: ev.TraceParent})
 }
 
 // StartSpan starts a span named for what happens to ev, in ev's trace.
@@ -60,7 +62,7 @@ func StartSpan(ctx context.Context, what string, ev Event, kind trace.SpanKind) 
 	if !tracing.Load() {
 		return ctx, noop.Span{}
 	}
-	return tracer.Start(ContextOf(ctx, ev), what+" "+ev.Type, trace.WithSpanKind(kind),
+	return tracer.Start(contextOf(ctx, ev), what+" "+ev.Type, trace.WithSpanKind(kind),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "rabbitmq"),
 			attribute.String("messaging.message.id", ev.ID.String()),
@@ -74,8 +76,56 @@ func traceHeaders(ctx context.Context) amqp.Table {
 	}
 	c := propagation.MapCarrier{}
 	propagator.Inject(ctx, c)
-	if c[HeaderTraceParent] == "" {
+	if c[headerTraceParent] == "" {
 		return nil
 	}
-	return amqp.Table{HeaderTraceParent: c[HeaderTraceParent]}
+	return amqp.Table{headerTraceParent: c[headerTraceParent]}
+}
+
+// traced runs fn in a consumer span continuing the event's trace.
+func (c *Consumer) traced(ctx context.Context, ev Event, fn func(ctx context.Context) error) error {
+	ctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
+	defer span.End()
+	span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
+	err := fn(ctx)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
+}
+
+type spansKey struct{}
+
+// tracedAll runs fn with a consumer span open for each event; EventContext finds them.
+func (c *Consumer) tracedAll(ctx context.Context, events []Event, fn func(ctx context.Context) error) error {
+	if !tracing.Load() {
+		return fn(ctx)
+	}
+	spans := make(map[uuid.UUID]context.Context, len(events))
+	ended := make([]trace.Span, 0, len(events))
+	for _, ev := range events {
+		sctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
+		span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
+		spans[ev.ID] = sctx
+		ended = append(ended, span)
+	}
+	err := fn(context.WithValue(ctx, spansKey{}, spans))
+	for _, span := range ended {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+	return err
+}
+
+// EventContext is ctx continuing ev's trace, for what a batch handler does on ev's account (the
+// events it writes for it, above all).
+func EventContext(ctx context.Context, ev Event) context.Context {
+	if spans, _ := ctx.Value(spansKey{}).(map[uuid.UUID]context.Context); spans != nil {
+		if sctx, ok := spans[ev.ID]; ok {
+			return context.WithValue(sctx, spansKey{}, spans)
+		}
+	}
+	return contextOf(ctx, ev)
 }

@@ -12,7 +12,7 @@ import (
 
 // Tx is a transaction whose outbox writes are deferred to its commit (every consumer
 // transaction, order placements, InTx): Write in its context inserts nothing until Commit, which
-// runs the work deferred with Deferred, then sends the statements deferred with Exec, the
+// runs the work deferred with Deferred, then sends the statements deferred with ExecAtCommit, the
 // inserts of the events written and the COMMIT in one round trip, and has the events published
 // once committed (directly, with DirectPublish, or by waking the relay). Commit and Rollback
 // release the connection; the Tx must not be used after either.
@@ -25,6 +25,13 @@ type Tx struct {
 	conn   *pgxpool.Conn // nil once committed or rolled back
 	scope  *txScope
 }
+
+// customPlan plans a statement with its arguments on every run, as db.CustomPlan does for the
+// services: the outbox's own statements read river_job and the inbox, which start empty and grow.
+const customPlan = pgx.QueryExecModeCacheDescribe
+
+// customPlans is db.CustomPlans, for statements sent in a batch.
+const customPlans = `SET LOCAL plan_cache_mode = force_custom_plan`
 
 // ErrCommitUnknown reports that the connection failed while the COMMIT was in flight: the
 // transaction may or may not have committed.
@@ -79,7 +86,7 @@ func (t *Tx) commit(ctx context.Context) error {
 			return err
 		}
 	}
-	b := t.pending() // the statements deferred with Exec first
+	b := t.pending() // the statements deferred with ExecAtCommit first
 	if b == nil {
 		b = &pgx.Batch{}
 	}
@@ -140,7 +147,7 @@ func (t *Tx) Rollback(ctx context.Context) error {
 	return err
 }
 
-// Statements run on a Tx see what it deferred with Exec: those go out first, in the same round
+// Statements run on a Tx see what it deferred with ExecAtCommit: those go out first, in the same round
 // trip where the statement is a batch, so that deferring changes when a statement is sent, never
 // what the transaction reads. After Commit or Rollback they fail with pgx.ErrTxClosed. (Conn
 // gives the bare connection, which knows nothing of what was deferred.)
@@ -271,4 +278,105 @@ func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, 
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// A consumer transaction applies a batch of events, one handler call each. Work that every
+// handler call would repeat is deferred to the end of the transaction (Tx.Commit) and done once,
+// set-based: the events the handlers write (one insert for all of them, sent with the COMMIT),
+// and whatever a service defers with Deferred (the store service's load counters). Deferring
+// also fixes the order in which such rows are locked, so concurrent batches cannot deadlock on
+// them.
+
+// Flusher is work deferred to the end of a consumer transaction.
+type Flusher interface {
+	Flush(ctx context.Context, tx pgx.Tx) error
+}
+
+type scopeKey struct{}
+
+// txScope is what one Tx deferred, in the order it was first deferred.
+type txScope struct {
+	tx      *Tx
+	writes  map[*Outbox][]Event
+	writers []*Outbox
+	values  map[any]Flusher
+	keys    []any
+	jobs    map[*Outbox][]directJob // written for direct publishing, once committed
+	execs   []*pgx.QueuedQuery      // sent with the COMMIT (ExecAtCommit)
+}
+
+// withScope returns ctx carrying a fresh scope for tx.
+func withScope(ctx context.Context, tx *Tx) (context.Context, *txScope) {
+	s := &txScope{tx: tx}
+	return context.WithValue(ctx, scopeKey{}, s), s
+}
+
+// scopeOf returns the scope of tx in ctx, or nil when tx is not a Tx (a request's own
+// transaction).
+func scopeOf(ctx context.Context, tx pgx.Tx) *txScope {
+	s, _ := ctx.Value(scopeKey{}).(*txScope)
+	if s == nil || s.tx == nil || pgx.Tx(s.tx) != tx {
+		return nil
+	}
+	return s
+}
+
+// Deferred returns the value kept under key for the rest of the consumer transaction tx, making
+// it with mk the first time; its Flush runs once, after the transaction's last handler and
+// before its commit (values in the order they were made, then the events written). ok is false
+// when tx is not a consumer transaction (a request's own transaction): do the work at once.
+func Deferred[T Flusher](ctx context.Context, tx pgx.Tx, key any, mk func() T) (v T, ok bool) {
+	s := scopeOf(ctx, tx)
+	if s == nil {
+		return v, false
+	}
+	if have, found := s.values[key]; found {
+		return have.(T), true
+	}
+	v = mk()
+	if s.values == nil {
+		s.values = make(map[any]Flusher)
+	}
+	s.values[key] = v
+	s.keys = append(s.keys, key)
+	return v, true
+}
+
+// ExecAtCommit defers a statement whose outcome the transaction tx needs no sooner than its
+// commit (an UPDATE that writes back what the handlers folded): in a Tx it runs at COMMIT, sent
+// in the COMMIT's round trip after the Flushers and before the events' inserts, in the order
+// ExecAtCommit was called, planned with its arguments as db.CustomPlan would; its failure fails
+// the Commit, and nothing is written. In any other transaction it runs at once. (Tx.Exec, by
+// contrast, always runs at once.)
+func ExecAtCommit(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
+	s := scopeOf(ctx, tx)
+	if s == nil {
+		_, err := tx.Exec(ctx, sql, append([]any{customPlan}, args...)...)
+		return err
+	}
+	s.execs = append(s.execs, &pgx.QueuedQuery{SQL: sql, Arguments: args})
+	return nil
+}
+
+// deferWrite keeps events for the one insert at flush.
+func (s *txScope) deferWrite(o *Outbox, events []Event) {
+	if s.writes == nil {
+		s.writes = make(map[*Outbox][]Event)
+	}
+	if _, seen := s.writes[o]; !seen {
+		s.writers = append(s.writers, o)
+	}
+	s.writes[o] = append(s.writes[o], events...)
+}
+
+// committed publishes what the transaction wrote, now that it committed: directly, or by
+// waking the relay.
+func (s *txScope) committed() {
+	for _, o := range s.writers {
+		if jobs, ok := s.jobs[o]; ok {
+			o.dispatch(jobs)
+		} else {
+			o.Wake()
+		}
+	}
 }

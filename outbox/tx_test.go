@@ -49,7 +49,7 @@ func TestTxWritesRelayJobsAsRiverDoes(t *testing.T) {
 				require.NoError(t, err)
 				args.Events = append(args.Events, raw)
 			}
-			opts := &river.InsertOpts{Queue: DefaultQueue, MaxAttempts: math.MaxInt16}
+			opts := &river.InsertOpts{Queue: defaultQueue, MaxAttempts: math.MaxInt16}
 			if direct {
 				opts.ScheduledAt = time.Now().Add(time.Minute)
 			}
@@ -123,10 +123,10 @@ func TestTxFailingAtCommitWritesNothing(t *testing.T) {
 	require.Zero(t, effects)
 	require.Zero(t, b.pool.Stat().AcquiredConns())
 
-	// So does a statement deferred with Exec: it runs only with the COMMIT.
+	// So does a statement deferred with ExecAtCommit: it runs only with the COMMIT.
 	ctx, tx = b.beginTx(t)
-	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID))
-	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, nil), "deferred, not run yet")
+	require.NoError(t, ExecAtCommit(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, ev.ID))
+	require.NoError(t, ExecAtCommit(ctx, tx, `INSERT INTO effects (event_id) VALUES ($1)`, nil), "deferred, not run yet")
 	require.NoError(t, o.Write(ctx, tx, ev))
 	err = tx.Commit(ctx)
 	require.ErrorContains(t, err, "not-null")
@@ -150,18 +150,18 @@ func TestExecRunsWithTheCommit(t *testing.T) {
 	}
 	const insert = `INSERT INTO effects (event_id) VALUES (gen_random_uuid())`
 	ctx, tx := b.beginTx(t)
-	require.NoError(t, Exec(ctx, tx, insert))
+	require.NoError(t, ExecAtCommit(ctx, tx, insert))
 	require.Len(t, tx.scope.execs, 1, "deferred")
 	require.Equal(t, 1, count(tx), "a query in the Tx sees it")
 	require.Empty(t, tx.scope.execs)
 
-	require.NoError(t, Exec(ctx, tx, insert))
+	require.NoError(t, ExecAtCommit(ctx, tx, insert))
 	sp, err := tx.Begin(ctx) // a savepoint sees it too
 	require.NoError(t, err)
 	require.Equal(t, 2, count(sp))
 	require.NoError(t, sp.Commit(ctx))
 
-	require.NoError(t, Exec(ctx, tx, insert))
+	require.NoError(t, ExecAtCommit(ctx, tx, insert))
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT count(*) FROM effects`)
 	br := tx.SendBatch(ctx, batch)
@@ -172,7 +172,7 @@ func TestExecRunsWithTheCommit(t *testing.T) {
 
 	// Deferred statements are planned for their arguments (prepared in a batch, they would
 	// otherwise settle on generic plans): this one inserts only under force_custom_plan.
-	require.NoError(t, Exec(ctx, tx, `INSERT INTO effects (event_id)
+	require.NoError(t, ExecAtCommit(ctx, tx, `INSERT INTO effects (event_id)
 SELECT gen_random_uuid() WHERE current_setting('plan_cache_mode') = 'force_custom_plan'`))
 	require.NoError(t, tx.Commit(ctx))
 	require.Equal(t, 4, count(b.pool))
@@ -181,7 +181,7 @@ SELECT gen_random_uuid() WHERE current_setting('plan_cache_mode') = 'force_custo
 
 	plain, err := b.pool.Begin(context.Background())
 	require.NoError(t, err)
-	require.NoError(t, Exec(context.Background(), plain, insert))
+	require.NoError(t, ExecAtCommit(context.Background(), plain, insert))
 	require.Equal(t, 5, count(plain), "run at once outside a Tx")
 	require.NoError(t, plain.Rollback(context.Background()))
 }
@@ -197,7 +197,7 @@ func TestTxWhoseCommitIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	o.cfg.DirectPublish = true
 	ctx, tx := b.beginTx(t)
-	require.NoError(t, Exec(ctx, tx, `INSERT INTO once VALUES (1), (1)`))
+	require.NoError(t, ExecAtCommit(ctx, tx, `INSERT INTO once VALUES (1), (1)`))
 	require.NoError(t, o.Write(ctx, tx, newEvents(t, testKey, 1)...))
 	err = tx.Commit(ctx)
 	require.ErrorContains(t, err, "once_k_key")

@@ -111,9 +111,6 @@ func (o *outage) current() error {
 // database to come back (they stay unacked meanwhile). A service's readiness includes it.
 func (c *Consumer) Err() error { return c.outage.current() }
 
-// Healthy reports that no delivery waits for an unavailable database.
-func (c *Consumer) Healthy() bool { return c.Err() == nil }
-
 // persist runs try, one attempt at applying a transaction, until it succeeds or fails for a
 // reason of the events' own, which it returns, waiting between attempts that failed on an
 // unavailable database or a conflict for as long as those last. stopped reports that it gave up

@@ -42,7 +42,7 @@ func (b *bundle) unavailableGauge() float64 {
 // The consumer's database goes away (connections cut, new ones refused) while events keep
 // arriving, for far longer than MaxAttempts tries take: the deliveries wait, unacked, the
 // consumer reports the outage, nothing is dead-lettered, and once the database is back every
-// event is applied exactly once. One by one (BatchSize 1: handle) and in batches (applyBatch).
+// event is applied exactly once. One by one (BatchSize 1: settleAlone) and in batches (settleBatch).
 func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 	t.Parallel()
 	for _, batch := range []int{1, 32} {
@@ -61,7 +61,7 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 
 			b.publish(t, p, newEvents(t, testKey, 5)...)
 			b.waitEffects(t, 5, 20*time.Second)
-			require.True(t, c.Healthy())
+			require.NoError(t, c.Err())
 			require.NoError(t, c.Err())
 
 			proxy.Stop()
@@ -69,7 +69,7 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 			require.Eventually(t, func() bool { return c.Err() != nil }, 20*time.Second, 5*time.Millisecond,
 				"the consumer should report its database unavailable")
 			require.ErrorContains(t, c.Err(), "database unavailable")
-			require.False(t, c.Healthy())
+			require.Error(t, c.Err())
 			// Tries far beyond MaxAttempts: at most 8 transactions wait (Concurrency), so on average
 			// each was tried 30 times, where 3 failures dead-lettered it before.
 			require.Eventually(t, func() bool { return b.waited("unavailable") >= 10*maxAttempts*8 }, 60*time.Second, 10*time.Millisecond,
@@ -82,7 +82,7 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 			require.NoError(t, proxy.Start())
 			got := b.waitEffects(t, 45, 60*time.Second)
 			require.Equal(t, effectCount{rows: 45, distinct: 45}, got, "every event applied exactly once")
-			require.Eventually(t, c.Healthy, 20*time.Second, 5*time.Millisecond, "healthy again once the database is back")
+			require.Eventually(t, func() bool { return c.Err() == nil }, 20*time.Second, 5*time.Millisecond, "healthy again once the database is back")
 			require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, b.queue.Name) == 0 }, 20*time.Second, 10*time.Millisecond)
 			require.Zero(t, outboxtest.QueueDepth(t, b.queue.DLQ()), "the DLQ is empty")
 			require.Equal(t, effectCount{rows: 45, distinct: 45}, b.effects(t))
@@ -103,7 +103,7 @@ func TestShutdownDuringDatabaseOutageLeavesDeliveriesQueued(t *testing.T) {
 	proxy, pool := b.proxiedPool(t)
 	p := b.publisher(t, outboxtest.URL())
 	c := NewConsumer(pool, b.consumerConfig(func(c *ConsumerConfig) {
-		c.MaxAttempts, c.BatchSize = 1, 1                        // each delivery waits on its own (Concurrency 8)
+		c.MaxAttempts, c.BatchSize, c.Concurrency = 1, 1, 8      // each delivery waits on its own
 		c.RetryBackoff, c.MaxRetryBackoff = time.Hour, time.Hour // only a shutdown ends the wait
 	}), recordEffect)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -163,7 +163,7 @@ func TestConflictsAreTriedAgainWithoutCounting(t *testing.T) {
 	require.Zero(t, b.waited("unavailable"))
 	require.Zero(t, testutil.ToFloat64(b.metrics.retried.WithLabelValues(b.queue.Name)))
 	require.Zero(t, outboxtest.QueueDepth(t, b.queue.DLQ()))
-	require.True(t, c.Healthy())
+	require.NoError(t, c.Err())
 }
 
 // The connection dies in the COMMIT's round trip (a statement deferred to it ends its own
@@ -175,14 +175,14 @@ func TestCommitOutcomeUnknownIsTriedAgain(t *testing.T) {
 	b.declare(t)
 	// The premise: such a commit's outcome is unknown to the Tx.
 	ctx, tx := b.beginTx(t)
-	require.NoError(t, Exec(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`))
+	require.NoError(t, ExecAtCommit(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`))
 	require.ErrorIs(t, tx.Commit(ctx), ErrCommitUnknown)
 
 	p := b.publisher(t, outboxtest.URL())
 	var calls atomic.Int32
 	handler := func(ctx context.Context, tx pgx.Tx, ev Event) error {
 		if calls.Add(1) == 1 {
-			if err := Exec(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`); err != nil {
+			if err := ExecAtCommit(ctx, tx, `SELECT pg_terminate_backend(pg_backend_pid())`); err != nil {
 				return err
 			}
 		}
@@ -205,5 +205,5 @@ func TestCommitOutcomeUnknownIsTriedAgain(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(context.Background(),
 		`SELECT count(*) FROM outbox_inbox WHERE event_id = $1`, ev.ID).Scan(&inbox))
 	require.Equal(t, 1, inbox)
-	require.True(t, c.Healthy())
+	require.NoError(t, c.Err())
 }

@@ -186,7 +186,7 @@ func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.Batch
 			c.steps = append(c.steps, string(steps))
 		}
 		// Written back with the COMMIT: nothing here needs its answer.
-		return outbox.Exec(ctx, tx, `
+		return outbox.ExecAtCommit(ctx, tx, `
 UPDATE mypage m SET customer_id = u.customer_id, pizza = u.pizza, qty = u.qty, region = u.region, status = u.status,
 	reject_reason = u.reject_reason, store_id = u.store_id, delivery_id = u.delivery_id,
 	placed_at = NULLIF(u.placed_at, 'epoch'::timestamptz), updated_at = now(), version = u.version, steps = u.steps::jsonb

@@ -766,7 +766,7 @@ SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orde
 			return nil
 		}
 		// Written back with the COMMIT: nothing here needs its answer.
-		return outbox.Exec(ctx, tx, `
+		return outbox.ExecAtCommit(ctx, tx, `
 UPDATE orders SET status = u.status, store_id = NULLIF(u.store_id, ''), reject_reason = NULLIF(u.reject_reason, ''), updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, status, store_id, reject_reason)
 WHERE orders.id = u.id`, upd.ids, upd.status, upd.storeID, upd.reason)

@@ -562,13 +562,13 @@ func (d loadDeltas) Flush(ctx context.Context, tx pgx.Tx) error {
 	for i, id := range ids {
 		deltas[i] = int32(d[id])
 	}
-	// Both go out with the COMMIT (outbox.Exec), the lock before the update.
+	// Both go out with the COMMIT (outbox.ExecAtCommit), the lock before the update.
 	if len(ids) > 1 {
-		if err := outbox.Exec(ctx, tx, `SELECT FROM stores WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids); err != nil {
+		if err := outbox.ExecAtCommit(ctx, tx, `SELECT FROM stores WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, ids); err != nil {
 			return err
 		}
 	}
-	return outbox.Exec(ctx, tx, `
+	return outbox.ExecAtCommit(ctx, tx, `
 UPDATE stores SET unfinished = unfinished + d.delta
 FROM unnest($1::bigint[], $2::int[]) AS d(id, delta) WHERE stores.id = d.id AND d.delta <> 0`, ids, deltas)
 }

@@ -22,7 +22,7 @@ type Listener struct {
 // ListenConfig configures a Listener.
 type ListenConfig struct {
 	URL      string
-	Exchange string // default DefaultExchange
+	Exchange string // default "pizza.events"
 	Keys     []string
 	Name     string // shows in the broker's connection list
 	// OnMessage gets each message's body, from one goroutine, in arrival order. It must not block.
@@ -35,7 +35,7 @@ type ListenConfig struct {
 // NewListener returns a listener; Run listens.
 func NewListener(cfg ListenConfig) *Listener {
 	if cfg.Exchange == "" {
-		cfg.Exchange = DefaultExchange
+		cfg.Exchange = defaultExchange
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
