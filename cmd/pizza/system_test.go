@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/db/dbtest"
 	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/delivery"
@@ -38,23 +39,19 @@ type system struct {
 	running []func()
 }
 
-// newSystem migrates fresh databases and assigns addresses; start runs components.
+// newSystem gives each service a database of its own, cloned from the migrated template (what
+// `pizza migrate` makes: TestMigrateTwiceAndConcurrently checks the command itself), and assigns
+// addresses; start runs components.
 func newSystem(t *testing.T, extraEnv map[string]string) *system {
 	t.Helper()
 	env := testEnv(t)
-	for k, v := range extraEnv {
-		env[k] = v
-	}
-	require.NoError(t, run(context.Background(), []string{"migrate"}, env, io.Discard, io.Discard))
 	sys := &system{env: env, pools: map[db.Service]*pgxpool.Pool{}}
 	for _, s := range db.Services {
 		key := strings.ToUpper(string(s))
+		env[key+"_DATABASE_URL"], sys.pools[s] = dbtest.NewDatabase(t, s)
 		env[key+"_ADDR"] = freeAddr(t)
-		pool, err := pgxpool.New(context.Background(), env[key+"_DATABASE_URL"])
-		require.NoError(t, err)
-		t.Cleanup(pool.Close)
-		sys.pools[s] = pool
 	}
+	maps.Copy(env, extraEnv)
 	sys.order = order.NewClient("http://" + env["ORDER_ADDR"])
 	sys.store = store.NewClient("http://" + env["STORE_ADDR"])
 	sys.cc = api.NewClient("http://" + env["CUSTOMERCENTER_ADDR"])
