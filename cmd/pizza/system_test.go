@@ -97,10 +97,13 @@ func (sys *system) startWith(t *testing.T, override map[string]string, component
 	return stop
 }
 
+// stopAll stops every component at once (each drains on its own; one at a time, the drains add up).
 func (sys *system) stopAll() {
+	var wg sync.WaitGroup
 	for _, stop := range sys.running {
-		stop()
+		wg.Go(stop)
 	}
+	wg.Wait()
 }
 
 func (sys *system) myPage(t *testing.T, orderID string) (customercenter.Row, error) {
