@@ -300,9 +300,6 @@ func runChaos(t *testing.T, sc chaosScenario) {
 	sys := newSystem(t, map[string]string{"STORE_CHECK_TIMEOUT": "5s"})
 	if sc.env != nil {
 		sc.env(t, sys)
-		// Stop the system before what env set up (a proxy to its databases or broker) goes: a
-		// service whose database vanishes under it drains slowly (20 s more for PostgreSQL down).
-		t.Cleanup(sys.stopAll)
 	}
 	cs := &chaosSystem{system: sys, stops: map[db.Service]func(){}}
 	var base string
