@@ -140,9 +140,16 @@ func (fakeCustomerCenter) Customers(context.Context, string, int) ([]customercen
 }
 
 // fakeService is a service's internal API with nothing to tell: ready, no dead letters, no events.
-type fakeService struct{}
+// answers, when set, are its answers instead, by "METHOD path" (an error answers with itself).
+type fakeService struct{ answers map[string]any }
 
-func (fakeService) Do(_ context.Context, method, path string, _, out any) error {
+func (f fakeService) Do(_ context.Context, method, path string, _, out any) error {
+	if a, ok := f.answers[method+" "+path]; ok {
+		if err, isErr := a.(error); isErr {
+			return err
+		}
+		return json.Unmarshal([]byte(a.(string)), out)
+	}
 	var answer string
 	switch {
 	case method == http.MethodGet && path == "/status":
