@@ -22,7 +22,7 @@ const maxDeadLetters = 500
 
 // deadLetterService is the named service's client (every service's is in Backends.Timelines), or
 // BAD_USER_INPUT naming the services there are.
-func (r *Resolver) deadLetterService(name string) (*api.Client, error) {
+func (r *Resolver) deadLetterService(name string) (ServiceAPI, error) {
 	if c, ok := r.be.Timelines[name]; ok {
 		return c, nil
 	}

@@ -18,10 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/customercenter"
-	"github.com/1588-pizza/pizza/services/order"
-	"github.com/1588-pizza/pizza/services/store"
 	"github.com/1588-pizza/pizza/web"
 )
 
@@ -51,15 +47,6 @@ type ServerConfig struct {
 	// Metrics, when set, receives the GraphQL latency histogram.
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
-}
-
-// Backends are the services the BFF calls.
-type Backends struct {
-	Orders         *order.Client
-	Stores         *store.Client
-	CustomerCenter *customercenter.Client
-	// Timelines are every service's client, by service name: for orderTimeline and the dead letters.
-	Timelines map[string]*api.Client
 }
 
 // NewHandler returns the BFF's HTTP handler: the web console at / (and its routes, see package

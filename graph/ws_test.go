@@ -29,6 +29,12 @@ type wsFixture struct {
 
 func newWSFixture(t *testing.T, keepAlive time.Duration) *wsFixture {
 	t.Helper()
+	return newWSFixtureOver(t, Backends{}, keepAlive)
+}
+
+// newWSFixtureOver is newWSFixture over be.
+func newWSFixtureOver(t *testing.T, be Backends, keepAlive time.Duration) *wsFixture {
+	t.Helper()
 	auth, err := NewAuth("a secret of sixteen bytes or more")
 	require.NoError(t, err)
 	hub := NewHub(8, time.Second, slog.New(slog.DiscardHandler))
@@ -36,7 +42,7 @@ func newWSFixture(t *testing.T, keepAlive time.Duration) *wsFixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	srv := httptest.NewServer(NewHandler(ServerConfig{Context: ctx, InitTimeout: 2 * time.Second, KeepAlive: keepAlive},
-		auth, Backends{}, hub))
+		auth, be, hub))
 	t.Cleanup(srv.Close)
 	return &wsFixture{url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/graphql", hub: hub, auth: auth, shutdown: cancel}
 }
@@ -59,9 +65,15 @@ func (f *wsFixture) dial(t *testing.T) *testWS {
 // connect dials and initialises a socket for customer id.
 func (f *wsFixture) connect(t *testing.T, customerID string) *testWS {
 	t.Helper()
-	ws := f.dial(t)
 	tok, err := f.auth.Mint(model.RoleCustomer, customerID, time.Hour)
 	require.NoError(t, err)
+	return f.connectWith(t, tok)
+}
+
+// connectWith dials and initialises a socket with token tok.
+func (f *wsFixture) connectWith(t *testing.T, tok string) *testWS {
+	t.Helper()
+	ws := f.dial(t)
 	ws.send(wsMessage{Type: "connection_init", Payload: json.RawMessage(`{"Authorization":"Bearer ` + tok + `"}`)})
 	require.Equal(t, "connection_ack", ws.read().Type)
 	return ws
@@ -78,10 +90,13 @@ func (ws *testWS) send(m wsMessage) {
 
 func (ws *testWS) subscribe(id, customerID string) {
 	ws.t.Helper()
-	q, err := json.Marshal(map[string]any{
-		"query":     `subscription($c: ID!) { myPage(customerId: $c) { orderId status version } }`,
-		"variables": map[string]any{"c": customerID},
-	})
+	ws.subscribeTo(id, `subscription($c: ID!) { myPage(customerId: $c) { orderId status version } }`, map[string]any{"c": customerID})
+}
+
+// subscribeTo starts operation id: query with vars.
+func (ws *testWS) subscribeTo(id, query string, vars map[string]any) {
+	ws.t.Helper()
+	q, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	require.NoError(ws.t, err)
 	ws.send(wsMessage{ID: id, Type: "subscribe", Payload: q})
 }

@@ -168,171 +168,71 @@ func TestSeedStoryThroughGraphQL(t *testing.T) {
 	require.Equal(t, page[0].Version, missed.Version)
 }
 
-// 2. The authorization matrix: every role, every operation, own and another's object, over HTTP
-// and (for the subscription) over websocket.
-func TestAuthorizationMatrix(t *testing.T) {
+// 2. Authorization over the real services, one story per role: what only the whole system shows
+// (an order's store comes from the store service, a board's replay and myPage's rows from their
+// services, each service's status). graph's TestAuthorizationMatrix holds the whole matrix,
+// every operation for every role, over fakes.
+func TestAuthorizationEndToEnd(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t, nil)
 	sys.start(t, db.Services...)
 	base := sys.startBFF(t)
 	ownStore := registerStore(t, base, "강남점", "강남구")
 	otherStore := registerStore(t, base, "종로점", "종로구")
+	customer := mint(t, model.RoleCustomer, "1")
 	agent := mint(t, model.RoleAgent, "")
+	master := mint(t, model.RoleMaster, ownStore)
 	admin := mint(t, model.RoleAdmin, "")
-	tokens := map[model.Role]string{
-		model.RoleCustomer: mint(t, model.RoleCustomer, "1"),
-		model.RoleAgent:    agent,
-		model.RoleMaster:   mint(t, model.RoleMaster, ownStore),
-		model.RoleAdmin:    admin,
-	}
-	// Orders: customer 1's in the master's own store, customer 2's in another store.
+	// Orders: customer 1's in the master's own store, customer 2's in another store, placed by
+	// the agent for each.
 	newOrder := func(customer, region string) string {
 		o := placed(t, base, agent, customer, region)
 		sys.waitOrder(t, o.ID, "RECEIVED")
 		return o.ID
 	}
 	own, other := newOrder("1", "강남구"), newOrder("2", "종로구")
-
-	const ok, null = "", "null"
-	type op struct {
-		name string
-		run  func(tok string, own bool) gqlResponse
-		// want per role: own object, another's object
-		want map[model.Role][2]string
-	}
-	pick := func(isOwn bool, a, b string) string {
-		if isOwn {
-			return a
-		}
-		return b
-	}
-	ops := []op{
-		{"placeOrder", func(tok string, isOwn bool) gqlResponse {
-			return place(t, base, tok, pick(isOwn, "1", "2"), "강남구")
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {ok, "FORBIDDEN"}, model.RoleAgent: {ok, ok},
-			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"cancelOrder", func(tok string, isOwn bool) gqlResponse {
-			id := newOrder(pick(isOwn, "1", "2"), pick(isOwn, "강남구", "종로구"))
-			return gql(t, base, tok, cancelMutation, map[string]any{"id": id})
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {ok, "NOT_FOUND"}, model.RoleAgent: {ok, ok},
-			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"order", func(tok string, isOwn bool) gqlResponse {
-			return gql(t, base, tok, `query($id: ID!) { order(id: $id) { id } }`, map[string]any{"id": pick(isOwn, own, other)})
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {ok, null}, model.RoleAgent: {ok, ok},
-			model.RoleMaster: {ok, null}, model.RoleAdmin: {ok, ok},
-		}},
-		{"myPage", func(tok string, isOwn bool) gqlResponse {
-			return gql(t, base, tok, `query($c: ID!) { myPage(customerId: $c) { orderId } }`, map[string]any{"c": pick(isOwn, "1", "2")})
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {ok, "FORBIDDEN"}, model.RoleAgent: {ok, ok},
-			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"stores", func(tok string, _ bool) gqlResponse {
-			return gql(t, base, tok, `{ stores { id } }`, nil)
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {ok, ok}, model.RoleAgent: {ok, ok}, model.RoleMaster: {ok, ok}, model.RoleAdmin: {ok, ok},
-		}},
-		{"storeOrders", func(tok string, isOwn bool) gqlResponse {
-			return gql(t, base, tok, `query($s: ID!) { storeOrders(storeId: $s) { orderId } }`, map[string]any{"s": pick(isOwn, ownStore, otherStore)})
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
-			model.RoleMaster: {ok, "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"customers", func(tok string, _ bool) gqlResponse {
-			return gql(t, base, tok, customersQuery, nil)
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {ok, ok},
-			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"systemStatus", func(tok string, _ bool) gqlResponse {
-			return gql(t, base, tok, systemStatusQuery, nil)
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
-			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"markCooked", func(tok string, isOwn bool) gqlResponse {
-			id := newOrder("3", pick(isOwn, "강남구", "종로구"))
-			return gql(t, base, tok, cookMutation, map[string]any{"id": id})
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
-			model.RoleMaster: {ok, "NOT_FOUND"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"registerStore", func(tok string, _ bool) gqlResponse {
-			return gql(t, base, tok, registerMutation, map[string]any{"name": "새점", "region": "마포구"})
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
-			model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-		{"setStoreOpen", func(tok string, isOwn bool) gqlResponse {
-			return gql(t, base, tok, `mutation($s: ID!) { setStoreOpen(storeId: $s, open: true) { id } }`, map[string]any{"s": pick(isOwn, ownStore, otherStore)})
-		}, map[model.Role][2]string{
-			model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
-			model.RoleMaster: {ok, "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-		}},
-	}
-	for _, o := range ops {
-		for role, want := range o.want {
-			for i, isOwn := range []bool{true, false} {
-				resp := o.run(tokens[role], isOwn)
-				what := fmt.Sprintf("%s as %s on %s object", o.name, role, pick(isOwn, "own", "another's"))
-				switch want[i] {
-				case ok:
-					require.Empty(t, resp.Errors, what)
-					require.NotEqual(t, "null", string(resp.Data[o.name]), what)
-				case null:
-					require.Empty(t, resp.Errors, what)
-					require.Equal(t, "null", string(resp.Data[o.name]), what)
-				default:
-					require.Equal(t, want[i], resp.code(), "%s: %+v", what, resp.Errors)
-				}
-			}
-			// No token at all is never enough.
-			require.Equal(t, "UNAUTHENTICATED", o.run("", true).code(), "%s without a token", o.name)
-		}
+	orderQuery := `query($id: ID!) { order(id: $id) { id } }`
+	read := func(tok, id string) string {
+		resp := gql(t, base, tok, orderQuery, map[string]any{"id": id})
+		require.Empty(t, resp.Errors)
+		return string(resp.Data["order"])
 	}
 
-	// The subscriptions, over websocket: a store's board (with seen: its replay, or its refusal),
-	// then myPage.
-	for role, want := range map[model.Role][2]string{
-		model.RoleCustomer: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAgent: {"FORBIDDEN", "FORBIDDEN"},
-		model.RoleMaster: {ok, "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-	} {
-		for i, storeID := range []string{ownStore, otherStore} {
-			b := watchBoard(t, base, tokens[role], storeID, []map[string]any{})
-			what := fmt.Sprintf("storeOrders subscription as %s for store %s", role, storeID)
-			if want[i] == ok {
-				require.Equal(t, storeID, b.next(t).StoreID, what) // the replay of the store's orders
-			} else {
-				require.Equal(t, want[i], refused(t, b.ws), what)
-			}
-			b.ws.close()
-		}
-	}
-	for role, want := range map[model.Role][2]string{
-		model.RoleCustomer: {ok, "FORBIDDEN"}, model.RoleAgent: {ok, ok},
-		model.RoleMaster: {"FORBIDDEN", "FORBIDDEN"}, model.RoleAdmin: {ok, ok},
-	} {
-		for i, customer := range []string{"1", "2"} {
-			ws := connect(t, base, tokens[role])
-			ws.subscribe(t, "s", myPageSubscription, map[string]any{"c": customer, "seen": []any{}})
-			m := ws.next(t, 10*time.Second)
-			what := fmt.Sprintf("subscription as %s for customer %s", role, customer)
-			if want[i] == ok {
-				require.Equal(t, "next", m.Type, "%s: %s", what, m.Payload) // the replay of the customer's rows
-				require.NotContains(t, string(m.Payload), `"errors"`, what)
-			} else {
-				require.Contains(t, []string{"next", "error"}, m.Type, what)
-				require.Contains(t, string(m.Payload), `"code":"`+want[i]+`"`, what)
-				require.NotContains(t, string(m.Payload), `"orderId"`, what)
-			}
-			ws.close()
-		}
-	}
+	// The customer reads their own order; another's is no order at all; their myPage is replayed.
+	require.NotEqual(t, "null", read(customer, own))
+	require.Equal(t, "null", read(customer, other))
+	ws := connect(t, base, customer)
+	ws.subscribe(t, "s", myPageSubscription, map[string]any{"c": "1", "seen": []any{}})
+	m := ws.next(t, 10*time.Second)
+	require.Equal(t, "next", m.Type, "%s", m.Payload) // the replay of the customer's rows
+	require.NotContains(t, string(m.Payload), `"errors"`)
+	require.Contains(t, string(m.Payload), own)
+	ws.close()
+
+	// The agent searches the customers.
+	resp := gql(t, base, agent, customersQuery, nil)
+	require.Empty(t, resp.Errors)
+	require.NotEqual(t, "null", string(resp.Data["customers"]))
+
+	// The master reads an order in their store (the store service put it there), not another
+	// store's; cooks in their store, never in another's; and their board is replayed.
+	require.NotEqual(t, "null", read(master, own))
+	require.Equal(t, "null", read(master, other))
+	require.Equal(t, "NOT_FOUND", gql(t, base, master, cookMutation, map[string]any{"id": other}).code())
+	b := watchBoard(t, base, master, ownStore, []map[string]any{})
+	require.Equal(t, ownStore, b.next(t).StoreID) // the replay of the store's orders
+	b.ws.close()
+
+	// The admin reads every service's status and any store's board.
+	resp = gql(t, base, admin, systemStatusQuery, nil)
+	require.Empty(t, resp.Errors)
+	require.NotEqual(t, "null", string(resp.Data["systemStatus"]))
+	b = watchBoard(t, base, admin, otherStore, []map[string]any{})
+	require.Equal(t, otherStore, b.next(t).StoreID)
+	b.ws.close()
+
+	// No token at all is never enough.
+	require.Equal(t, "UNAUTHENTICATED", gql(t, base, "", orderQuery, map[string]any{"id": own}).code())
 }
 
 // 3. Abuse: each attempt gets its 4xx or error code, and no resolver runs (no order is written).

@@ -177,7 +177,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		Orders:         order.NewClient(cfg.Order.URL),
 		Stores:         store.NewClient(cfg.Store.URL),
 		CustomerCenter: customercenter.NewClient(cfg.CustomerCenter.URL),
-		Timelines: map[string]*api.Client{
+		Timelines: map[string]graph.ServiceAPI{
 			string(db.Order): api.NewClient(cfg.Order.URL), string(db.Store): api.NewClient(cfg.Store.URL),
 			string(db.Delivery): api.NewClient(cfg.Delivery.URL), string(db.CustomerCenter): api.NewClient(cfg.CustomerCenter.URL),
 		},
