@@ -372,18 +372,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	srv := newOpsServer(string(s), sc.Addr, ready, tracing(), reg, logger)
 	srv.serveMetrics(reg, cfg.Common.PProf) // an internal address: metrics are served beside the API
 	svc.routes(srv.mux, logger)
-	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
-	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		if _, err := api.ParseID(r.PathValue("orderId")); err != nil {
-			return api.Errorf(api.NotFound, "no order %q", r.PathValue("orderId"))
-		}
-		tl, err := outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		api.WriteJSON(w, http.StatusOK, tl)
-		return nil
-	}))
+	api.ServeTimeline(srv.mux, pool, logger) // every service answers for its part of an order's timeline
 	deadLetterRoutes(srv.mux, dead, logger)
 	serviceStatus{name: string(s), ready: ready, outbox: ob, consumer: consumer, dead: dead, breakers: svc.breakers}.route(srv.mux, logger)
 	if err := ob.Start(ctx); err != nil {
