@@ -2,8 +2,6 @@ package graph
 
 import (
 	"context"
-	"net/http"
-	"net/url"
 	"slices"
 	"sync"
 
@@ -23,8 +21,7 @@ func (r *Resolver) orderTimeline(ctx context.Context, orderID string) ([]*model.
 	var wg sync.WaitGroup
 	for name, c := range r.be.Timelines {
 		wg.Go(func() {
-			var tl outbox.Timeline
-			err := c.Do(ctx, http.MethodGet, "/timeline/"+url.PathEscape(orderID), nil, &tl)
+			tl, err := c.Timeline(ctx, orderID)
 			answers <- answer{name, tl, err}
 		})
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,3 +75,5 @@ func TestProductionRefusesWeakAndPlaceholderSecrets(t *testing.T) {
 		map[string]string{"PIZZA_ENV": "production", "PIZZA_AUTH_SECRET": "CHANGE-ME-to-32-random-bytes-please"}, io.Discard, io.Discard)
 	require.ErrorContains(t, err, "placeholder")
 }
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -372,18 +372,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	srv := newOpsServer(string(s), sc.Addr, ready, tracing(), reg, logger)
 	srv.serveMetrics(reg, cfg.Common.PProf) // an internal address: metrics are served beside the API
 	svc.routes(srv.mux, logger)
-	// Every service answers for its part of an order's timeline: the events it wrote and consumed.
-	srv.mux.HandleFunc("GET /timeline/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		if _, err := api.ParseID(r.PathValue("orderId")); err != nil {
-			return api.Errorf(api.NotFound, "no order %q", r.PathValue("orderId"))
-		}
-		tl, err := outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		api.WriteJSON(w, http.StatusOK, tl)
-		return nil
-	}))
+	api.ServeTimeline(srv.mux, pool, logger) // every service answers for its part of an order's timeline
 	deadLetterRoutes(srv.mux, dead, logger)
 	serviceStatus{name: string(s), ready: ready, outbox: ob, consumer: consumer, dead: dead, breakers: svc.breakers}.route(srv.mux, logger)
 	if err := ob.Start(ctx); err != nil {
@@ -500,7 +489,7 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 			Probes:        cfg.OrderTuning.BreakerProbes,
 			Logger:        logger,
 		})
-		if err := reg.Register(ordersByStatus{pool: pool}); err != nil {
+		if err := reg.Register(order.OrdersByStatus(pool)); err != nil {
 			return service{}, err
 		}
 		breakers := map[string]func() gobreaker.State{storeAvailability: svc.BreakerState, storeCancel: svc.CancelBreakerState}
@@ -717,30 +706,3 @@ func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (s *statusWriter) Flush() { _ = http.NewResponseController(s.ResponseWriter).Flush() }
-
-// ordersByStatus counts the order service's orders by status at scrape time.
-type ordersByStatus struct{ pool *pgxpool.Pool }
-
-var ordersDesc = prometheus.NewDesc("pizza_orders", "Orders the order service holds, by status.", []string{"status"}, nil)
-
-func (ordersByStatus) Describe(ch chan<- *prometheus.Desc) { ch <- ordersDesc }
-
-func (o ordersByStatus) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	rows, err := o.pool.Query(ctx, `SELECT status, count(*) FROM orders GROUP BY status`)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(ordersDesc, err)
-		return
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var status string
-		var n int64
-		if err := rows.Scan(&status, &n); err != nil {
-			ch <- prometheus.NewInvalidMetric(ordersDesc, err)
-			return
-		}
-		ch <- prometheus.MustNewConstMetric(ordersDesc, prometheus.GaugeValue, float64(n), status)
-	}
-}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -25,27 +25,23 @@ import (
 	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
-// benchSubscribers measures idle subscriptions on one BFF: a BFF runs in a child process (so the
+// runSubscribers measures idle subscriptions on one BFF: a BFF runs in a child process (so the
 // clients' own memory is not counted), n clients each subscribe to their own myPage, and the
 // BFF's heap and goroutines are read from its /metrics before and after. Then one update per
 // client is published straight to the exchange, and the time from publish to each push is timed.
-func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, memprofile string, stdout io.Writer) (string, error) {
-	exe, err := os.Executable()
+func runSubscribers(ctx context.Context, t Target, n int, cpuprofile, memprofile string, stdout io.Writer) (string, error) {
+	addr, err := FreePort()
 	if err != nil {
 		return "", err
 	}
-	addr, err := freePort()
-	if err != nil {
-		return "", err
-	}
-	opsAddr, err := freePort() // the BFF's /metrics and profiles
+	opsAddr, err := FreePort() // the BFF's /metrics and profiles
 	if err != nil {
 		return "", err
 	}
 	exchange := "pizza.events.bench-subscribers"
-	child := exec.CommandContext(ctx, exe, "serve", "bff")
+	child := exec.CommandContext(ctx, t.BFFCommand[0], t.BFFCommand[1:]...)
 	child.Env = append(os.Environ(), "PIZZA_HTTP_ADDR="+addr, "PIZZA_OPS_ADDR="+opsAddr, "PIZZA_EXCHANGE="+exchange,
-		"PIZZA_LOG_LEVEL=error", "PIZZA_PPROF=true", "AMQP_URL="+cfg.Common.AMQPURL)
+		"PIZZA_LOG_LEVEL=error", "PIZZA_PPROF=true", "AMQP_URL="+t.AMQPURL)
 	child.Stderr = os.Stderr
 	if err := child.Start(); err != nil {
 		return "", err
@@ -55,11 +51,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 	if err := waitURL(base+"/readyz", 30*time.Second); err != nil {
 		return "", err
 	}
-	secret, err := cfg.authSecret(slogDiscard())
-	if err != nil {
-		return "", err
-	}
-	auth, err := graph.NewAuth(secret)
+	auth, err := graph.NewAuth(t.AuthSecret)
 	if err != nil {
 		return "", err
 	}
@@ -103,7 +95,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 	var wg sync.WaitGroup
 	for i := range n {
 		tok, _ := auth.Mint(model.RoleCustomer, fmt.Sprint("sub-", i), time.Hour)
-		conn, err := benchSubscribe(cctx, base, tok, fmt.Sprint("sub-", i))
+		conn, err := subscribe(cctx, base, tok, fmt.Sprint("sub-", i))
 		if err != nil {
 			return "", fmt.Errorf("subscriber %d: %w", i, err)
 		}
@@ -111,7 +103,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 		wg.Go(func() {
 			defer conn.CloseNow()
 			for {
-				data, err := benchRead(cctx, conn)
+				data, err := readNext(cctx, conn)
 				if err != nil {
 					return
 				}
@@ -136,7 +128,7 @@ func benchSubscribers(ctx context.Context, cfg config, n int, cpuprofile, mempro
 		return "", err
 	}
 
-	conn, err := amqp.Dial(cfg.Common.AMQPURL)
+	conn, err := amqp.Dial(t.AMQPURL)
 	if err != nil {
 		return "", err
 	}

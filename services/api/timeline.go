@@ -1,0 +1,36 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/1588-pizza/pizza/outbox"
+)
+
+// ServeTimeline adds GET /timeline/{orderId} to a service's internal API: its part of one order's
+// timeline, the events its outbox wrote and those its consumer applied (outbox.ReadTimeline on
+// its database). Every service registers it; the BFF joins the answers (Client.Timeline).
+func ServeTimeline(mux *http.ServeMux, pool *pgxpool.Pool, logger *slog.Logger) {
+	mux.HandleFunc("GET /timeline/{orderId}", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := ParseID(r.PathValue("orderId")); err != nil {
+			return Errorf(NotFound, "no order %q", r.PathValue("orderId"))
+		}
+		tl, err := outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
+		if err != nil {
+			return err
+		}
+		WriteJSON(w, http.StatusOK, tl)
+		return nil
+	}))
+}
+
+// Timeline asks the service for its part of an order's timeline (GET /timeline/{orderId}).
+func (c *Client) Timeline(ctx context.Context, orderID string) (outbox.Timeline, error) {
+	var tl outbox.Timeline
+	err := c.Do(ctx, http.MethodGet, "/timeline/"+url.PathEscape(orderID), nil, &tl)
+	return tl, err
+}
