@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/lifecycle"
@@ -142,6 +144,13 @@ func (fakeCustomerCenter) Customers(context.Context, string, int) ([]customercen
 // fakeService is a service's internal API with nothing to tell: ready, no dead letters, no events.
 // answers, when set, are its answers instead, by "METHOD path" (an error answers with itself).
 type fakeService struct{ answers map[string]any }
+
+// Timeline answers as the real client does: GET /timeline/{orderId}.
+func (f fakeService) Timeline(ctx context.Context, orderID string) (outbox.Timeline, error) {
+	var tl outbox.Timeline
+	err := f.Do(ctx, http.MethodGet, "/timeline/"+url.PathEscape(orderID), nil, &tl)
+	return tl, err
+}
 
 func (f fakeService) Do(_ context.Context, method, path string, _, out any) error {
 	if a, ok := f.answers[method+" "+path]; ok {

@@ -3,6 +3,8 @@ package graph
 import (
 	"context"
 
+	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
@@ -46,10 +48,12 @@ type CustomerCenter interface {
 	Customers(ctx context.Context, search string, limit int) ([]customercenter.Customer, error)
 }
 
-// ServiceAPI is any service's internal API (GET /timeline/{orderId}, GET /status,
-// GET /dead-letters, POST /dead-letters/{replay,discard}), called by path as api.Client.Do does.
+// ServiceAPI is any service's internal API: its timeline of an order, and GET /status,
+// GET /dead-letters, POST /dead-letters/{replay,discard}, called by path as api.Client.Do does.
 type ServiceAPI interface {
 	Do(ctx context.Context, method, path string, in, out any) error
+	// Timeline is the service's part of an order's timeline (GET /timeline/{orderId}).
+	Timeline(ctx context.Context, orderID string) (outbox.Timeline, error)
 }
 
 // The services' clients are what the BFF runs on.
@@ -57,4 +61,5 @@ var (
 	_ Orders         = (*order.Client)(nil)
 	_ Stores         = (*store.Client)(nil)
 	_ CustomerCenter = (*customercenter.Client)(nil)
+	_ ServiceAPI     = (*api.Client)(nil)
 )
