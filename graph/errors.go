@@ -17,6 +17,7 @@ const (
 	codeForbidden       = "FORBIDDEN"
 	codeBadUserInput    = string(api.BadUserInput)
 	codeInternal        = string(api.Internal)
+	codeUnavailable     = string(api.Unavailable)
 )
 
 // codedError is an error the BFF itself raises with a contract code.

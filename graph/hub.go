@@ -85,7 +85,7 @@ func (s *subscriber[T]) offer(r T, limit int) bool {
 		s.mu.Unlock()
 		return true
 	case len(s.queue) >= limit:
-		s.endLocked(coded("UNAVAILABLE", "the subscriber fell too far behind and was dropped; resubscribe with seen"))
+		s.endLocked(coded(codeUnavailable, "the subscriber fell too far behind and was dropped; resubscribe with seen"))
 		ok = false
 	default:
 		s.queueLocked(r)
@@ -165,7 +165,7 @@ func (s *subscriber[T]) fill() bool {
 		s.mu.Lock()
 		if err != nil {
 			s.logger.Warn(s.what+" resync failed", "group", s.group, "err", err)
-			s.endLocked(coded("UNAVAILABLE", "the current rows could not be read; resubscribe with seen"))
+			s.endLocked(coded(codeUnavailable, "the current rows could not be read; resubscribe with seen"))
 		}
 		s.queueNewerLocked(rows)
 	}

@@ -559,7 +559,7 @@ func openPool(ctx context.Context, url string, maxConns int, asyncCommit bool) (
 
 // optionalKey names the events nobody needs to hear: the live myPage fan-out goes only to the
 // BFF replicas running at that moment, and none running is fine.
-func optionalKey(routingKey string) bool { return routingKey == "customercenter.mypage_updated" }
+func optionalKey(routingKey string) bool { return routingKey == lifecycle.MyPageUpdated }
 
 // opsServer is a component's HTTP server: /healthz and /readyz beside its own routes, and, where
 // serveMetrics adds them, /metrics and the profiles.
