@@ -193,11 +193,15 @@ func (v View) Apply(ev outbox.Event) (View, bool, error) {
 }
 
 // ShownRejectReason is the reason to show: only a REJECTED order has one.
-func (v View) ShownRejectReason() RejectReason {
-	if v.Status != Rejected {
+func (v View) ShownRejectReason() RejectReason { return ShownReason(v.Status, v.RejectReason) }
+
+// ShownReason is the one rule for showing a reject reason: an order shows the reason it was
+// refused for only while it is REJECTED (a rejected order cancelled later shows none).
+func ShownReason(st Status, reason RejectReason) RejectReason {
+	if st != Rejected {
 		return ""
 	}
-	return v.RejectReason
+	return reason
 }
 
 func first(have, next string) string {

@@ -521,9 +521,8 @@ func scanOrder(row pgx.CollectableRow) (Order, error) {
 		&o.RetryAfterSeconds, &o.StoreID, &o.PlacedAt, &o.UpdatedAt)
 	o.ID = strconv.FormatInt(id, 10)
 	o.Status = lifecycle.Status(status)
-	if o.Status == lifecycle.Rejected { // a rejected order cancelled later shows no reason
-		o.RejectReason = lifecycle.RejectReason(reason)
-	} else {
+	o.RejectReason = lifecycle.ShownReason(o.Status, lifecycle.RejectReason(reason))
+	if o.Status != lifecycle.Rejected { // retry-after goes with the reason
 		o.RetryAfterSeconds = 0
 	}
 	return o, err
