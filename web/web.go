@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -233,3 +234,33 @@ func acceptsGzip(r *http.Request) bool {
 	}
 	return false
 }
+
+// ConsoleScripts measures the console's JavaScript as a browser with an empty cache fetches it:
+// every script index.html loads (its module and the modules it preloads), with each one's size
+// gzipped at best compression. The budget test and `make bench` both report it.
+func ConsoleScripts() (files []string, gzipped int, err error) {
+	index, err := dist.ReadFile("dist/index.html")
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, m := range scriptRef.FindAllSubmatch(index, -1) {
+		name := string(m[1])
+		js, err := dist.ReadFile("dist/" + name)
+		if err != nil {
+			return nil, 0, err
+		}
+		var z bytes.Buffer
+		w, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+		if _, err := w.Write(js); err != nil {
+			return nil, 0, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, 0, err
+		}
+		files, gzipped = append(files, name), gzipped+z.Len()
+	}
+	return files, gzipped, nil
+}
+
+// scriptRef finds the scripts index.html loads: <script src> and <link rel=modulepreload href>.
+var scriptRef = regexp.MustCompile(`(?:src|href)="/(assets/[^"]+\.js)"`)

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -269,22 +268,8 @@ func TestBundleIsFresh(t *testing.T) {
 // TestConsoleBudget keeps the console's JavaScript under 150 KiB gzipped (GraphiQL's does not count).
 func TestConsoleBudget(t *testing.T) {
 	info := readBuildInfo(t)
-	index := body(t, get(t, Handler(Options{}), http.MethodGet, "/"))
-	var scripts []string
-	total := 0
-	for _, a := range assetsOf(index) {
-		if !strings.HasSuffix(a, ".js") {
-			continue
-		}
-		scripts = append(scripts, strings.TrimPrefix(a, "/"))
-		b, err := dist.ReadFile("dist" + a)
-		require.NoError(t, err)
-		var z bytes.Buffer
-		w, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
-		_, _ = w.Write(b)
-		require.NoError(t, w.Close())
-		total += z.Len()
-	}
+	scripts, total, err := ConsoleScripts()
+	require.NoError(t, err)
 	assert.ElementsMatch(t, info.ConsoleScripts, scripts)
 	t.Logf("the console's JavaScript: %.1f KiB gzipped (%d files)", float64(total)/1024, len(scripts))
 	assert.Less(t, total, 150<<10, "the console's JavaScript is over its budget of 150 KiB gzipped")

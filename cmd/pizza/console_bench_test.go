@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"sync"
 	"testing"
@@ -19,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/web"
 )
 
 // The console's numbers for BENCHMARKS.md (make bench runs this; make test does not): the
@@ -37,7 +34,9 @@ func TestConsoleBench(t *testing.T) {
 	if n == 1 {
 		n = 30
 	}
-	kib := consoleJSGzipKiB(t)
+	_, gz, err := web.ConsoleScripts()
+	require.NoError(t, err)
+	kib := float64(gz) / 1024
 
 	_, base := consoleSystem(t, nil)
 	registerStore(t, base, "강남점", "강남구")
@@ -117,25 +116,4 @@ func TestConsoleBench(t *testing.T) {
 	t.Logf("  placeOrder answer -> bare client, p50:  %.1f ms", p50(bareMs))
 	t.Logf("  placeOrder answer -> row in DOM, p50:   %.1f ms", p50(pageMs))
 	t.Logf("  the page later than the bare client:    %.1f ms at p50", p50(pageMs)-p50(bareMs))
-}
-
-// consoleJSGzipKiB is the gzipped size of every script index.html loads (its module and the
-// modules it preloads), as a browser with an empty cache fetches them.
-func consoleJSGzipKiB(t *testing.T) float64 {
-	t.Helper()
-	dist := filepath.Join("..", "..", "web", "dist")
-	index, err := os.ReadFile(filepath.Join(dist, "index.html"))
-	require.NoError(t, err)
-	total := 0
-	for _, m := range regexp.MustCompile(`(?:src|href)="/?(assets/[^"]+\.js)"`).FindAllSubmatch(index, -1) {
-		js, err := os.ReadFile(filepath.Join(dist, string(m[1])))
-		require.NoError(t, err)
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		_, _ = zw.Write(js)
-		require.NoError(t, zw.Close())
-		total += buf.Len()
-	}
-	require.NotZero(t, total, "index.html loads no script")
-	return float64(total) / 1024
 }
