@@ -203,7 +203,6 @@ func TestConsoleSeedStory(t *testing.T) {
 		"BREAKER_TRIP_AFTER":  "1",
 		"BREAKER_OPEN_FOR":    "4s",
 	})
-	_ = sys
 	b := newBrowser(t)
 	admin, master, customer := b.tab(t, desktopW, desktopH), b.tab(t, desktopW, desktopH), b.tab(t, phoneW, phoneH)
 
