@@ -67,6 +67,7 @@ type subscriber[T any] struct {
 	mu     sync.Mutex
 	wake   func() // nil until the transport takes the stream over
 	queue  []T
+	bulk   int            // how many queued rows a replay or resync read (bounded by its own read), not yet sent
 	sent   map[string]int // the newest version of each order the client has or will have
 	resync bool           // updates may have been missed: re-read the current rows
 	ended  bool
@@ -75,7 +76,9 @@ type subscriber[T any] struct {
 }
 
 // offer queues a row unless the client has it already; false when the queue is full, which ends
-// the subscription.
+// the subscription. The rows a replay or resync queued do not count against limit: they are a
+// bounded read of the current rows, and a board or myPage larger than the buffer must not drop its
+// subscriber before the client has read them.
 func (s *subscriber[T]) offer(r T, limit int) bool {
 	_, id, version := s.key(r)
 	s.mu.Lock()
@@ -84,7 +87,7 @@ func (s *subscriber[T]) offer(r T, limit int) bool {
 	case s.ended || version <= s.sent[id]:
 		s.mu.Unlock()
 		return true
-	case len(s.queue) >= limit:
+	case len(s.queue)-s.bulk >= limit:
 		s.endLocked(coded(codeUnavailable, "the subscriber fell too far behind and was dropped; resubscribe with seen"))
 		ok = false
 	default:
@@ -115,6 +118,7 @@ func (s *subscriber[T]) queueNewerLocked(rows []T) {
 		}
 		if _, id, version := s.key(r); version > s.sent[id] {
 			s.queueLocked(r)
+			s.bulk++
 		}
 	}
 }
@@ -140,7 +144,7 @@ func (s *subscriber[T]) end(err *gqlerror.Error) {
 
 func (s *subscriber[T]) endLocked(err *gqlerror.Error) {
 	if !s.ended {
-		s.ended, s.err, s.queue = true, err, nil
+		s.ended, s.err, s.queue, s.bulk = true, err, nil, 0
 	}
 }
 
@@ -178,6 +182,7 @@ func (s *subscriber[T]) fill() bool {
 			var zero T
 			s.queue[0] = zero
 			s.queue = s.queue[1:]
+			s.bulk = max(0, s.bulk-1)
 			if len(s.queue) == 0 {
 				s.queue = nil // let the array go
 			}

@@ -136,6 +136,40 @@ func TestHubResyncSendsOnlyWhatIsNew(t *testing.T) {
 	require.Equal(t, "UNAVAILABLE", code(failing.failure()))
 }
 
+// The rows a replay reads do not count against the buffer: a myPage (or a board) with more rows
+// than the buffer keeps its subscriber while the client reads them, and live rows still may queue
+// up to the buffer beside them; one more, and the subscriber is dropped.
+func TestHubReplayLargerThanTheBufferKeepsTheSubscriber(t *testing.T) {
+	t.Parallel()
+	h := NewHub(2, time.Second, slog.New(slog.DiscardHandler))
+	defer h.Close()
+	current := func() ([]customercenter.Row, error) {
+		var rows []customercenter.Row
+		for i := 5; i >= 1; i-- { // five orders, newest first
+			row := customercenter.Row{Version: 1}
+			row.OrderID, row.CustomerID, row.Status = fmt.Sprint(i), "1", lifecycle.Received
+			rows = append(rows, row)
+		}
+		return rows, nil
+	}
+	s := subscribe(h, "1", current, map[string]int{}, true)
+	require.Equal(t, "1", recv(t, s).OrderID, "the replay, oldest first")
+	h.Publish(update(t, "6", "1", 1, lifecycle.Ordered))
+	h.Publish(update(t, "7", "1", 1, lifecycle.Ordered))
+	var got []string
+	for range 6 {
+		got = append(got, recv(t, s).OrderID)
+	}
+	require.Equal(t, []string{"2", "3", "4", "5", "6", "7"}, got)
+	require.Nil(t, s.failure())
+
+	for v := int64(2); v <= 4; v++ { // three live rows unread, with a buffer of two
+		h.Publish(update(t, "6", "1", v, lifecycle.Received))
+	}
+	require.Nil(t, recv(t, s), "the third live row did not fit: dropped")
+	require.Equal(t, "UNAVAILABLE", code(s.failure()))
+}
+
 // Versions of one order that arrive out of order are delivered in order; a gap that is never
 // filled is skipped after the hold time; stale and duplicate versions are not delivered.
 func TestHubDeliversEachOrderInVersionOrder(t *testing.T) {
