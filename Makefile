@@ -52,7 +52,7 @@ BENCH_FLAGS ?= --short
 bench: infra browser
 	$(GO) run ./cmd/pizza bench $(BENCH_FLAGS) --record BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./outbox/
-	PIZZA_CONSOLE_BENCH=30 $(GO) test -count=1 -run '^TestConsoleBench$$' -v ./cmd/pizza/ | grep -v '^=== '
+	set -o pipefail; PIZZA_CONSOLE_BENCH=30 $(GO) test -count=1 -run '^TestConsoleBench$$' -v ./cmd/pizza/ | grep -v '^=== '
 
 lint: fmt
 	$(GO) vet ./...

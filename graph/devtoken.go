@@ -8,10 +8,11 @@ import (
 
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/web"
 )
 
 // DevTokenPath is where a development BFF signs tokens for the console's one-click sign-in.
-const DevTokenPath = "/dev/token"
+const DevTokenPath = web.DevSignInPath
 
 // DevToken is what DevTokens answers: a signed token, whom it is for, and when it expires.
 type DevToken struct {

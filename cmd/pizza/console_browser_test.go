@@ -271,6 +271,13 @@ func TestConsoleSeedStory(t *testing.T) {
 	waitJS(t, customer, "the countdown going down", fmt.Sprintf(`+document.querySelector(%s)?.textContent.trim() < %d`, jsString(busyRow+" [data-countdown]"), startCount))
 	reorder := busyRow + " [data-action=reorder]"
 	waitJS(t, customer, "re-order enabled at zero", fmt.Sprintf(`(() => { const b = document.querySelector(%s); return !!b && !b.disabled })()`, jsString(reorder)))
+	// The re-order places the same order again: a new row (the breaker is half-open by now, and
+	// the store still hangs, so it is refused again, as STORE_BUSY).
+	before := ids(t, customer, "#orders")
+	click(t, customer, reorder)
+	again := newRow(t, customer, "#orders", before)
+	waitStatus(t, customer, "#orders", again, "REJECTED")
+	waitJS(t, customer, "the re-order refused as STORE_BUSY", fmt.Sprintf(`!!document.querySelector(%s)`, jsString(row("#orders", again)+" [data-reason=STORE_BUSY]")))
 
 	// The customer's desktop view of the same page.
 	desk := b.tab(t, desktopW, desktopH)

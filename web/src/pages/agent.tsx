@@ -21,7 +21,7 @@ export function AgentPage({ customerId }: { customerId: string | null }) {
   const lang = useLang();
   const [search, setSearch] = useState("");
   const q = useDebounced(search.trim(), 200);
-  const [res] = useQuery({ query: CustomersDocument, variables: { search: q || null, limit: 20 } });
+  const [res] = useQuery({ query: CustomersDocument, variables: { search: q || null, limit: 20 }, requestPolicy: "cache-and-network" });
   const found = res.data?.customers ?? [];
   const open = (id: string) => navigate(`/agent?customer=${encodeURIComponent(id)}`);
 
