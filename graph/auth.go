@@ -13,7 +13,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/httpapi"
 )
 
 // Claims are what a bearer token says about its holder.
@@ -66,7 +66,7 @@ func (a *Auth) Mint(role model.Role, id string, ttl time.Duration) (string, erro
 		c.StoreID = id
 	case model.RoleAgent, model.RoleAdmin:
 		if id != "" {
-			if _, err := api.Key("id", id); err != nil {
+			if _, err := httpapi.Key("id", id); err != nil {
 				return "", fmt.Errorf("a %s token's subject: %w", role, err)
 			}
 			c.Subject = id
@@ -89,11 +89,11 @@ func (c Claims) validate() error {
 	case c.Role == model.RoleMaster && c.StoreID == "":
 		return errors.New("a MASTER token needs its storeId")
 	case c.Role == model.RoleCustomer:
-		if _, err := api.Key("customerId", c.CustomerID); err != nil {
+		if _, err := httpapi.Key("customerId", c.CustomerID); err != nil {
 			return fmt.Errorf("a CUSTOMER token's customerId: %w", err)
 		}
 	case c.Role == model.RoleMaster:
-		if _, err := api.ParseID(c.StoreID); err != nil {
+		if _, err := httpapi.ParseID(c.StoreID); err != nil {
 			return fmt.Errorf("a MASTER token's storeId: %w", err)
 		}
 	}
@@ -190,7 +190,7 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// The authorization matrix (docs/api.md, "Tokens and roles"), one function per kind of access. Each returns nil or
+// The authorization matrix (docs/httpapi.md, "Tokens and roles"), one function per kind of access. Each returns nil or
 // an UNAUTHENTICATED / FORBIDDEN error.
 
 func authenticated(ctx context.Context) (*Claims, error) {

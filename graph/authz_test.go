@@ -13,11 +13,11 @@ import (
 	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )
@@ -59,7 +59,7 @@ func (f fakeOrders) Get(_ context.Context, id string) (order.Order, error) {
 	if o, ok := f[id]; ok {
 		return o, nil
 	}
-	return order.Order{}, api.Errorf(api.NotFound, "no order %s", id)
+	return order.Order{}, errs.Errorf(errs.NotFound, "no order %s", id)
 }
 
 func (f fakeOrders) Cancel(ctx context.Context, id string) (order.Order, error) {
@@ -88,7 +88,7 @@ func (f fakeStores) Get(_ context.Context, id string) (store.Store, error) {
 	if st, ok := f[id]; ok {
 		return st, nil
 	}
-	return store.Store{}, api.Errorf(api.NotFound, "no store %s", id)
+	return store.Store{}, errs.Errorf(errs.NotFound, "no store %s", id)
 }
 
 func (f fakeStores) Board(ctx context.Context, storeID string) ([]store.Order, error) {
@@ -118,7 +118,7 @@ func (f fakeStores) Order(_ context.Context, orderID string) (store.Order, error
 	case otherOrder:
 		return storeOrderOf(otherStore), nil
 	}
-	return store.Order{}, api.Errorf(api.NotFound, "no store order %s", orderID)
+	return store.Order{}, errs.Errorf(errs.NotFound, "no store order %s", orderID)
 }
 
 func (f fakeStores) MarkCooked(ctx context.Context, orderID string) (store.Order, error) {

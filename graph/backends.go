@@ -3,16 +3,16 @@ package graph
 import (
 	"context"
 
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )
 
 // Backends are the services the BFF calls, each as what the resolvers ask of it: the services'
-// clients (order.Client, store.Client, customercenter.Client, api.Client) in production, small
+// clients (order.Client, store.Client, customercenter.Client, httpapi.Client) in production, small
 // fakes in graph's own tests.
 type Backends struct {
 	Orders         Orders
@@ -49,7 +49,7 @@ type CustomerCenter interface {
 }
 
 // ServiceAPI is any service's internal API: its timeline of an order, and GET /status,
-// GET /dead-letters, POST /dead-letters/{replay,discard}, called by path as api.Client.Do does.
+// GET /dead-letters, POST /dead-letters/{replay,discard}, called by path as httpapi.Client.Do does.
 type ServiceAPI interface {
 	Do(ctx context.Context, method, path string, in, out any) error
 	// Timeline is the service's part of an order's timeline (GET /timeline/{orderId}).
@@ -61,5 +61,5 @@ var (
 	_ Orders         = (*order.Client)(nil)
 	_ Stores         = (*store.Client)(nil)
 	_ CustomerCenter = (*customercenter.Client)(nil)
-	_ ServiceAPI     = (*api.Client)(nil)
+	_ ServiceAPI     = (*httpapi.Client)(nil)
 )

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
@@ -40,7 +40,7 @@ func toStoreOrder(o store.Order) *model.StoreOrder {
 // notFoundIfForbidden hides the existence of another's object from a caller who may not see it.
 func notFoundIfForbidden(err error, what, id string) error {
 	if errors.Is(err, errForbidden) {
-		return api.Errorf(api.NotFound, "no %s %s", what, id)
+		return errs.Errorf(errs.NotFound, "no %s %s", what, id)
 	}
 	return err
 }

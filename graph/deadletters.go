@@ -12,9 +12,9 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 )
 
 // maxDeadLetters bounds a deadLetters listing, as the services' internal API does.
@@ -26,7 +26,7 @@ func (r *Resolver) deadLetterService(name string) (ServiceAPI, error) {
 	if c, ok := r.be.Timelines[name]; ok {
 		return c, nil
 	}
-	return nil, api.Invalid("service", "unknown service %q (want one of %s)", name, strings.Join(r.serviceNames(), ", "))
+	return nil, errs.Invalid("service", "unknown service %q (want one of %s)", name, strings.Join(r.serviceNames(), ", "))
 }
 
 func (r *Resolver) serviceNames() []string {
@@ -40,9 +40,9 @@ func (r *Resolver) serviceNames() []string {
 
 // fromService names the service an error came from.
 func fromService(service string, err error) error {
-	var ae *api.Error
+	var ae *errs.Error
 	if errors.As(err, &ae) {
-		return &api.Error{Code: ae.Code, Field: ae.Field, Message: service + ": " + ae.Message}
+		return &errs.Error{Code: ae.Code, Field: ae.Field, Message: service + ": " + ae.Message}
 	}
 	return fmt.Errorf("%s: %w", service, err)
 }
@@ -56,7 +56,7 @@ func (r *Resolver) deadLetters(ctx context.Context, service *string, limit *int)
 		n = *limit
 	}
 	if n < 1 || n > maxDeadLetters {
-		return nil, api.Invalid("limit", "must be from 1 to %d", maxDeadLetters)
+		return nil, errs.Invalid("limit", "must be from 1 to %d", maxDeadLetters)
 	}
 	names := r.serviceNames()
 	if service != nil {
@@ -138,7 +138,7 @@ func (r *Resolver) changeDeadLetters(ctx context.Context, service, action string
 		IDs []string `json:"ids"`
 	}
 	if err := c.Do(ctx, http.MethodPost, "/dead-letters/"+action, in, &out); err != nil {
-		if code := api.CodeOf(err); code == api.NotFound || code == api.BadUserInput {
+		if code := errs.CodeOf(err); code == errs.NotFound || code == errs.BadUserInput {
 			return nil, err // names the service already
 		}
 		return nil, fromService(service, err)

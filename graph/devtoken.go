@@ -6,8 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/web"
 )
 
@@ -28,7 +29,7 @@ type DevToken struct {
 // the tokens' secret is no secret either. Only a JSON POST is taken (a cross-site form cannot
 // send one without asking); errors are the services' {"error": {"code", "message", "field"}}.
 func DevTokens(auth *Auth, ttl time.Duration, logger *slog.Logger) http.Handler {
-	return api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	return httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "no-store")
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
@@ -43,25 +44,25 @@ func DevTokens(auth *Auth, ttl time.Duration, logger *slog.Logger) http.Handler 
 			Role string `json:"role"`
 			ID   string `json:"id"`
 		}
-		if err := api.ReadJSON(w, r, &in); err != nil {
+		if err := httpapi.ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		role := model.Role(in.Role)
 		if !role.IsValid() {
-			return api.Invalid("role", "must be CUSTOMER, AGENT, MASTER or ADMIN")
+			return errs.Invalid("role", "must be CUSTOMER, AGENT, MASTER or ADMIN")
 		}
 		switch role {
 		case model.RoleCustomer:
-			if _, err := api.Key("id", in.ID); err != nil {
+			if _, err := httpapi.Key("id", in.ID); err != nil {
 				return err
 			}
 		case model.RoleMaster:
-			if _, err := api.ParseID(in.ID); err != nil {
-				return api.Invalid("id", "must be a store's id (a positive integer)")
+			if _, err := httpapi.ParseID(in.ID); err != nil {
+				return errs.Invalid("id", "must be a store's id (a positive integer)")
 			}
 		default:
 			if in.ID != "" {
-				if _, err := api.Key("id", in.ID); err != nil {
+				if _, err := httpapi.Key("id", in.ID); err != nil {
 					return err
 				}
 			}
@@ -74,12 +75,12 @@ func DevTokens(auth *Auth, ttl time.Duration, logger *slog.Logger) http.Handler 
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, DevToken{Token: token, Role: role, ID: in.ID, ExpiresAt: c.ExpiresAt.UTC()})
+		httpapi.WriteJSON(w, http.StatusOK, DevToken{Token: token, Role: role, ID: in.ID, ExpiresAt: c.ExpiresAt.UTC()})
 		return nil
 	})
 }
 
 // refuse answers a request the endpoint does not take, in the services' error shape.
 func refuse(w http.ResponseWriter, status int, message string) {
-	api.WriteJSON(w, status, map[string]*api.Error{"error": api.Errorf(api.BadUserInput, "%s", message)})
+	httpapi.WriteJSON(w, status, map[string]*errs.Error{"error": errs.Errorf(errs.BadUserInput, "%s", message)})
 }

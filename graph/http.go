@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
@@ -54,30 +55,30 @@ func (httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	ctx := r.Context()
 	media := responseType(r)
 	if media == "" {
-		writeErrors(w, mediaJSON, http.StatusNotAcceptable, gqlerror.List{coded(codeBadUserInput,
+		writeErrors(w, mediaJSON, http.StatusNotAcceptable, gqlerror.List{coded(errs.BadUserInput,
 			"the Accept header must allow %s or %s", mediaJSON, mediaGraphQLResponse)})
 		return
 	}
 	start := graphql.Now()
 	params, err := readParams(r)
 	if err != nil {
-		writeErrors(w, media, http.StatusBadRequest, gqlerror.List{coded(codeBadUserInput, "%s", err.Error())})
+		writeErrors(w, media, http.StatusBadRequest, gqlerror.List{coded(errs.BadUserInput, "%s", err.Error())})
 		return
 	}
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 
-	opCtx, errs := exec.CreateOperationContext(ctx, params)
-	if errs != nil {
-		status := requestErrorStatus(errs, media)
-		resp := exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs)
+	opCtx, reqErrs := exec.CreateOperationContext(ctx, params)
+	if reqErrs != nil {
+		status := requestErrorStatus(reqErrs, media)
+		resp := exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), reqErrs)
 		switch status {
 		case http.StatusMethodNotAllowed:
 			w.Header().Set("Allow", http.MethodPost)
 		case http.StatusUnauthorized:
 			w.Header().Set("WWW-Authenticate", "Bearer")
 		case http.StatusOK:
-			if unauthenticated(errs) {
+			if unauthenticated(reqErrs) {
 				w.Header().Set("WWW-Authenticate", "Bearer")
 			}
 		}
@@ -87,7 +88,7 @@ func (httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	responses, ctx := exec.DispatchOperation(ctx, opCtx)
 	b, err := json.Marshal(responses(ctx))
 	if err != nil {
-		writeErrors(w, media, http.StatusInternalServerError, gqlerror.List{coded(codeInternal, "internal error")})
+		writeErrors(w, media, http.StatusInternalServerError, gqlerror.List{coded(errs.Internal, "internal error")})
 		return
 	}
 	w.Header().Set("Content-Type", media+"; charset=utf-8")
@@ -95,8 +96,8 @@ func (httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 }
 
 // requestErrorStatus is the status of a response made of request errors (no data).
-func requestErrorStatus(errs gqlerror.List, media string) int {
-	for _, e := range errs {
+func requestErrorStatus(list gqlerror.List, media string) int {
+	for _, e := range list {
 		if e.Rule == ruleMutationOverGET {
 			return http.StatusMethodNotAllowed
 		}
@@ -104,16 +105,16 @@ func requestErrorStatus(errs gqlerror.List, media string) int {
 	switch {
 	case media == mediaJSON:
 		return http.StatusOK
-	case unauthenticated(errs):
+	case unauthenticated(list):
 		return http.StatusUnauthorized
 	default:
 		return http.StatusBadRequest
 	}
 }
 
-func unauthenticated(errs gqlerror.List) bool {
-	for _, e := range errs {
-		if e.Extensions["code"] == codeUnauthenticated {
+func unauthenticated(list gqlerror.List) bool {
+	for _, e := range list {
+		if e.Extensions["code"] == string(errs.Unauthenticated) {
 			return true
 		}
 	}
@@ -137,21 +138,21 @@ func refuseUnauthenticated(w http.ResponseWriter, r *http.Request, reason string
 	case media == mediaJSON:
 		status = http.StatusOK
 	}
-	writeErrors(w, media, status, gqlerror.List{coded(codeUnauthenticated, "%s", reason)})
+	writeErrors(w, media, status, gqlerror.List{coded(errs.Unauthenticated, "%s", reason)})
 }
 
 // writeErrors answers with errors and no data entry: a request that did not execute.
-func writeErrors(w http.ResponseWriter, media string, status int, errs gqlerror.List) {
+func writeErrors(w http.ResponseWriter, media string, status int, list gqlerror.List) {
 	w.Header().Set("Content-Type", media+"; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(struct {
 		Errors gqlerror.List `json:"errors"`
-	}{errs})
+	}{list})
 }
 
 // writeGraphQLError answers a request refused before GraphQL ran (by its method, size, content
 // type or upgrade), in the GraphQL response shape and the media type it accepts.
-func writeGraphQLError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+func writeGraphQLError(w http.ResponseWriter, r *http.Request, status int, code errs.Code, message string) {
 	media := responseType(r)
 	if media == "" || r.Header.Get("Upgrade") != "" {
 		media = mediaJSON

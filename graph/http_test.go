@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
 )
 
@@ -118,7 +119,7 @@ func TestAuthenticationFailuresHaveOneShape(t *testing.T) {
 			what := c.name + ", Accept: " + accept
 			resp := do(t, h, post(queryBody(t, registerStoreMutation, nil), accept, c.authorization))
 			require.Equal(t, status, resp.status, "%s: %v", what, resp.body)
-			require.Equal(t, codeUnauthenticated, resp.code(), what)
+			require.Equal(t, string(errs.Unauthenticated), resp.code(), what)
 			require.Equal(t, c.reason, resp.message(), what)
 			require.NotContains(t, resp.body, "data", what)
 			require.True(t, strings.HasPrefix(resp.header.Get("WWW-Authenticate"), "Bearer"), what)
@@ -136,7 +137,7 @@ func TestAuthenticationFailuresHaveOneShape(t *testing.T) {
 		"Bearer " + mintAt(t, -61*time.Second, time.Minute, model.RoleCustomer, "1")} {
 		resp := do(t, h, post(queryBody(t, registerStoreMutation, nil), mediaGraphQLResponse, authorization))
 		require.Equal(t, http.StatusOK, resp.status, "%s: %v", authorization, resp.body)
-		require.Equal(t, codeForbidden, resp.code(), "%s: %v", authorization, resp.body)
+		require.Equal(t, string(errs.Forbidden), resp.code(), "%s: %v", authorization, resp.body)
 		require.Contains(t, resp.body, "data", "an executed operation has its data entry, null or not")
 	}
 
@@ -200,7 +201,7 @@ func TestRequestErrorStatusFollowsTheMediaType(t *testing.T) {
 			resp := do(t, h, post(c.body, accept, admin))
 			require.Equal(t, status, resp.status, "%s: %v", what, resp.body)
 			require.NotContains(t, resp.body, "data", what)
-			require.Equal(t, codeBadUserInput, resp.code(), what)
+			require.Equal(t, string(errs.BadUserInput), resp.code(), what)
 		}
 	}
 }
@@ -221,7 +222,7 @@ func TestMalformedRequestsAreRefusedWithTheirStatus(t *testing.T) {
 			resp := do(t, h, post(body, accept, admin))
 			require.Equal(t, http.StatusBadRequest, resp.status, "%s: %v", body, resp.body)
 			require.NotContains(t, resp.body, "data", body)
-			require.Equal(t, codeBadUserInput, resp.code(), body)
+			require.Equal(t, string(errs.BadUserInput), resp.code(), body)
 		}
 	}
 	// null parameters are absent ones.
@@ -241,7 +242,7 @@ func TestMalformedRequestsAreRefusedWithTheirStatus(t *testing.T) {
 		resp = get("query="+url.QueryEscape(registerStoreMutation), accept)
 		require.Equal(t, http.StatusMethodNotAllowed, resp.status, "%v", resp.body)
 		require.Equal(t, http.MethodPost, resp.header.Get("Allow"))
-		require.Equal(t, codeBadUserInput, resp.code())
+		require.Equal(t, string(errs.BadUserInput), resp.code())
 		require.NotContains(t, resp.body, "data")
 
 		resp = get("variables=%7B%7D", accept)
@@ -254,7 +255,7 @@ func TestMalformedRequestsAreRefusedWithTheirStatus(t *testing.T) {
 
 	resp = do(t, h, post(`{"query": "{ __typename }"}`, "text/html", ""))
 	require.Equal(t, http.StatusNotAcceptable, resp.status)
-	require.Equal(t, codeBadUserInput, resp.code())
+	require.Equal(t, string(errs.BadUserInput), resp.code())
 }
 
 // The response's media type is the one the Accept header prefers (RFC 9110 quality values).

@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/store"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"go.opentelemetry.io/otel/trace"
@@ -88,7 +89,7 @@ func (s *subscriber[T]) offer(r T, limit int) bool {
 		s.mu.Unlock()
 		return true
 	case len(s.queue)-s.bulk >= limit:
-		s.endLocked(coded(codeUnavailable, "the subscriber fell too far behind and was dropped; resubscribe with seen"))
+		s.endLocked(coded(errs.Unavailable, "the subscriber fell too far behind and was dropped; resubscribe with seen"))
 		ok = false
 	default:
 		s.queueLocked(r)
@@ -169,7 +170,7 @@ func (s *subscriber[T]) fill() bool {
 		s.mu.Lock()
 		if err != nil {
 			s.logger.Warn(s.what+" resync failed", "group", s.group, "err", err)
-			s.endLocked(coded(codeUnavailable, "the current rows could not be read; resubscribe with seen"))
+			s.endLocked(coded(errs.Unavailable, "the current rows could not be read; resubscribe with seen"))
 		}
 		s.queueNewerLocked(rows)
 	}

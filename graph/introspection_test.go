@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
 )
 
@@ -102,14 +103,14 @@ func TestIntrospectionHasItsOwnBounds(t *testing.T) {
 	for _, c := range cases {
 		resp := postQuery(t, h, c.query)
 		require.NotEmpty(t, resp.Errors, c.name)
-		require.Equal(t, codeBadUserInput, resp.code(), "%s: %+v", c.name, resp.Errors)
+		require.Equal(t, string(errs.BadUserInput), resp.code(), "%s: %+v", c.name, resp.Errors)
 		require.Contains(t, resp.Errors[0].Message, c.message, c.name)
 	}
 
 	// The operation's own depth limit holds beside introspection, which does not count toward it.
 	h = newTestHandler(t, ServerConfig{MaxDepth: 2})
 	resp := postQueryAs(t, h, testToken(t, model.RoleAdmin, ""), `{ __schema { queryType { name } } orderTimeline(orderId: "1") { consumed { service } } }`)
-	require.Equal(t, codeBadUserInput, resp.code(), "%+v", resp.Errors)
+	require.Equal(t, string(errs.BadUserInput), resp.code(), "%+v", resp.Errors)
 	require.Equal(t, "operation is 3 levels deep; at most 2 are allowed", resp.Errors[0].Message)
 	status, out := introspect(t, h, graphqlJSIntrospection)
 	require.Equal(t, http.StatusOK, status, "%v", out["errors"])

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -57,37 +58,37 @@ func (l shapeLimits) MutateOperationContext(ctx context.Context, oc *graphql.Ope
 	}
 	method := httpMethod(ctx)
 	if op.Operation == ast.Subscription && method != methodWebsocket {
-		return coded(codeBadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
+		return coded(errs.BadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
 	}
 	if op.Operation != ast.Query && method == http.MethodGet {
-		err := coded(codeBadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
+		err := coded(errs.BadUserInput, "%s operations are not allowed over GET; use POST", op.Operation)
 		err.Rule = ruleMutationOverGET // 405
 		return err
 	}
 	if l.noIntrospection && introspects(op.SelectionSet) {
-		return coded(codeBadUserInput, "introspection is disabled")
+		return coded(errs.BadUserInput, "introspection is disabled")
 	}
 	m := measurer{memo: map[string]shape{}, visiting: map[string]bool{}}
 	sh := m.set(op.SelectionSet)
 	switch {
 	case sh.fields > l.maxFields:
-		return coded(codeBadUserInput, "operation selects %d fields once fragments are expanded; at most %d are allowed", sh.fields, l.maxFields)
+		return coded(errs.BadUserInput, "operation selects %d fields once fragments are expanded; at most %d are allowed", sh.fields, l.maxFields)
 	case sh.depth > l.maxDepth:
-		return coded(codeBadUserInput, "operation is %d levels deep; at most %d are allowed", sh.depth, l.maxDepth)
+		return coded(errs.BadUserInput, "operation is %d levels deep; at most %d are allowed", sh.depth, l.maxDepth)
 	case sh.introspectionLists > maxIntrospectionLists:
-		return coded(codeBadUserInput, "introspection nests lists of types and their members (types, fields, inputFields, "+
+		return coded(errs.BadUserInput, "introspection nests lists of types and their members (types, fields, inputFields, "+
 			"interfaces, possibleTypes) %d deep; at most %d are allowed", sh.introspectionLists, maxIntrospectionLists)
 	case sh.introspectionDepth > maxIntrospectionDepth:
-		return coded(codeBadUserInput, "introspection is %d levels deep; at most %d are allowed", sh.introspectionDepth, maxIntrospectionDepth)
+		return coded(errs.BadUserInput, "introspection is %d levels deep; at most %d are allowed", sh.introspectionDepth, maxIntrospectionDepth)
 	case sh.aliases > l.maxAliases:
-		return coded(codeBadUserInput, "operation uses %d aliases; at most %d are allowed", sh.aliases, l.maxAliases)
+		return coded(errs.BadUserInput, "operation uses %d aliases; at most %d are allowed", sh.aliases, l.maxAliases)
 	}
 	// An anonymous caller (or a websocket whose token has expired since) may only introspect:
 	// anything else is a request error, UNAUTHENTICATED like a refused token (see httpTransport).
 	if _, err := authenticated(ctx); err != nil && selectsData(op.SelectionSet) {
-		var ce *codedError
-		errors.As(err, &ce)
-		return coded(ce.code, "%s", ce.message)
+		var e *errs.Error
+		errors.As(err, &e)
+		return coded(e.Code, "%s", e.Message)
 	}
 	return nil
 }
@@ -228,12 +229,6 @@ func (in introspector) set(set ast.SelectionSet) bool {
 	return false
 }
 
-func coded(code, format string, args ...any) *gqlerror.Error {
-	err := gqlerror.Errorf(format, args...)
-	err.Extensions = map[string]any{"code": code}
-	return err
-}
-
 type methodKey struct{}
 
 func httpMethod(ctx context.Context) string {
@@ -320,7 +315,7 @@ func (l documentLimits) check(doc *ast.QueryDocument) *gqlerror.Error {
 		return c.err
 	}
 	if c.introspection && l.noIntrospection {
-		return coded(codeBadUserInput, "introspection is disabled")
+		return coded(errs.BadUserInput, "introspection is disabled")
 	}
 
 	// The validator walks each operation and each fragment definition with every fragment it

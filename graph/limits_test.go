@@ -15,6 +15,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/stretchr/testify/require"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
 )
 
@@ -105,12 +106,12 @@ func TestIntrospectionCheckIsLinearInTheDocument(t *testing.T) {
 	t.Parallel()
 	h := newTestHandler(t, ServerConfig{Production: true})
 	resp := postQuery(t, h, doublingFragments(40))
-	require.Equal(t, codeBadUserInput, resp.code(), "%+v", resp.Errors)
+	require.Equal(t, string(errs.BadUserInput), resp.code(), "%+v", resp.Errors)
 	require.Contains(t, resp.Errors[0].Message, "fields once fragments are expanded")
 
 	// Introspection is still found behind fragments, however they nest.
 	resp = postQuery(t, h, `query { ...A } fragment A on Query { ...B ...B } fragment B on Query { ...{ __schema { queryType { name } } } }`)
-	require.Equal(t, codeBadUserInput, resp.code(), "%+v", resp.Errors)
+	require.Equal(t, string(errs.BadUserInput), resp.code(), "%+v", resp.Errors)
 	require.Equal(t, "introspection is disabled", resp.Errors[0].Message)
 }
 
@@ -146,7 +147,7 @@ func TestOversizedDocumentsAreRefusedBeforeValidation(t *testing.T) {
 			resp := postQuery(t, h, c.query)
 			require.Equal(t, http.StatusOK, resp.status, "%s: %+v", c.name, resp.Errors) // a request error, in application/json
 			require.Len(t, resp.Errors, 1, c.name)
-			require.Equal(t, codeBadUserInput, resp.code(), c.name)
+			require.Equal(t, string(errs.BadUserInput), resp.code(), c.name)
 			require.Contains(t, resp.Errors[0].Message, "document too large to validate", c.name)
 			require.Contains(t, resp.Errors[0].Message, c.bound, c.name)
 		}
@@ -196,7 +197,7 @@ func TestProductionRefusesIntrospectionBeforeValidation(t *testing.T) {
 		`{ stores { __type(name: "Order") { name } } }`, // invalid where it stands; refused all the same
 	} {
 		resp := postQuery(t, h, q)
-		require.Equal(t, codeBadUserInput, resp.code(), q)
+		require.Equal(t, string(errs.BadUserInput), resp.code(), q)
 		require.Equal(t, "introspection is disabled", resp.Errors[0].Message, q)
 	}
 }
@@ -216,7 +217,7 @@ func TestProductionSuggestsNothing(t *testing.T) {
 		resp := postQuery(t, prod, q)
 		require.NotEmpty(t, resp.Errors, q)
 		for _, e := range resp.Errors {
-			require.Equal(t, codeBadUserInput, e.Extensions["code"], q)
+			require.Equal(t, string(errs.BadUserInput), e.Extensions["code"], q)
 			require.NotContains(t, e.Message, "Did you mean", q)
 		}
 		resp = postQuery(t, dev, q)
@@ -238,7 +239,7 @@ func TestOversizedBodiesAreRefused(t *testing.T) {
 		req := chunkedPost(t, srv.URL, query, chunked)
 		resp := send(t, req)
 		require.Equal(t, http.StatusRequestEntityTooLarge, resp.status, "chunked %v: %+v", chunked, resp.Errors)
-		require.Equal(t, codeBadUserInput, resp.code())
+		require.Equal(t, string(errs.BadUserInput), resp.code())
 	}
 	// Under the limit, chunked or not, it is answered.
 	resp := send(t, chunkedPost(t, srv.URL, `{"query": "{ __typename }"}`, true))
@@ -283,7 +284,7 @@ func TestOversizedQueryStringsAreRefused(t *testing.T) {
 	}
 	resp := get("{ __typename }" + strings.Repeat(" ", 2<<10))
 	require.Equal(t, http.StatusRequestURITooLong, resp.status, "%+v", resp.Errors)
-	require.Equal(t, codeBadUserInput, resp.code())
+	require.Equal(t, string(errs.BadUserInput), resp.code())
 
 	resp = get("{ __typename }" + strings.Repeat(" ", 900))
 	require.Equal(t, http.StatusOK, resp.status, "%+v", resp.Errors)

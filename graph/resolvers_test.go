@@ -9,8 +9,8 @@ import (
 	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/api"
 )
 
 // adminClient is gqlgen's client on the BFF over be, with an admin's token.
@@ -46,7 +46,7 @@ func TestOrderTimelineJoinsTheServicesAnswers(t *testing.T) {
 		{"eventId": "e2", "type": "order.cancelled", "producer": "order", "publishAttempts": 1, "consumed": []}]`, string(got))
 
 	// One service that cannot answer fails the whole timeline: half a story would mislead.
-	be.Timelines["delivery"] = fakeService{answers: map[string]any{"GET /timeline/21": api.Errorf(api.Unavailable, "away")}}
+	be.Timelines["delivery"] = fakeService{answers: map[string]any{"GET /timeline/21": errs.Errorf(errs.Unavailable, "away")}}
 	c, tok = adminClient(t, be)
 	require.Equal(t, "UNAVAILABLE", postAs(t, c, tok, `{ orderTimeline(orderId: "21") { eventId } }`, nil).code)
 }
@@ -80,7 +80,7 @@ func TestDeadLettersMergeTheServices(t *testing.T) {
 		{"id": "3", "service": "store", "routingKey": "order.placed", "reason": "poison", "attempts": 1, "deadLetteredAt": "2026-12-04T12:00:02Z", "body": "x"}]`}}
 	be.Timelines["delivery"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": `[
 		{"id": "3", "service": "delivery", "routingKey": "store.order_cooked", "reason": "poison", "attempts": 1, "deadLetteredAt": "2026-12-04T12:00:01Z", "body": "y"}]`}}
-	be.Timelines["order"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": api.Errorf(api.Unavailable, "away")}}
+	be.Timelines["order"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": errs.Errorf(errs.Unavailable, "away")}}
 	c, tok := adminClient(t, be)
 	resp := postAs(t, c, tok, `{ deadLetters { id service } }`, nil)
 	require.Equal(t, "UNAVAILABLE", resp.code, "the order service's failure, beside the others: %s", resp.errs)

@@ -8,9 +8,9 @@ package graph
 import (
 	"context"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )
@@ -99,7 +99,7 @@ func (r *queryResolver) Order(ctx context.Context, id string) (*model.Order, err
 		return nil, err
 	}
 	o, err := r.be.Orders.Get(ctx, id)
-	if api.CodeOf(err) == api.NotFound {
+	if errs.CodeOf(err) == errs.NotFound {
 		return nil, nil
 	}
 	if err != nil {

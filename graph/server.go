@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/web"
 )
 
@@ -143,42 +144,42 @@ func guard(maxBody int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upgrade := r.Header.Get("Upgrade")
 		if int64(len(r.URL.RawQuery)) > maxBody { // a GET's query is its body
-			writeGraphQLError(w, r, http.StatusRequestURITooLong, codeBadUserInput, "query string too long")
+			writeGraphQLError(w, r, http.StatusRequestURITooLong, errs.BadUserInput, "query string too long")
 			return
 		}
 		switch {
 		case upgrade != "" && !strings.EqualFold(upgrade, "websocket"):
-			writeGraphQLError(w, r, http.StatusBadRequest, codeBadUserInput, "the only upgrade offered is websocket")
+			writeGraphQLError(w, r, http.StatusBadRequest, errs.BadUserInput, "the only upgrade offered is websocket")
 			return
 		case upgrade != "":
 			if !offersProtocol(r.Header.Values("Sec-WebSocket-Protocol"), "graphql-transport-ws") {
-				writeGraphQLError(w, r, http.StatusBadRequest, codeBadUserInput, "websockets must use the graphql-transport-ws sub-protocol")
+				writeGraphQLError(w, r, http.StatusBadRequest, errs.BadUserInput, "websockets must use the graphql-transport-ws sub-protocol")
 				return
 			}
 		case r.Method == http.MethodGet:
 		case r.Method == http.MethodPost:
 			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-				writeGraphQLError(w, r, http.StatusUnsupportedMediaType, codeBadUserInput, "POST bodies must be application/json")
+				writeGraphQLError(w, r, http.StatusUnsupportedMediaType, errs.BadUserInput, "POST bodies must be application/json")
 				return
 			}
 			if r.ContentLength > maxBody {
-				writeGraphQLError(w, r, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
+				writeGraphQLError(w, r, http.StatusRequestEntityTooLarge, errs.BadUserInput, "request body too large")
 				return
 			}
 			// Read here, so that a body without a length (chunked) is refused like one with.
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 			if err != nil {
 				if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
-					writeGraphQLError(w, r, http.StatusRequestEntityTooLarge, codeBadUserInput, "request body too large")
+					writeGraphQLError(w, r, http.StatusRequestEntityTooLarge, errs.BadUserInput, "request body too large")
 				} else {
-					writeGraphQLError(w, r, http.StatusBadRequest, codeBadUserInput, "could not read the request body")
+					writeGraphQLError(w, r, http.StatusBadRequest, errs.BadUserInput, "could not read the request body")
 				}
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		default:
 			w.Header().Set("Allow", "GET, POST")
-			writeGraphQLError(w, r, http.StatusMethodNotAllowed, codeBadUserInput, "use GET or POST")
+			writeGraphQLError(w, r, http.StatusMethodNotAllowed, errs.BadUserInput, "use GET or POST")
 			return
 		}
 		method := r.Method

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/httpapi"
 )
 
 // statusTimeout is how long systemStatus waits for a service: one that has not answered by then
@@ -38,7 +39,7 @@ func (r *Resolver) systemStatus(ctx context.Context) *model.SystemStatus {
 func (r *Resolver) serviceStatus(ctx context.Context, name string) *model.ServiceStatus {
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	var st api.Status
+	var st httpapi.Status
 	err := r.be.Timelines[name].Do(ctx, http.MethodGet, "/status", nil, &st)
 	out := &model.ServiceStatus{Name: name, Breakers: []*model.Breaker{}}
 	switch {
@@ -46,7 +47,7 @@ func (r *Resolver) serviceStatus(ctx context.Context, name string) *model.Servic
 		out.Error = new("did not answer within " + statusTimeout.String())
 		return out
 	case err != nil:
-		var ae *api.Error
+		var ae *errs.Error
 		if errors.As(err, &ae) {
 			out.Error = new(ae.Message)
 		} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/services/customercenter"
 )
@@ -62,7 +63,7 @@ func (r *Resolver) watchStoreOrders(ctx context.Context, storeID string, seen []
 }
 
 func needsWebsocket() error {
-	return coded(codeBadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
+	return coded(errs.BadUserInput, "subscriptions need a websocket (graphql-transport-ws)")
 }
 
 // sentFrom is what the client says it holds: the newest version of each order (nil without seen).
@@ -81,7 +82,7 @@ func sentFrom(seen []*model.SeenVersion) map[string]int {
 // closes, and with UNAUTHENTICATED when the token expires.
 func stream[T any](ctx context.Context, f *fanout[T], sub *subscriber[T], sink streamSink) <-chan T {
 	expired := time.AfterFunc(time.Until(viewer(ctx).validUntil()), func() {
-		sub.end(coded(codeUnauthenticated, "%s; subscribe again with a new one", reasonExpired))
+		sub.end(coded(errs.Unauthenticated, "%s; subscribe again with a new one", reasonExpired))
 		f.unsubscribe(sub)
 	})
 	context.AfterFunc(ctx, func() { // the client completed it, or the socket closed

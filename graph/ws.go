@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -66,7 +67,7 @@ func newWSTransport(base context.Context, auth *Auth, allowedOrigins []string, i
 			Subprotocols:    []string{"graphql-transport-ws"},
 			CheckOrigin:     func(r *http.Request) bool { return originAllowed(r, allowedOrigins) },
 			Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-				writeGraphQLError(w, r, status, codeBadUserInput, reason.Error())
+				writeGraphQLError(w, r, status, errs.BadUserInput, reason.Error())
 			},
 		},
 		auth: auth, base: base, initTimeout: initTimeout, keepAlive: keepAlive, readLimit: readLimit, maxOps: maxOps,
@@ -260,7 +261,7 @@ func (c *wsConn) start(id string, payload json.RawMessage) bool {
 	}
 	if full {
 		op.cancel()
-		return op.sendFrame("error", gqlerror.List{coded(codeBadUserInput,
+		return op.sendFrame("error", gqlerror.List{coded(errs.BadUserInput,
 			"at most %d operations may run on one websocket; complete one first", c.t.maxOps)}) == nil
 	}
 	params := &graphql.RawParams{}
@@ -443,7 +444,7 @@ func (op *wsOperation) wake() {
 func (op *wsOperation) recoverPanic() {
 	if r := recover(); r != nil {
 		op.c.t.logger.Error("websocket operation panicked", "panic", r, "stack", string(debug.Stack()))
-		op.finish(coded(codeInternal, "internal error"))
+		op.finish(coded(errs.Internal, "internal error"))
 	}
 }
 

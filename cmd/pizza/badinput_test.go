@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // 6. Bad input on every internal endpoint gets a clear 4xx with a code (and the field, for bad

@@ -13,7 +13,7 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/lifecycle"
 )
 
 const boardSubscription = `subscription($s: ID!, $seen: [SeenVersion!]) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/lifecycle"
 )
 
 // What the console's agent and admin screens ask, through the real system: the customer search

@@ -11,11 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/delivery"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // 2. Convergence through the real consumers: the lifecycles of 40 orders, their events shuffled
@@ -139,7 +139,7 @@ VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'REJECTED' THEN 'STORE_BUSY' END, $6)
 			require.NoError(t, err)
 			require.Equal(t, delivery.Started, d.Status)
 		default:
-			require.Equal(t, api.NotFound, api.CodeOf(err), "order %s (%s) has no delivery", l.id, want)
+			require.Equal(t, errs.NotFound, errs.CodeOf(err), "order %s (%s) has no delivery", l.id, want)
 		}
 	}
 }

@@ -6,8 +6,9 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 )
 
 // Limits of a dead-letter listing.
@@ -25,7 +26,7 @@ const (
 // Ids that are no dead letter of the service are NOT_FOUND (field ids), naming them, and nothing
 // is replayed or discarded.
 func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.Logger) {
-	mux.HandleFunc("GET /dead-letters", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /dead-letters", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		limit, err := deadLetterLimit(r.URL.Query().Get("limit"))
 		if err != nil {
 			return err
@@ -34,23 +35,23 @@ func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.L
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, list)
+		httpapi.WriteJSON(w, http.StatusOK, list)
 		return nil
 	}))
-	mux.HandleFunc("POST /dead-letters/replay", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("POST /dead-letters/replay", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		var in struct {
 			IDs *[]string `json:"ids"`
 			All bool      `json:"all"`
 		}
-		if err := api.ReadJSON(w, r, &in); err != nil {
+		if err := httpapi.ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		var ids []string
 		switch {
 		case in.All && in.IDs != nil:
-			return api.Invalid("ids", "give the ids to replay or all, not both")
+			return errs.Invalid("ids", "give the ids to replay or all, not both")
 		case !in.All && in.IDs == nil:
-			return api.Invalid("ids", "give the ids to replay, or all: true")
+			return errs.Invalid("ids", "give the ids to replay, or all: true")
 		case in.IDs != nil:
 			if err := checkDeadLetterIDs(*in.IDs); err != nil {
 				return err
@@ -60,11 +61,11 @@ func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.L
 		done, err := dl.Replay(r.Context(), ids)
 		return answerDeadLetters(w, done, err)
 	}))
-	mux.HandleFunc("POST /dead-letters/discard", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("POST /dead-letters/discard", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		var in struct {
 			IDs []string `json:"ids"`
 		}
-		if err := api.ReadJSON(w, r, &in); err != nil {
+		if err := httpapi.ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		if err := checkDeadLetterIDs(in.IDs); err != nil {
@@ -82,7 +83,7 @@ func deadLetterLimit(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > maxDeadLetterLimit {
-		return 0, api.Invalid("limit", "must be a number from 1 to %d", maxDeadLetterLimit)
+		return 0, errs.Invalid("limit", "must be a number from 1 to %d", maxDeadLetterLimit)
 	}
 	return n, nil
 }
@@ -90,9 +91,9 @@ func deadLetterLimit(s string) (int, error) {
 func checkDeadLetterIDs(ids []string) error {
 	switch {
 	case len(ids) == 0:
-		return api.Invalid("ids", "give at least one id")
+		return errs.Invalid("ids", "give at least one id")
 	case len(ids) > outbox.MaxDeadLetterIDs:
-		return api.Invalid("ids", "at most %d ids at once", outbox.MaxDeadLetterIDs)
+		return errs.Invalid("ids", "at most %d ids at once", outbox.MaxDeadLetterIDs)
 	}
 	return nil
 }
@@ -108,7 +109,7 @@ func answerDeadLetters(w http.ResponseWriter, done []int64, err error) error {
 	for i, id := range done {
 		out.IDs[i] = strconv.FormatInt(id, 10)
 	}
-	api.WriteJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -117,9 +118,9 @@ func deadLetterError(err error) error {
 	var unknown *outbox.UnknownDeadLettersError
 	switch {
 	case errors.As(err, &unknown):
-		return &api.Error{Code: api.NotFound, Field: "ids", Message: unknown.Error() + "; nothing was done"}
+		return &errs.Error{Code: errs.NotFound, Field: "ids", Message: unknown.Error() + "; nothing was done"}
 	case errors.Is(err, outbox.ErrBrokerUnavailable):
-		return api.Errorf(api.Unavailable, "RabbitMQ did not confirm the replay: what it did not confirm is still parked; retry shortly")
+		return errs.Errorf(errs.Unavailable, "RabbitMQ did not confirm the replay: what it did not confirm is still parked; retry shortly")
 	}
 	return err
 }

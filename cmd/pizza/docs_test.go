@@ -14,7 +14,7 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph"
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/lifecycle"
 )
 
 // The docs are checked where that is cheap: what they list against what the code reads, and

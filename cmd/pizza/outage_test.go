@@ -15,8 +15,8 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )

@@ -17,12 +17,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
-	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/delivery"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )
@@ -315,7 +315,7 @@ func TestCancelIsDecidedByTheStore(t *testing.T) {
 		require.Equal(t, 1, cancelledEvents(id))
 		sys.waitMyPage(t, id, status(lifecycle.Cancelled))
 		_, err := sys.store.MarkCooked(ctx, id)
-		requireCode(t, err, api.Conflict)
+		requireCode(t, err, errs.Conflict)
 		require.ErrorContains(t, err, "cancelled")
 	})
 
@@ -324,7 +324,7 @@ func TestCancelIsDecidedByTheStore(t *testing.T) {
 		_, err := sys.store.MarkCooked(ctx, id)
 		require.NoError(t, err)
 		_, err = sys.order.Cancel(ctx, id) // the order service may not know it is cooked yet: the store does
-		requireCode(t, err, api.Conflict)
+		requireCode(t, err, errs.Conflict)
 		require.Regexp(t, "COOKED|DELIVERY_STARTED", err.Error())
 		sys.waitMyPage(t, id, status(lifecycle.DeliveryStarted))
 		sys.waitOrder(t, id, lifecycle.DeliveryStarted)
@@ -380,7 +380,7 @@ INSERT INTO orders (customer_id, pizza, qty, region, status, placed_at) VALUES (
 		stopStore()
 		for range 3 { // two failures open the breaker; the third call is refused without trying
 			_, err := sys.order.Cancel(ctx, id)
-			requireCode(t, err, api.Unavailable)
+			requireCode(t, err, errs.Unavailable)
 		}
 		require.Equal(t, "2", breakerOf(t, sys, "store-cancel"), "the cancel breaker is open")
 		require.Equal(t, "0", breakerOf(t, sys, "store-availability"), "placing orders is not affected")

@@ -24,11 +24,11 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/delivery"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )
@@ -80,7 +80,7 @@ func serve(ctx context.Context, cfg config, args []string, logger *slog.Logger, 
 		return err
 	}
 	defer shutdownTracing()
-	api.TraceCalls(tracing())
+	httpapi.TraceCalls(tracing())
 	outbox.Trace(tracing())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -178,8 +178,8 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		Stores:         store.NewClient(cfg.Store.URL),
 		CustomerCenter: customercenter.NewClient(cfg.CustomerCenter.URL),
 		Timelines: map[string]graph.ServiceAPI{
-			string(db.Order): api.NewClient(cfg.Order.URL), string(db.Store): api.NewClient(cfg.Store.URL),
-			string(db.Delivery): api.NewClient(cfg.Delivery.URL), string(db.CustomerCenter): api.NewClient(cfg.CustomerCenter.URL),
+			string(db.Order): httpapi.NewClient(cfg.Order.URL), string(db.Store): httpapi.NewClient(cfg.Store.URL),
+			string(db.Delivery): httpapi.NewClient(cfg.Delivery.URL), string(db.CustomerCenter): httpapi.NewClient(cfg.CustomerCenter.URL),
 		},
 	}, hub)
 	ready := func(context.Context) error {
@@ -372,7 +372,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	srv := newOpsServer(string(s), sc.Addr, ready, tracing(), reg, logger)
 	srv.serveMetrics(reg, cfg.Common.PProf) // an internal address: metrics are served beside the API
 	svc.routes(srv.mux, logger)
-	api.ServeTimeline(srv.mux, pool, logger) // every service answers for its part of an order's timeline
+	httpapi.ServeTimeline(srv.mux, pool, logger) // every service answers for its part of an order's timeline
 	deadLetterRoutes(srv.mux, dead, logger)
 	serviceStatus{name: string(s), ready: ready, outbox: ob, consumer: consumer, dead: dead, breakers: svc.breakers}.route(srv.mux, logger)
 	if err := ob.Start(ctx); err != nil {
@@ -398,7 +398,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	}
 	// Callers in this process (the BFF, the order service's availability check) skip the socket
 	// when they call this very server (not when their URL leads elsewhere: a proxy, a replica).
-	stopLocal := api.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)
+	stopLocal := httpapi.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)
 	defer stopLocal()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.serve(ln) }()
@@ -471,8 +471,8 @@ func topology(cfg config) []outbox.QueueSpec {
 type service struct {
 	routes   func(*http.ServeMux, *slog.Logger)
 	handle   outbox.Handler
-	prepare  outbox.BatchPreparer       // applies a transaction's events at once, when the service can
-	breakers func() []api.BreakerStatus // nil: none
+	prepare  outbox.BatchPreparer           // applies a transaction's events at once, when the service can
+	breakers func() []httpapi.BreakerStatus // nil: none
 }
 
 // newService builds service s on its pools: "main", and for the store "check", its availability
@@ -504,8 +504,8 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 				return service{}, err
 			}
 		}
-		states := func() []api.BreakerStatus {
-			return []api.BreakerStatus{breakerStatus(storeAvailability, svc.BreakerState()), breakerStatus(storeCancel, svc.CancelBreakerState())}
+		states := func() []httpapi.BreakerStatus {
+			return []httpapi.BreakerStatus{breakerStatus(storeAvailability, svc.BreakerState()), breakerStatus(storeCancel, svc.CancelBreakerState())}
 		}
 		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch, breakers: states}, nil
 	case db.Store:

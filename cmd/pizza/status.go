@@ -9,8 +9,8 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 )
 
 // statusBudget bounds what GET /status takes, within the second the BFF gives a service: a
@@ -26,20 +26,20 @@ type serviceStatus struct {
 	outbox   *outbox.Outbox
 	consumer *outbox.Consumer
 	dead     *outbox.DeadLetters
-	breakers func() []api.BreakerStatus // nil: none
+	breakers func() []httpapi.BreakerStatus // nil: none
 }
 
 func (s serviceStatus) route(mux *http.ServeMux, logger *slog.Logger) {
-	mux.HandleFunc("GET /status", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		api.WriteJSON(w, http.StatusOK, s.read(r.Context()))
+	mux.HandleFunc("GET /status", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		httpapi.WriteJSON(w, http.StatusOK, s.read(r.Context()))
 		return nil
 	}))
 }
 
-func (s serviceStatus) read(ctx context.Context) api.Status {
+func (s serviceStatus) read(ctx context.Context) httpapi.Status {
 	ctx, cancel := context.WithTimeout(ctx, statusBudget)
 	defer cancel()
-	st := api.Status{Service: s.name, Breakers: []api.BreakerStatus{}}
+	st := httpapi.Status{Service: s.name, Breakers: []httpapi.BreakerStatus{}}
 	var problems []string
 	if err := s.ready(ctx); err != nil {
 		problems = append(problems, err.Error())
@@ -74,13 +74,13 @@ func (s serviceStatus) read(ctx context.Context) api.Status {
 }
 
 // breakerStatus names a gobreaker state as the API does.
-func breakerStatus(name string, state gobreaker.State) api.BreakerStatus {
-	b := api.BreakerStatus{Name: name, State: api.BreakerClosed}
+func breakerStatus(name string, state gobreaker.State) httpapi.BreakerStatus {
+	b := httpapi.BreakerStatus{Name: name, State: httpapi.BreakerClosed}
 	switch state {
 	case gobreaker.StateHalfOpen:
-		b.State = api.BreakerHalfOpen
+		b.State = httpapi.BreakerHalfOpen
 	case gobreaker.StateOpen:
-		b.State = api.BreakerOpen
+		b.State = httpapi.BreakerOpen
 	}
 	return b
 }

@@ -19,10 +19,11 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
-	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/services/customercenter"
 	"github.com/1588-pizza/pizza/services/delivery"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 	"github.com/1588-pizza/pizza/services/order"
 	"github.com/1588-pizza/pizza/services/store"
 )
@@ -33,8 +34,8 @@ type system struct {
 	env     map[string]string
 	order   *order.Client
 	store   *store.Client
-	cc      *api.Client
-	deliv   *api.Client
+	cc      *httpapi.Client
+	deliv   *httpapi.Client
 	pools   map[db.Service]*pgxpool.Pool
 	running []func()
 }
@@ -54,8 +55,8 @@ func newSystem(t *testing.T, extraEnv map[string]string) *system {
 	maps.Copy(env, extraEnv)
 	sys.order = order.NewClient("http://" + env["ORDER_ADDR"])
 	sys.store = store.NewClient("http://" + env["STORE_ADDR"])
-	sys.cc = api.NewClient("http://" + env["CUSTOMERCENTER_ADDR"])
-	sys.deliv = api.NewClient("http://" + env["DELIVERY_ADDR"])
+	sys.cc = httpapi.NewClient("http://" + env["CUSTOMERCENTER_ADDR"])
+	sys.deliv = httpapi.NewClient("http://" + env["DELIVERY_ADDR"])
 	t.Cleanup(sys.stopAll)
 	return sys
 }
@@ -153,10 +154,10 @@ func status(s lifecycle.Status) func(customercenter.Row) bool {
 
 func open(b bool) *bool { return &b }
 
-func requireCode(t *testing.T, err error, code api.Code) {
+func requireCode(t *testing.T, err error, code errs.Code) {
 	t.Helper()
 	require.Error(t, err)
-	require.Equal(t, code, api.CodeOf(err), "error: %v", err)
+	require.Equal(t, code, errs.CodeOf(err), "error: %v", err)
 }
 
 // 1. The seed's story, end to end through the services' HTTP APIs.
@@ -210,7 +211,7 @@ func TestSeedStoryThroughTheServices(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, delivery.Started, d.Status)
 	_, err = sys.order.Cancel(ctx, o.ID)
-	requireCode(t, err, api.Conflict)
+	requireCode(t, err, errs.Conflict)
 
 	// Cancel before cooking: cancelled everywhere, and the store can no longer cook it.
 	o2, err := sys.order.Place(ctx, order.PlaceInput{CustomerID: "1", Pizza: "페퍼로니피자", Qty: 2, Region: "강남구"})
@@ -225,7 +226,7 @@ func TestSeedStoryThroughTheServices(t *testing.T) {
 		return err == nil && so.Status == lifecycle.Cancelled
 	}, 10*time.Second, 5*time.Millisecond)
 	_, err = sys.store.MarkCooked(ctx, o2.ID)
-	requireCode(t, err, api.Conflict)
+	requireCode(t, err, errs.Conflict)
 	again, err := sys.order.Cancel(ctx, o2.ID)
 	require.NoError(t, err, "cancelling twice is harmless")
 	require.Equal(t, lifecycle.Cancelled, again.Status)

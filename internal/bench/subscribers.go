@@ -20,9 +20,9 @@ import (
 
 	"github.com/1588-pizza/pizza/graph"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // runSubscribers measures idle subscriptions on one BFF: a BFF runs in a child process (so the

@@ -6,14 +6,14 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/httpapi"
 )
 
 // Client calls the customercenter's internal API: what the BFF uses.
-type Client struct{ c *api.Client }
+type Client struct{ c *httpapi.Client }
 
 // NewClient returns a client for the customercenter at base.
-func NewClient(base string) *Client { return &Client{c: api.NewClient(base)} }
+func NewClient(base string) *Client { return &Client{c: httpapi.NewClient(base)} }
 
 // MyPage returns a customer's rows, newest first.
 func (c *Client) MyPage(ctx context.Context, customerID string, limit int) ([]Row, error) {

@@ -18,9 +18,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // Producer names this service on its events.
@@ -216,12 +217,12 @@ const MaxLimit = 500
 
 // ByCustomer returns a customer's rows, newest first.
 func (s *Service) ByCustomer(ctx context.Context, customerID string, limit int) ([]Row, error) {
-	customerID, err := api.Key("customerId", customerID)
+	customerID, err := httpapi.Key("customerId", customerID)
 	if err != nil {
 		return nil, err
 	}
 	if limit < 1 || limit > MaxLimit {
-		return nil, api.Invalid("limit", "must be between 1 and %d", MaxLimit)
+		return nil, errs.Invalid("limit", "must be between 1 and %d", MaxLimit)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM mypage WHERE customer_id = $1
 ORDER BY placed_at DESC NULLS LAST, order_id DESC LIMIT $2`, customerID, limit)
@@ -237,8 +238,8 @@ ORDER BY placed_at DESC NULLS LAST, order_id DESC LIMIT $2`, customerID, limit)
 
 // ByOrder returns one order's row.
 func (s *Service) ByOrder(ctx context.Context, orderID string) (Row, error) {
-	if _, err := api.ParseID(orderID); err != nil {
-		return Row{}, api.Errorf(api.NotFound, "no myPage row for order %q", orderID)
+	if _, err := httpapi.ParseID(orderID); err != nil {
+		return Row{}, errs.Errorf(errs.NotFound, "no myPage row for order %q", orderID)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM mypage WHERE order_id = $1`, orderID)
 	if err != nil {
@@ -246,7 +247,7 @@ func (s *Service) ByOrder(ctx context.Context, orderID string) (Row, error) {
 	}
 	row, err := pgx.CollectExactlyOneRow(rows, scanRow)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Row{}, api.Errorf(api.NotFound, "no myPage row for order %s", orderID)
+		return Row{}, errs.Errorf(errs.NotFound, "no myPage row for order %s", orderID)
 	}
 	return row.Shown(), err
 }
@@ -269,9 +270,9 @@ const MaxCustomers = 100
 // matching customers' rows, so an agent types a few characters.
 func (s *Service) Customers(ctx context.Context, search string, limit int) ([]Customer, error) {
 	if limit < 1 || limit > MaxCustomers {
-		return nil, api.Invalid("limit", "must be between 1 and %d", MaxCustomers)
+		return nil, errs.Invalid("limit", "must be between 1 and %d", MaxCustomers)
 	}
-	search, err := api.KeyPrefix("search", search)
+	search, err := httpapi.KeyPrefix("search", search)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +330,7 @@ func prefixEnd(prefix string) (string, bool) {
 //	GET /customers?search=S&limit=N    customers whose id starts with S, most recently active first
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-		return api.Handle(logger, f)
+		return httpapi.Handle(logger, f)
 	}
 	mux.HandleFunc("GET /mypage", h(func(w http.ResponseWriter, r *http.Request) error {
 		limit, err := queryLimit(r, 50)
@@ -340,7 +341,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, rows)
+		httpapi.WriteJSON(w, http.StatusOK, rows)
 		return nil
 	}))
 	mux.HandleFunc("GET /customers", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -352,7 +353,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, customers)
+		httpapi.WriteJSON(w, http.StatusOK, customers)
 		return nil
 	}))
 	mux.HandleFunc("GET /mypage/orders/{orderId}", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -360,7 +361,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, row)
+		httpapi.WriteJSON(w, http.StatusOK, row)
 		return nil
 	}))
 }
@@ -373,7 +374,7 @@ func queryLimit(r *http.Request, def int) (int, error) {
 	}
 	n, err := strconv.Atoi(l)
 	if err != nil {
-		return 0, api.Invalid("limit", "must be a number")
+		return 0, errs.Invalid("limit", "must be a number")
 	}
 	return n, nil
 }

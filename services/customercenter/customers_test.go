@@ -12,8 +12,8 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 )
 
 // The call center's search: customers whose id starts with exactly what was typed (no wildcard,
@@ -80,9 +80,9 @@ func TestCustomersByPrefixMostRecentFirst(t *testing.T) {
 		{strings.Repeat("x", 65), 20, "search"}, {"1\x00", 20, "search"}, {"1\u200b", 20, "search"}, {"\xff", 20, "search"},
 	} {
 		_, err := s.Customers(ctx, bad.search, bad.limit)
-		var ae *api.Error
+		var ae *errs.Error
 		require.ErrorAs(t, err, &ae, "%q %d", bad.search, bad.limit)
-		require.Equal(t, api.BadUserInput, ae.Code)
+		require.Equal(t, errs.BadUserInput, ae.Code)
 		require.Equal(t, bad.field, ae.Field)
 	}
 	_, err = s.Customers(ctx, strings.Repeat("고", 64), 100)

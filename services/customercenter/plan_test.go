@@ -11,8 +11,8 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // myPage starts empty. A consumer transaction's statements, sent in batches (the lock with the

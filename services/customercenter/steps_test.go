@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/lifecycle"
 )
 
 // A step keeps the time it was first told: a redelivered event, or a second event for the same

@@ -13,9 +13,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // Producer names this service on its events.
@@ -118,8 +119,8 @@ func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p li
 
 // Get returns the delivery of an order.
 func (s *Service) Get(ctx context.Context, orderID string) (Delivery, error) {
-	if _, err := api.ParseID(orderID); err != nil {
-		return Delivery{}, api.Errorf(api.NotFound, "no delivery for order %q", orderID)
+	if _, err := httpapi.ParseID(orderID); err != nil {
+		return Delivery{}, errs.Errorf(errs.NotFound, "no delivery for order %q", orderID)
 	}
 	var (
 		d  Delivery
@@ -128,7 +129,7 @@ func (s *Service) Get(ctx context.Context, orderID string) (Delivery, error) {
 	err := s.pool.QueryRow(ctx, `SELECT id, order_id, store_id, status, started, updated_at FROM deliveries WHERE order_id = $1`, orderID).
 		Scan(&id, &d.OrderID, &d.StoreID, &d.Status, &d.Started, &d.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return d, api.Errorf(api.NotFound, "no delivery for order %s", orderID)
+		return d, errs.Errorf(errs.NotFound, "no delivery for order %s", orderID)
 	}
 	d.ID = strconv.FormatInt(id, 10)
 	return d, err
@@ -138,12 +139,12 @@ func (s *Service) Get(ctx context.Context, orderID string) (Delivery, error) {
 //
 //	GET /deliveries/{orderId}   the delivery of an order
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
-	mux.HandleFunc("GET /deliveries/{orderId}", api.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /deliveries/{orderId}", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		d, err := s.Get(r.Context(), r.PathValue("orderId"))
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, d)
+		httpapi.WriteJSON(w, http.StatusOK, d)
 		return nil
 	}))
 }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // storeFunc is a Store whose availability check is a function: the calls to the store are our

@@ -5,14 +5,14 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/httpapi"
 )
 
 // Client calls the order service's internal API.
-type Client struct{ c *api.Client }
+type Client struct{ c *httpapi.Client }
 
 // NewClient returns a client for the order service at base.
-func NewClient(base string) *Client { return &Client{c: api.NewClient(base)} }
+func NewClient(base string) *Client { return &Client{c: httpapi.NewClient(base)} }
 
 // Place places an order.
 func (c *Client) Place(ctx context.Context, in PlaceInput) (Order, error) {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // A group whose COMMIT reached the server and committed, but whose answer was lost (the

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/lifecycle"
 )
 
 // A placement that is handed the lead while it is still in the queue can be committed by another

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/1588-pizza/pizza/services/api"
+	"github.com/1588-pizza/pizza/httpapi"
 )
 
 // Routes serves the order service's internal API:
@@ -14,18 +14,18 @@ import (
 //	POST /orders/{id}/cancel   cancel
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-		return api.Handle(logger, f)
+		return httpapi.Handle(logger, f)
 	}
 	mux.HandleFunc("POST /orders", h(func(w http.ResponseWriter, r *http.Request) error {
 		var in PlaceInput
-		if err := api.ReadJSON(w, r, &in); err != nil {
+		if err := httpapi.ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		o, err := s.Place(r.Context(), in)
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, o)
+		httpapi.WriteJSON(w, http.StatusOK, o)
 		return nil
 	}))
 	mux.HandleFunc("GET /orders/{id}", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -33,7 +33,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, o)
+		httpapi.WriteJSON(w, http.StatusOK, o)
 		return nil
 	}))
 	mux.HandleFunc("POST /orders/{id}/cancel", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -41,7 +41,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, o)
+		httpapi.WriteJSON(w, http.StatusOK, o)
 		return nil
 	}))
 }

@@ -21,9 +21,10 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // Producer names this service on its events.
@@ -61,7 +62,7 @@ type PlaceInput struct {
 type Store interface {
 	// AnyOpen is the availability check.
 	AnyOpen(ctx context.Context, region string) (bool, error)
-	// CancelOrder asks the store to cancel an order: nil when it did (or had), an *api.Error
+	// CancelOrder asks the store to cancel an order: nil when it did (or had), an *errs.Error
 	// CONFLICT when the order is cooked (or was rejected) already.
 	CancelOrder(ctx context.Context, orderID string) error
 }
@@ -140,8 +141,8 @@ func New(pool *pgxpool.Pool, ob *outbox.Outbox, store Store, cfg Config) *Servic
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.TripAfter },
 		// The store's answer, whatever it is, is a working store.
 		IsSuccessful: func(err error) bool {
-			switch api.CodeOf(err) {
-			case api.Conflict, api.NotFound, api.BadUserInput:
+			switch errs.CodeOf(err) {
+			case errs.Conflict, errs.NotFound, errs.BadUserInput:
 				return true
 			}
 			return err == nil
@@ -388,20 +389,20 @@ func placedEvent(o Order) (outbox.Event, error) {
 
 func validate(in PlaceInput) (PlaceInput, error) {
 	var err error
-	if in.CustomerID, err = api.Key("customerId", in.CustomerID); err != nil {
+	if in.CustomerID, err = httpapi.Key("customerId", in.CustomerID); err != nil {
 		return in, err
 	}
-	if in.Pizza, err = api.Text("pizza", in.Pizza, 100); err != nil {
+	if in.Pizza, err = httpapi.Text("pizza", in.Pizza, 100); err != nil {
 		return in, err
 	}
-	if in.Region, err = api.Text("region", in.Region, 64); err != nil {
+	if in.Region, err = httpapi.Text("region", in.Region, 64); err != nil {
 		return in, err
 	}
 	if in.Qty < 1 || in.Qty > MaxQty {
-		return in, api.Invalid("qty", "must be between 1 and %d", MaxQty)
+		return in, errs.Invalid("qty", "must be between 1 and %d", MaxQty)
 	}
 	if in.IdempotencyKey != "" {
-		if in.IdempotencyKey, err = api.Text("idempotencyKey", in.IdempotencyKey, 128); err != nil {
+		if in.IdempotencyKey, err = httpapi.Text("idempotencyKey", in.IdempotencyKey, 128); err != nil {
 			return in, err
 		}
 	}
@@ -428,7 +429,7 @@ func (s *Service) check(ctx context.Context, region string) (lifecycle.Status, l
 	case err == nil:
 		return lifecycle.Rejected, lifecycle.NoOpenStore, 0, nil
 	case ctx.Err() != nil:
-		return "", "", 0, api.Errorf(api.Unavailable, "request cancelled")
+		return "", "", 0, errs.Errorf(errs.Unavailable, "request cancelled")
 	}
 	if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
 		s.cfg.Logger.WarnContext(ctx, "store availability check failed", "region", region, "err", err)
@@ -538,9 +539,9 @@ func (s *Service) byKey(ctx context.Context, customerID, key string) (Order, err
 
 // Get returns one order.
 func (s *Service) Get(ctx context.Context, id string) (Order, error) {
-	n, err := api.ParseID(id)
+	n, err := httpapi.ParseID(id)
 	if err != nil {
-		return Order{}, api.Errorf(api.NotFound, "no order %q", id)
+		return Order{}, errs.Errorf(errs.NotFound, "no order %q", id)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM orders WHERE id = $1`, n)
 	if err != nil {
@@ -548,7 +549,7 @@ func (s *Service) Get(ctx context.Context, id string) (Order, error) {
 	}
 	o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Order{}, api.Errorf(api.NotFound, "no order %s", id)
+		return Order{}, errs.Errorf(errs.NotFound, "no order %s", id)
 	}
 	return o, err
 }
@@ -572,9 +573,9 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 		return o, nil
 	case lifecycle.Ordered, lifecycle.Received:
 	case lifecycle.Rejected:
-		return Order{}, api.Errorf(api.Conflict, "order %s was rejected (%s) and cannot be cancelled", id, o.RejectReason)
+		return Order{}, errs.Errorf(errs.Conflict, "order %s was rejected (%s) and cannot be cancelled", id, o.RejectReason)
 	default:
-		return Order{}, api.Errorf(api.Conflict, "order %s is already %s and can no longer be cancelled", id, o.Status)
+		return Order{}, errs.Errorf(errs.Conflict, "order %s is already %s and can no longer be cancelled", id, o.Status)
 	}
 	if err := s.askStoreToCancel(ctx, o.ID); err != nil {
 		return Order{}, err
@@ -598,23 +599,23 @@ func (s *Service) askStoreToCancel(ctx context.Context, id string) error {
 	if err == nil {
 		return nil
 	}
-	switch api.CodeOf(err) {
-	case api.Conflict, api.NotFound, api.BadUserInput:
+	switch errs.CodeOf(err) {
+	case errs.Conflict, errs.NotFound, errs.BadUserInput:
 		return err // the store's answer, with its reason
 	}
 	if ctx.Err() != nil {
-		return api.Errorf(api.Unavailable, "request cancelled")
+		return errs.Errorf(errs.Unavailable, "request cancelled")
 	}
 	if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
 		s.cfg.Logger.WarnContext(ctx, "store cancel call failed", "order_id", id, "err", err)
 	}
-	return api.Errorf(api.Unavailable, "the store service could not be asked to cancel order %s; retry shortly", id)
+	return errs.Errorf(errs.Unavailable, "the store service could not be asked to cancel order %s; retry shortly", id)
 }
 
 // recordCancel records a cancellation the store accepted: CANCELLED, announced with
 // order.cancelled, unless it is recorded already (a concurrent cancel, or the store's event).
 func (s *Service) recordCancel(ctx context.Context, id string) (Order, error) {
-	n, err := api.ParseID(id)
+	n, err := httpapi.ParseID(id)
 	if err != nil {
 		return Order{}, err
 	}
@@ -682,7 +683,7 @@ func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.Batch
 		if _, ok := lifecycle.StatusOf(ev.Type); !ok {
 			continue
 		}
-		if n, err := api.ParseID(ev.OrderID); err == nil { // a bad id fails in the handler
+		if n, err := httpapi.ParseID(ev.OrderID); err == nil { // a bad id fails in the handler
 			ids = append(ids, n)
 		}
 	}
@@ -715,7 +716,7 @@ SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orde
 			if err := ev.DecodePayload(&p); err != nil {
 				return err
 			}
-			n, err := api.ParseID(ev.OrderID)
+			n, err := httpapi.ParseID(ev.OrderID)
 			if err != nil {
 				return fmt.Errorf("event for order %q: %w", ev.OrderID, err)
 			}

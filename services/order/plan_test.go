@@ -10,8 +10,8 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // A service starts on empty tables. Its batch statements must keep finding their rows through

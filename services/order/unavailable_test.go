@@ -15,9 +15,10 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
-	"github.com/1588-pizza/pizza/services/api"
 )
 
 // With its database away (connections cut, new ones refused), the order service answers every
@@ -41,7 +42,7 @@ func TestPlacingWhileTheDatabaseIsAwayIsUnavailable(t *testing.T) {
 	s.Routes(mux, slog.New(slog.DiscardHandler))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	client := api.NewClient(srv.URL)
+	client := httpapi.NewClient(srv.URL)
 	place := func(i int, key string) (Order, error) {
 		var o Order
 		err := client.Do(ctx, http.MethodPost, "/orders",
@@ -54,9 +55,9 @@ func TestPlacingWhileTheDatabaseIsAwayIsUnavailable(t *testing.T) {
 	proxy.Stop()
 	requireUnavailable := func(err error) {
 		t.Helper()
-		var e *api.Error
+		var e *errs.Error
 		require.ErrorAs(t, err, &e)
-		require.Equal(t, api.Unavailable, e.Code, "%v", err)
+		require.Equal(t, errs.Unavailable, e.Code, "%v", err)
 	}
 	_, errs := placeAll(8, func(i int) (Order, error) { return place(i, "") })
 	for _, err := range errs {

@@ -18,9 +18,9 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // The store service consuming through the real outbox consumer: batches of events in one

@@ -10,9 +10,10 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // announced is the store order the store's newest event of type typ for the order carries, or
@@ -131,7 +132,7 @@ func TestBoardIsTheUnfinishedAndTheRecent(t *testing.T) {
 	require.Equal(t, "5", board[0].OrderID)
 
 	_, err = s.Board(ctx, 99)
-	require.Equal(t, api.NotFound, api.CodeOf(err))
+	require.Equal(t, errs.NotFound, errs.CodeOf(err))
 }
 
 // The board's replay reads through indexes (the recent orders through their own, not the store's
@@ -168,7 +169,7 @@ FROM generate_series(1000, 21000) n`)
 
 func mustID(t *testing.T, s string) int64 {
 	t.Helper()
-	id, err := api.ParseID(s)
+	id, err := httpapi.ParseID(s)
 	require.NoError(t, err)
 	return id
 }

@@ -12,9 +12,9 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // newCancelWorld is a store service on a database of its own with one open store in 강남구, and
@@ -74,12 +74,12 @@ func TestCancelAndCookExactlyOneWins(t *testing.T) {
 		require.NoError(t, err)
 		if cancelErr[i] == nil {
 			cancels++
-			require.Equal(t, api.Conflict, api.CodeOf(cookErr[i]), "%v", cookErr[i])
+			require.Equal(t, errs.Conflict, errs.CodeOf(cookErr[i]), "%v", cookErr[i])
 			require.Equal(t, lifecycle.Cancelled, o.Status)
 			require.Equal(t, 1, events(t, pool, id, lifecycle.StoreOrderCancelled))
 			require.Zero(t, events(t, pool, id, lifecycle.StoreOrderCooked))
 		} else {
-			require.Equal(t, api.Conflict, api.CodeOf(cancelErr[i]), "%v", cancelErr[i])
+			require.Equal(t, errs.Conflict, errs.CodeOf(cancelErr[i]), "%v", cancelErr[i])
 			require.Equal(t, lifecycle.Cooked, o.Status)
 			require.Equal(t, 1, events(t, pool, id, lifecycle.StoreOrderCooked))
 			require.Zero(t, events(t, pool, id, lifecycle.StoreOrderCancelled))
@@ -110,7 +110,7 @@ func TestCancelAnswers(t *testing.T) {
 		require.Equal(t, c, again)
 		require.Equal(t, 1, events(t, pool, "1", lifecycle.StoreOrderCancelled), "announced once")
 		_, err = s.MarkCooked(ctx, "1")
-		require.Equal(t, api.Conflict, api.CodeOf(err))
+		require.Equal(t, errs.Conflict, errs.CodeOf(err))
 		require.ErrorContains(t, err, "cancelled")
 		requireCountersMatch(t, pool)
 	})
@@ -120,7 +120,7 @@ func TestCancelAnswers(t *testing.T) {
 		_, err := s.MarkCooked(ctx, "2")
 		require.NoError(t, err)
 		_, err = s.Cancel(ctx, "2")
-		require.Equal(t, api.Conflict, api.CodeOf(err))
+		require.Equal(t, errs.Conflict, errs.CodeOf(err))
 		require.ErrorContains(t, err, "COOKED")
 		st, _ := status("2")
 		require.Equal(t, "COOKED", st)
@@ -138,7 +138,7 @@ func TestCancelAnswers(t *testing.T) {
 		require.Nil(t, storeID, "no store received it")
 		require.Zero(t, events(t, pool, "3", lifecycle.StoreOrderReceived))
 		_, err = s.MarkCooked(ctx, "3")
-		require.Equal(t, api.NotFound, api.CodeOf(err), "no store holds it")
+		require.Equal(t, errs.NotFound, errs.CodeOf(err), "no store holds it")
 		_, err = s.Cancel(ctx, "3")
 		require.NoError(t, err, "cancelling again is the same answer")
 		require.Equal(t, 1, events(t, pool, "3", lifecycle.StoreOrderCancelled))
@@ -148,7 +148,7 @@ func TestCancelAnswers(t *testing.T) {
 	t.Run("rejected (no open store): a CONFLICT", func(t *testing.T) {
 		apply(placed(t, "4", "제주시"))
 		_, err := s.Cancel(ctx, "4")
-		require.Equal(t, api.Conflict, api.CodeOf(err))
+		require.Equal(t, errs.Conflict, errs.CodeOf(err))
 		require.ErrorContains(t, err, "rejected")
 		st, _ := status("4")
 		require.Equal(t, "REJECTED", st)
@@ -158,7 +158,7 @@ func TestCancelAnswers(t *testing.T) {
 	t.Run("not an order id: NOT_FOUND, nothing written", func(t *testing.T) {
 		for _, id := range []string{"x", "0", "-1", "01"} {
 			_, err := s.Cancel(ctx, id)
-			require.Equal(t, api.NotFound, api.CodeOf(err), "id %q", id)
+			require.Equal(t, errs.NotFound, errs.CodeOf(err), "id %q", id)
 		}
 		var n int
 		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM store_orders WHERE order_id !~ '^[1-9][0-9]*$'`).Scan(&n))

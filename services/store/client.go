@@ -5,15 +5,15 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 )
 
 // Client calls the store service's internal API: what the order service and the BFF use.
-type Client struct{ c *api.Client }
+type Client struct{ c *httpapi.Client }
 
 // NewClient returns a client for the store service at base.
-func NewClient(base string) *Client { return &Client{c: api.NewClient(base)} }
+func NewClient(base string) *Client { return &Client{c: httpapi.NewClient(base)} }
 
 // AnyOpen asks whether any store of region is open.
 func (c *Client) AnyOpen(ctx context.Context, region string) (bool, error) {

@@ -4,8 +4,9 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 )
 
 // Routes serves the store service's internal API:
@@ -22,18 +23,18 @@ import (
 //	POST /store-orders/{orderId}/cancel   decide a cancel (the order service asks before it cancels)
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-		return api.Handle(logger, f)
+		return httpapi.Handle(logger, f)
 	}
 	mux.HandleFunc("POST /stores", h(func(w http.ResponseWriter, r *http.Request) error {
 		var in RegisterInput
-		if err := api.ReadJSON(w, r, &in); err != nil {
+		if err := httpapi.ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		st, err := s.Register(r.Context(), in)
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusCreated, st)
+		httpapi.WriteJSON(w, http.StatusCreated, st)
 		return nil
 	}))
 	mux.HandleFunc("GET /stores", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -41,11 +42,11 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, stores)
+		httpapi.WriteJSON(w, http.StatusOK, stores)
 		return nil
 	}))
 	mux.HandleFunc("GET /stores/{id}", h(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := api.PathID(r, "id")
+		id, err := httpapi.PathID(r, "id")
 		if err != nil {
 			return err
 		}
@@ -53,32 +54,32 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, st)
+		httpapi.WriteJSON(w, http.StatusOK, st)
 		return nil
 	}))
 	mux.HandleFunc("PUT /stores/{id}/open", h(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := api.PathID(r, "id")
+		id, err := httpapi.PathID(r, "id")
 		if err != nil {
 			return err
 		}
 		var in struct {
 			Open *bool `json:"open"`
 		}
-		if err := api.ReadJSON(w, r, &in); err != nil {
+		if err := httpapi.ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		if in.Open == nil {
-			return api.Invalid("open", "is required")
+			return errs.Invalid("open", "is required")
 		}
 		st, err := s.SetOpen(r.Context(), id, *in.Open)
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, st)
+		httpapi.WriteJSON(w, http.StatusOK, st)
 		return nil
 	}))
 	mux.HandleFunc("GET /availability", h(func(w http.ResponseWriter, r *http.Request) error {
-		region, err := api.Text("region", r.URL.Query().Get("region"), 64)
+		region, err := httpapi.Text("region", r.URL.Query().Get("region"), 64)
 		if err != nil {
 			return err
 		}
@@ -86,11 +87,11 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, Availability{Open: open})
+		httpapi.WriteJSON(w, http.StatusOK, Availability{Open: open})
 		return nil
 	}))
 	mux.HandleFunc("GET /stores/{id}/orders", h(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := api.PathID(r, "id")
+		id, err := httpapi.PathID(r, "id")
 		if err != nil {
 			return err
 		}
@@ -98,11 +99,11 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, orders)
+		httpapi.WriteJSON(w, http.StatusOK, orders)
 		return nil
 	}))
 	mux.HandleFunc("GET /stores/{id}/board", h(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := api.PathID(r, "id")
+		id, err := httpapi.PathID(r, "id")
 		if err != nil {
 			return err
 		}
@@ -110,7 +111,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, orders)
+		httpapi.WriteJSON(w, http.StatusOK, orders)
 		return nil
 	}))
 	mux.HandleFunc("GET /store-orders/{orderId}", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -118,18 +119,18 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, o)
+		httpapi.WriteJSON(w, http.StatusOK, o)
 		return nil
 	}))
 	mux.HandleFunc("POST /store-orders/{orderId}/cooked", h(func(w http.ResponseWriter, r *http.Request) error {
-		if _, err := api.ParseID(r.PathValue("orderId")); err != nil {
-			return api.Errorf(api.NotFound, "no store order %q", r.PathValue("orderId"))
+		if _, err := httpapi.ParseID(r.PathValue("orderId")); err != nil {
+			return errs.Errorf(errs.NotFound, "no store order %q", r.PathValue("orderId"))
 		}
 		o, err := s.MarkCooked(r.Context(), r.PathValue("orderId"))
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, o)
+		httpapi.WriteJSON(w, http.StatusOK, o)
 		return nil
 	}))
 	mux.HandleFunc("POST /store-orders/{orderId}/cancel", h(func(w http.ResponseWriter, r *http.Request) error {
@@ -137,7 +138,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return err
 		}
-		api.WriteJSON(w, http.StatusOK, c)
+		httpapi.WriteJSON(w, http.StatusOK, c)
 		return nil
 	}))
 }

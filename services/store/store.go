@@ -17,9 +17,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // Store is one chain store.
@@ -87,16 +88,16 @@ const Producer = "store"
 
 // Register adds a store.
 func (s *Service) Register(ctx context.Context, in RegisterInput) (Store, error) {
-	name, err := api.Text("name", in.Name, 100)
+	name, err := httpapi.Text("name", in.Name, 100)
 	if err != nil {
 		return Store{}, err
 	}
-	region, err := api.Text("region", in.Region, 64)
+	region, err := httpapi.Text("region", in.Region, 64)
 	if err != nil {
 		return Store{}, err
 	}
 	if in.Open == nil {
-		return Store{}, api.Invalid("open", "is required")
+		return Store{}, errs.Invalid("open", "is required")
 	}
 	const q = `INSERT INTO stores (name, region, open) VALUES ($1, $2, $3) RETURNING id, name, region, open`
 	return scanStore(s.pool.QueryRow(ctx, q, name, region, *in.Open))
@@ -107,7 +108,7 @@ func (s *Service) SetOpen(ctx context.Context, id int64, open bool) (Store, erro
 	const q = `UPDATE stores SET open = $2 WHERE id = $1 RETURNING id, name, region, open`
 	st, err := scanStore(s.pool.QueryRow(ctx, q, id, open))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Store{}, api.Errorf(api.NotFound, "no store %d", id)
+		return Store{}, errs.Errorf(errs.NotFound, "no store %d", id)
 	}
 	return st, err
 }
@@ -117,7 +118,7 @@ func (s *Service) Get(ctx context.Context, id int64) (Store, error) {
 	const q = `SELECT id, name, region, open FROM stores WHERE id = $1`
 	st, err := scanStore(s.pool.QueryRow(ctx, q, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Store{}, api.Errorf(api.NotFound, "no store %d", id)
+		return Store{}, errs.Errorf(errs.NotFound, "no store %d", id)
 	}
 	return st, err
 }
@@ -143,7 +144,7 @@ func (s *Service) AnyOpen(ctx context.Context, region string) (bool, error) {
 // Orders lists a store's orders, optionally of one status, oldest first.
 func (s *Service) Orders(ctx context.Context, storeID int64, status lifecycle.Status) ([]Order, error) {
 	if status != "" && !status.Valid() {
-		return nil, api.Invalid("status", "unknown status %q", status)
+		return nil, errs.Invalid("status", "unknown status %q", status)
 	}
 	if _, err := s.Get(ctx, storeID); err != nil {
 		return nil, err
@@ -189,8 +190,8 @@ SELECT ` + orderColumns + ` FROM (
 
 // Order returns one store order.
 func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
-	if _, err := api.ParseID(orderID); err != nil {
-		return Order{}, api.Errorf(api.NotFound, "no store order %q", orderID)
+	if _, err := httpapi.ParseID(orderID); err != nil {
+		return Order{}, errs.Errorf(errs.NotFound, "no store order %q", orderID)
 	}
 	const q = `SELECT ` + orderColumns + ` FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL`
 	rows, err := s.pool.Query(ctx, q, orderID)
@@ -199,7 +200,7 @@ func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
 	}
 	o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Order{}, api.Errorf(api.NotFound, "no store order %s", orderID)
+		return Order{}, errs.Errorf(errs.NotFound, "no store order %s", orderID)
 	}
 	return o, err
 }
@@ -218,7 +219,7 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 		}
 		o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return api.Errorf(api.NotFound, "no store order %s", orderID)
+			return errs.Errorf(errs.NotFound, "no store order %s", orderID)
 		}
 		if err != nil {
 			return err
@@ -229,9 +230,9 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 			return nil
 		case lifecycle.Received:
 		case lifecycle.Cancelled:
-			return api.Errorf(api.Conflict, "order %s was cancelled and cannot be cooked", orderID)
+			return errs.Errorf(errs.Conflict, "order %s was cancelled and cannot be cooked", orderID)
 		default:
-			return api.Errorf(api.Conflict, "order %s is %s and cannot be cooked", orderID, o.Status)
+			return errs.Errorf(errs.Conflict, "order %s is %s and cannot be cooked", orderID, o.Status)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE store_orders SET status = 'COOKED', updated_at = now(), version = version + 1 WHERE order_id = $1`, orderID); err != nil {
 			return err
@@ -448,8 +449,8 @@ type Cancellation struct {
 // The store.order_cancelled event also tells the order service, so a cancellation accepted here
 // is recorded there even when the order service fails before it records it itself.
 func (s *Service) Cancel(ctx context.Context, orderID string) (Cancellation, error) {
-	if _, err := api.ParseID(orderID); err != nil {
-		return Cancellation{}, api.Errorf(api.NotFound, "no order %q", orderID)
+	if _, err := httpapi.ParseID(orderID); err != nil {
+		return Cancellation{}, errs.Errorf(errs.NotFound, "no order %q", orderID)
 	}
 	out := Cancellation{OrderID: orderID, Status: lifecycle.Cancelled}
 	err := outbox.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
@@ -468,9 +469,9 @@ func (s *Service) Cancel(ctx context.Context, orderID string) (Cancellation, err
 				return err
 			}
 		case lifecycle.Rejected:
-			return api.Errorf(api.Conflict, "order %s was rejected (no store in its region was open) and cannot be cancelled", orderID)
+			return errs.Errorf(errs.Conflict, "order %s was rejected (no store in its region was open) and cannot be cancelled", orderID)
 		default:
-			return api.Errorf(api.Conflict, "order %s is already %s and can no longer be cancelled", orderID, row.Status)
+			return errs.Errorf(errs.Conflict, "order %s is already %s and can no longer be cancelled", orderID, row.Status)
 		}
 		return s.emit(ctx, tx, lifecycle.StoreOrderCancelled, orderID, lifecycle.Payload{StoreID: out.StoreID}, cancelled)
 	})

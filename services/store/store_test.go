@@ -12,9 +12,9 @@ import (
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
+	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
-	"github.com/1588-pizza/pizza/services/lifecycle"
 )
 
 // A cancellation that runs while the order's assignment is still uncommitted must not be lost:
@@ -67,7 +67,7 @@ func TestConcurrentAssignCancelCookConverge(t *testing.T) {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return s.Handle(ctx, tx, ev) })
 	}
 	const n = 150
-	errs := make(chan error, 5*n)
+	failures := make(chan error, 5*n)
 	var wg sync.WaitGroup
 	for i := range n {
 		id := strconv.Itoa(i)
@@ -78,7 +78,7 @@ func TestConcurrentAssignCancelCookConverge(t *testing.T) {
 				if err == nil {
 					err = apply(ev)
 				}
-				errs <- err
+				failures <- err
 			})
 		}
 		if i%2 == 0 {
@@ -87,22 +87,22 @@ func TestConcurrentAssignCancelCookConverge(t *testing.T) {
 				if err == nil {
 					err = apply(ev)
 				}
-				errs <- err
+				failures <- err
 			})
 		}
 		if i%3 == 0 {
 			wg.Go(func() {
 				_, err := s.MarkCooked(ctx, id)
-				if api.CodeOf(err) == api.NotFound || api.CodeOf(err) == api.Conflict {
+				if errs.CodeOf(err) == errs.NotFound || errs.CodeOf(err) == errs.Conflict {
 					err = nil // not assigned yet, or cancelled first
 				}
-				errs <- err
+				failures <- err
 			})
 		}
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
+	close(failures)
+	for err := range failures {
 		require.NoError(t, err)
 	}
 	var drift, revived int

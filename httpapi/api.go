@@ -1,6 +1,7 @@
-// Package api holds the conventions of the services' internal HTTP/JSON APIs: the one error type
-// with a stable code, how handlers read and write JSON, and the pooled client callers use.
-package api
+// Package httpapi holds the conventions of the services' internal HTTP/JSON APIs: how an
+// errs.Error becomes a status and an {"error": {...}} body (and back, in the client), how
+// handlers read and write JSON, and the pooled client callers use.
+package httpapi
 
 import (
 	"bytes"
@@ -21,66 +22,22 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/errs"
 )
 
-// Code is a stable error code, the same the GraphQL API shows in extensions.code.
-type Code string
-
-// The codes.
-const (
-	BadUserInput Code = "BAD_USER_INPUT"
-	NotFound     Code = "NOT_FOUND"
-	Conflict     Code = "CONFLICT"
-	Unavailable  Code = "UNAVAILABLE"
-	Internal     Code = "INTERNAL"
-)
-
-// Error is an error that is safe to show: a code, a message, and for bad input the field.
-type Error struct {
-	Code    Code   `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
-
-func (e *Error) Error() string {
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)
-	}
-	return fmt.Sprintf("%s: %s", e.Code, e.Message)
-}
-
-// Errorf builds an Error with a formatted message.
-func Errorf(code Code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-// Invalid is a BAD_USER_INPUT error about one field.
-func Invalid(field, format string, args ...any) *Error {
-	return &Error{Code: BadUserInput, Field: field, Message: fmt.Sprintf(format, args...)}
-}
-
-// CodeOf is err's code: an *Error's own, UNAVAILABLE for a database that could not be reached
-// or lost a conflict (db.Transient: retrying shortly may succeed), INTERNAL for anything else.
-func CodeOf(err error) Code {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	if db.Transient(err) {
-		return Unavailable
-	}
-	return Internal
-}
-
-func status(code Code) int {
+func status(code errs.Code) int {
 	switch code {
-	case BadUserInput:
+	case errs.BadUserInput:
 		return http.StatusBadRequest
-	case NotFound:
+	case errs.Unauthenticated:
+		return http.StatusUnauthorized
+	case errs.Forbidden:
+		return http.StatusForbidden
+	case errs.NotFound:
 		return http.StatusNotFound
-	case Conflict:
+	case errs.Conflict:
 		return http.StatusConflict
-	case Unavailable:
+	case errs.Unavailable:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -102,21 +59,21 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // reached or the transaction lost a conflict (db.Transient: the same request may succeed
 // shortly), else as INTERNAL.
 func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
-	var e *Error
+	var e *errs.Error
 	if !errors.As(err, &e) {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			return // the caller went away; nobody reads the answer
 		}
 		if db.Transient(err) {
 			logger.WarnContext(r.Context(), "database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
-			e = &Error{Code: Unavailable, Message: "the service's database is unavailable or busy; retry shortly"}
+			e = &errs.Error{Code: errs.Unavailable, Message: "the service's database is unavailable or busy; retry shortly"}
 		} else {
 			logger.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-			e = &Error{Code: Internal, Message: "internal error"}
+			e = &errs.Error{Code: errs.Internal, Message: "internal error"}
 		}
 	}
 	WriteJSON(w, status(e.Code), struct {
-		Error *Error `json:"error"`
+		Error *errs.Error `json:"error"`
 	}{e})
 }
 
@@ -124,7 +81,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 // at most MaxBody bytes. Failures are BAD_USER_INPUT.
 func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return Errorf(BadUserInput, "content type must be application/json, not %q", ct)
+		return errs.Errorf(errs.BadUserInput, "content type must be application/json, not %q", ct)
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
 	dec.DisallowUnknownFields()
@@ -133,17 +90,17 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &tooBig):
-			return Errorf(BadUserInput, "body is larger than %d bytes", MaxBody)
+			return errs.Errorf(errs.BadUserInput, "body is larger than %d bytes", MaxBody)
 		case errors.As(err, &typeErr):
-			return Invalid(typeErr.Field, "must be a %s", typeErr.Type)
+			return errs.Invalid(typeErr.Field, "must be a %s", typeErr.Type)
 		case errors.Is(err, io.EOF):
-			return Errorf(BadUserInput, "body is empty; a JSON object is expected")
+			return errs.Errorf(errs.BadUserInput, "body is empty; a JSON object is expected")
 		default:
-			return Errorf(BadUserInput, "body is not valid JSON: %s", err)
+			return errs.Errorf(errs.BadUserInput, "body is not valid JSON: %s", err)
 		}
 	}
 	if dec.More() {
-		return Errorf(BadUserInput, "body holds more than one JSON value")
+		return errs.Errorf(errs.BadUserInput, "body holds more than one JSON value")
 	}
 	return nil
 }
@@ -195,7 +152,7 @@ func NewClient(base string) *Client {
 }
 
 // Do sends in (if not nil) as JSON and decodes a 2xx answer into out (if not nil). An error
-// answer comes back as its *Error; a service that cannot be reached is UNAVAILABLE. A POST is
+// answer comes back as its *errs.Error; a service that cannot be reached is UNAVAILABLE. A POST is
 // sent elsewhere only when the connection to a replica could not even be made; other methods are
 // idempotent, and are sent again to the next replica when one fails without answering.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
@@ -248,15 +205,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, idemp
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return &Error{Code: Unavailable, Message: "a backing service is unreachable; retry shortly"}
+		return &errs.Error{Code: errs.Unavailable, Message: "a backing service is unreachable; retry shortly"}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		var e struct {
-			Error *Error `json:"error"`
+			Error *errs.Error `json:"error"`
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error == nil {
-			return &Error{Code: Unavailable, Message: "a backing service failed; retry shortly"}
+			return &errs.Error{Code: errs.Unavailable, Message: "a backing service failed; retry shortly"}
 		}
 		return e.Error
 	}
@@ -275,7 +232,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, idemp
 func PathID(r *http.Request, name string) (int64, error) {
 	id, err := ParseID(r.PathValue(name))
 	if err != nil {
-		return 0, Errorf(NotFound, "no %s %q", name, r.PathValue(name))
+		return 0, errs.Errorf(errs.NotFound, "no %s %q", name, r.PathValue(name))
 	}
 	return id, nil
 }
@@ -296,11 +253,11 @@ func Text(field, value string, max int) (string, error) {
 	v := strings.TrimSpace(value)
 	switch {
 	case v == "":
-		return "", Invalid(field, "is required")
+		return "", errs.Invalid(field, "is required")
 	case len([]rune(v)) > max:
-		return "", Invalid(field, "must be at most %d characters", max)
+		return "", errs.Invalid(field, "must be at most %d characters", max)
 	case !printable(v):
-		return "", Invalid(field, "must not contain control, format or invalid characters")
+		return "", errs.Invalid(field, "must not contain control, format or invalid characters")
 	}
 	return v, nil
 }
@@ -315,13 +272,13 @@ const MaxKeyLen = 64
 func Key(field, value string) (string, error) {
 	switch {
 	case value == "":
-		return "", Invalid(field, "is required")
+		return "", errs.Invalid(field, "is required")
 	case strings.TrimSpace(value) != value:
-		return "", Invalid(field, "must not begin or end with space")
+		return "", errs.Invalid(field, "must not begin or end with space")
 	case len([]rune(value)) > MaxKeyLen:
-		return "", Invalid(field, "must be at most %d characters", MaxKeyLen)
+		return "", errs.Invalid(field, "must be at most %d characters", MaxKeyLen)
 	case !printable(value):
-		return "", Invalid(field, "must not contain control, format or invalid characters")
+		return "", errs.Invalid(field, "must not contain control, format or invalid characters")
 	}
 	return value, nil
 }
@@ -332,9 +289,9 @@ func Key(field, value string) (string, error) {
 func KeyPrefix(field, value string) (string, error) {
 	switch {
 	case len([]rune(value)) > MaxKeyLen:
-		return "", Invalid(field, "must be at most %d characters", MaxKeyLen)
+		return "", errs.Invalid(field, "must be at most %d characters", MaxKeyLen)
 	case !printable(value):
-		return "", Invalid(field, "must not contain control, format or invalid characters")
+		return "", errs.Invalid(field, "must not contain control, format or invalid characters")
 	}
 	return value, nil
 }

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/outbox"
-	"github.com/1588-pizza/pizza/services/api"
 )
 
 // Status is where an order is in its life.
@@ -95,7 +95,7 @@ const (
 // such an event as malformed before any handler sees it (outbox.ConsumerConfig.Check), so that
 // no service makes a row for an order that cannot exist.
 func CheckEvent(ev outbox.Event) error {
-	if _, err := api.ParseID(ev.OrderID); err != nil {
+	if _, err := httpapi.ParseID(ev.OrderID); err != nil {
 		return fmt.Errorf("orderId: %w", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package api
+package httpapi
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,7 +32,7 @@ func TestServeLocallySkipsTheSocket(t *testing.T) {
 		return nil
 	}))
 	mux.HandleFunc("GET /missing", Handle(slog.New(slog.DiscardHandler), func(http.ResponseWriter, *http.Request) error {
-		return Errorf(NotFound, "no such thing")
+		return errs.Errorf(errs.NotFound, "no such thing")
 	}))
 	mux.HandleFunc("GET /slow", func(_ http.ResponseWriter, r *http.Request) {
 		close(cancelled)
@@ -46,9 +47,9 @@ func TestServeLocallySkipsTheSocket(t *testing.T) {
 	require.NoError(t, c.Do(ctx, http.MethodPost, "/echo", map[string]string{"a": "b"}, &out))
 	require.Equal(t, map[string]string{"a": "b"}, out)
 
-	var apiErr *Error
+	var apiErr *errs.Error
 	require.ErrorAs(t, c.Do(ctx, http.MethodGet, "/missing", nil, nil), &apiErr)
-	require.Equal(t, NotFound, apiErr.Code)
+	require.Equal(t, errs.NotFound, apiErr.Code)
 
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { <-cancelled; cancel() }()
@@ -56,11 +57,11 @@ func TestServeLocallySkipsTheSocket(t *testing.T) {
 
 	err = c.Do(ctx, http.MethodGet, "/panic", nil, nil)
 	require.ErrorAs(t, err, &apiErr)
-	require.Equal(t, Unavailable, apiErr.Code, "a panic is the service failing, not the caller")
+	require.Equal(t, errs.Unavailable, apiErr.Code, "a panic is the service failing, not the caller")
 
 	stop()
 	err = c.Do(ctx, http.MethodPost, "/echo", map[string]string{"a": "b"}, &out)
 	require.ErrorAs(t, err, &apiErr)
-	require.Equal(t, Unavailable, apiErr.Code, "over the network again, where nothing listens")
+	require.Equal(t, errs.Unavailable, apiErr.Code, "over the network again, where nothing listens")
 	require.False(t, errors.Is(err, context.Canceled))
 }

@@ -1,4 +1,4 @@
-package api
+package httpapi
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,7 @@ import (
 
 // WriteError shows a database that could not be reached, or a transaction that lost a conflict,
 // as the retryable UNAVAILABLE (503), not INTERNAL; other errors without a code stay INTERNAL,
-// and an *Error keeps its own code.
+// and an *errs.Error keeps its own code.
 func TestWriteErrorMapsTransientDatabaseErrorsToUnavailable(t *testing.T) {
 	t.Parallel()
 	// A real connect error: a port where nothing listens.
@@ -35,16 +36,16 @@ func TestWriteErrorMapsTransientDatabaseErrorsToUnavailable(t *testing.T) {
 		name   string
 		err    error
 		status int
-		code   Code
+		code   errs.Code
 	}{
-		{"connection refused", refused, http.StatusServiceUnavailable, Unavailable},
-		{"wrapped connection refused", fmt.Errorf("place order: %w", refused), http.StatusServiceUnavailable, Unavailable},
-		{"server shutting down", &pgconn.PgError{Code: "57P01"}, http.StatusServiceUnavailable, Unavailable},
-		{"too many connections", &pgconn.PgError{Code: "53300"}, http.StatusServiceUnavailable, Unavailable},
-		{"deadlock", &pgconn.PgError{Code: "40P01"}, http.StatusServiceUnavailable, Unavailable},
-		{"constraint violation", &pgconn.PgError{Code: "23505"}, http.StatusInternalServerError, Internal},
-		{"plain error", errors.New("boom"), http.StatusInternalServerError, Internal},
-		{"coded error", Errorf(Conflict, "cooked already"), http.StatusConflict, Conflict},
+		{"connection refused", refused, http.StatusServiceUnavailable, errs.Unavailable},
+		{"wrapped connection refused", fmt.Errorf("place order: %w", refused), http.StatusServiceUnavailable, errs.Unavailable},
+		{"server shutting down", &pgconn.PgError{Code: "57P01"}, http.StatusServiceUnavailable, errs.Unavailable},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, http.StatusServiceUnavailable, errs.Unavailable},
+		{"deadlock", &pgconn.PgError{Code: "40P01"}, http.StatusServiceUnavailable, errs.Unavailable},
+		{"constraint violation", &pgconn.PgError{Code: "23505"}, http.StatusInternalServerError, errs.Internal},
+		{"plain error", errors.New("boom"), http.StatusInternalServerError, errs.Internal},
+		{"coded error", errs.Errorf(errs.Conflict, "cooked already"), http.StatusConflict, errs.Conflict},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -52,12 +53,12 @@ func TestWriteErrorMapsTransientDatabaseErrorsToUnavailable(t *testing.T) {
 			rec := httptest.NewRecorder()
 			WriteError(rec, httptest.NewRequest(http.MethodPost, "/orders", nil), slog.New(slog.DiscardHandler), c.err)
 			require.Equal(t, c.status, rec.Code)
-			var body struct{ Error *Error }
+			var body struct{ Error *errs.Error }
 			require.NoError(t, json.NewDecoder(rec.Body).Decode(&body))
 			require.NotNil(t, body.Error)
 			require.Equal(t, c.code, body.Error.Code)
 			require.NotContains(t, body.Error.Message, addr, "no internal detail shown")
-			require.Equal(t, c.code, CodeOf(c.err))
+			require.Equal(t, c.code, errs.CodeOf(c.err))
 		})
 	}
 }
@@ -74,8 +75,8 @@ func TestKeysAreExactOrRefused(t *testing.T) {
 		"2\u200b", "\ufeff2", "2\u202e", "2\u2028x", "2\ue000", "2\xff", strings.Repeat("x", MaxKeyLen+1)} {
 		_, err := Key("customerId", bad)
 		require.Error(t, err, "%q", bad)
-		require.Equal(t, BadUserInput, CodeOf(err))
-		require.Equal(t, "customerId", err.(*Error).Field)
+		require.Equal(t, errs.BadUserInput, errs.CodeOf(err))
+		require.Equal(t, "customerId", err.(*errs.Error).Field)
 	}
 }
 
@@ -89,7 +90,7 @@ func TestTextRefusesWhatCannotBeSeen(t *testing.T) {
 		"p\u2029x", "p\ufeffx", "p\xc3x", strings.Repeat("x", 101)} {
 		_, err := Text("pizza", bad, 100)
 		require.Error(t, err, "%q", bad)
-		require.Equal(t, BadUserInput, CodeOf(err))
+		require.Equal(t, errs.BadUserInput, errs.CodeOf(err))
 	}
 }
 

@@ -1,4 +1,4 @@
-package api
+package httpapi
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/outbox"
 )
 
@@ -17,7 +18,7 @@ import (
 func ServeTimeline(mux *http.ServeMux, pool *pgxpool.Pool, logger *slog.Logger) {
 	mux.HandleFunc("GET /timeline/{orderId}", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		if _, err := ParseID(r.PathValue("orderId")); err != nil {
-			return Errorf(NotFound, "no order %q", r.PathValue("orderId"))
+			return errs.Errorf(errs.NotFound, "no order %q", r.PathValue("orderId"))
 		}
 		tl, err := outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
 		if err != nil {

@@ -1,4 +1,4 @@
-package api
+package httpapi
 
 // Status is what every service answers on GET /status: how the replica that answered is doing,
 // in the numbers its metrics have, for the admin console's system page (asked every few seconds:
