@@ -53,6 +53,12 @@ func NewAuth(secret string) (*Auth, error) {
 // a MASTER; for the others it is optional, and names who holds the token (its subject, which
 // nothing authorizes by).
 func (a *Auth) Mint(role model.Role, id string, ttl time.Duration) (string, error) {
+	token, _, err := a.mint(role, id, ttl)
+	return token, err
+}
+
+// mint is Mint, returning the token's expiry too.
+func (a *Auth) mint(role model.Role, id string, ttl time.Duration) (string, time.Time, error) {
 	now := a.now()
 	c := Claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
 		IssuedAt:  jwt.NewNumericDate(now),
@@ -67,17 +73,18 @@ func (a *Auth) Mint(role model.Role, id string, ttl time.Duration) (string, erro
 	case model.RoleAgent, model.RoleAdmin:
 		if id != "" {
 			if _, err := httpapi.Key("id", id); err != nil {
-				return "", fmt.Errorf("a %s token's subject: %w", role, err)
+				return "", time.Time{}, fmt.Errorf("a %s token's subject: %w", role, err)
 			}
 			c.Subject = id
 		}
 	default:
-		return "", fmt.Errorf("unknown role %q", role)
+		return "", time.Time{}, fmt.Errorf("unknown role %q", role)
 	}
 	if err := c.validate(); err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.secret)
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.secret)
+	return token, c.ExpiresAt.Time, err
 }
 
 func (c Claims) validate() error {

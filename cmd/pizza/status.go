@@ -17,7 +17,7 @@ import (
 // database that does not answer is reported, not waited for.
 const statusBudget = 700 * time.Millisecond
 
-// serviceStatus is what a service's GET /status reads: its readiness (as /readyz), its outbox's
+// serviceStatus is what a service's GET /status reads: its readiness (as /readyz decides it), its outbox's
 // backlog and its parked dead letters (two indexed queries), its consumer's latest numbers and its
 // breakers (from memory).
 type serviceStatus struct {
@@ -41,8 +41,9 @@ func (s serviceStatus) read(ctx context.Context) httpapi.Status {
 	defer cancel()
 	st := httpapi.Status{Service: s.name, Breakers: []httpapi.BreakerStatus{}}
 	var problems []string
-	if err := s.ready(ctx); err != nil {
-		problems = append(problems, err.Error())
+	readyErr := s.ready(ctx)
+	if readyErr != nil {
+		problems = append(problems, readyErr.Error())
 	}
 	note := func(what string, err error) {
 		// Once not ready (the database away, most often), what cannot be read for the same
@@ -69,7 +70,8 @@ func (s serviceStatus) read(ctx context.Context) httpapi.Status {
 	if s.breakers != nil {
 		st.Breakers = s.breakers()
 	}
-	st.Ready, st.Error = len(problems) == 0, strings.Join(problems, "; ")
+	// Ready is /readyz's verdict alone; a number that could not be read is said in Error.
+	st.Ready, st.Error = readyErr == nil, strings.Join(problems, "; ")
 	return st
 }
 
