@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 	"github.com/1588-pizza/pizza/services/customercenter"
@@ -44,7 +46,7 @@ func fakeBackends() Backends {
 			otherStore: {ID: otherStore, Name: "종로점", Region: "종로구", Open: true},
 		},
 		CustomerCenter: fakeCustomerCenter{},
-		Timelines:      map[string]ServiceAPI{"order": svc, "store": svc, "delivery": svc, "customercenter": svc},
+		Services:       map[string]ServiceAPI{"order": svc, "store": svc, "delivery": svc, "customercenter": svc},
 	}
 }
 
@@ -145,14 +147,30 @@ func (fakeCustomerCenter) Customers(context.Context, string, int) ([]customercen
 // answers, when set, are its answers instead, by "METHOD path" (an error answers with itself).
 type fakeService struct{ answers map[string]any }
 
-// Timeline answers as the real client does: GET /timeline/{orderId}.
-func (f fakeService) Timeline(ctx context.Context, orderID string) (outbox.Timeline, error) {
-	var tl outbox.Timeline
-	err := f.Do(ctx, http.MethodGet, "/timeline/"+url.PathEscape(orderID), nil, &tl)
-	return tl, err
+// The methods answer for the routes the real client calls (httpapi.Client).
+func (f fakeService) Timeline(_ context.Context, orderID string) (tl outbox.Timeline, err error) {
+	return tl, f.do(http.MethodGet, "/timeline/"+url.PathEscape(orderID), &tl)
 }
 
-func (f fakeService) Do(_ context.Context, method, path string, _, out any) error {
+func (f fakeService) Status(context.Context) (st httpapi.Status, err error) {
+	return st, f.do(http.MethodGet, "/status", &st)
+}
+
+func (f fakeService) DeadLetters(_ context.Context, limit int) (list []outbox.DeadLetter, err error) {
+	return list, f.do(http.MethodGet, "/dead-letters?limit="+strconv.Itoa(limit), &list)
+}
+
+func (f fakeService) ReplayDeadLetters(context.Context, []string, bool) ([]string, error) {
+	var out struct{ IDs []string }
+	return out.IDs, f.do(http.MethodPost, "/dead-letters/replay", &out)
+}
+
+func (f fakeService) DiscardDeadLetters(context.Context, []string) ([]string, error) {
+	var out struct{ IDs []string }
+	return out.IDs, f.do(http.MethodPost, "/dead-letters/discard", &out)
+}
+
+func (f fakeService) do(method, path string, out any) error {
 	if a, ok := f.answers[method+" "+path]; ok {
 		if err, isErr := a.(error); isErr {
 			return err

@@ -18,9 +18,9 @@ type Backends struct {
 	Orders         Orders
 	Stores         Stores
 	CustomerCenter CustomerCenter
-	// Timelines are every service's internal API, by service name: for orderTimeline,
+	// Services are every service's operational API, by service name: for orderTimeline,
 	// systemStatus and the dead letters.
-	Timelines map[string]ServiceAPI
+	Services map[string]ServiceAPI
 }
 
 // Orders is what the resolvers ask of the order service.
@@ -48,12 +48,15 @@ type CustomerCenter interface {
 	Customers(ctx context.Context, search string, limit int) ([]customercenter.Customer, error)
 }
 
-// ServiceAPI is any service's internal API: its timeline of an order, and GET /status,
-// GET /dead-letters, POST /dead-letters/{replay,discard}, called by path as httpapi.Client.Do does.
+// ServiceAPI is what every service answers beside its own API (httpapi's ServeTimeline,
+// ServeStatus and ServeDeadLetters): its part of an order's timeline, how it is doing, and its
+// dead letters.
 type ServiceAPI interface {
-	Do(ctx context.Context, method, path string, in, out any) error
-	// Timeline is the service's part of an order's timeline (GET /timeline/{orderId}).
 	Timeline(ctx context.Context, orderID string) (outbox.Timeline, error)
+	Status(ctx context.Context) (httpapi.Status, error)
+	DeadLetters(ctx context.Context, limit int) ([]outbox.DeadLetter, error)
+	ReplayDeadLetters(ctx context.Context, ids []string, all bool) ([]string, error)
+	DiscardDeadLetters(ctx context.Context, ids []string) ([]string, error)
 }
 
 // The services' clients are what the BFF runs on.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,24 +13,22 @@ import (
 
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/outbox"
 )
 
-// maxDeadLetters bounds a deadLetters listing, as the services' internal API does.
-const maxDeadLetters = 500
-
-// deadLetterService is the named service's client (every service's is in Backends.Timelines), or
+// deadLetterService is the named service's client (every service's is in Backends.Services), or
 // BAD_USER_INPUT naming the services there are.
 func (r *Resolver) deadLetterService(name string) (ServiceAPI, error) {
-	if c, ok := r.be.Timelines[name]; ok {
+	if c, ok := r.be.Services[name]; ok {
 		return c, nil
 	}
 	return nil, errs.Invalid("service", "unknown service %q (want one of %s)", name, strings.Join(r.serviceNames(), ", "))
 }
 
 func (r *Resolver) serviceNames() []string {
-	names := make([]string, 0, len(r.be.Timelines))
-	for name := range r.be.Timelines {
+	names := make([]string, 0, len(r.be.Services))
+	for name := range r.be.Services {
 		names = append(names, name)
 	}
 	slices.Sort(names)
@@ -51,12 +48,12 @@ func fromService(service string, err error) error {
 // merges them, oldest first. With every service asked, one that fails is reported beside the
 // others' dead letters.
 func (r *Resolver) deadLetters(ctx context.Context, service *string, limit *int) ([]*model.DeadLetter, error) {
-	n := 50
+	n := httpapi.DefaultDeadLetterLimit
 	if limit != nil {
 		n = *limit
 	}
-	if n < 1 || n > maxDeadLetters {
-		return nil, errs.Invalid("limit", "must be from 1 to %d", maxDeadLetters)
+	if n < 1 || n > httpapi.MaxDeadLetterLimit {
+		return nil, errs.Invalid("limit", "must be from 1 to %d", httpapi.MaxDeadLetterLimit)
 	}
 	names := r.serviceNames()
 	if service != nil {
@@ -70,7 +67,7 @@ func (r *Resolver) deadLetters(ctx context.Context, service *string, limit *int)
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
-			errs[i] = r.be.Timelines[name].Do(ctx, http.MethodGet, "/dead-letters?limit="+strconv.Itoa(n), nil, &lists[i])
+			lists[i], errs[i] = r.be.Services[name].DeadLetters(ctx, n)
 		})
 	}
 	wg.Wait()
@@ -119,32 +116,31 @@ func toDeadLetter(dl outbox.DeadLetter) *model.DeadLetter {
 // ids are unique across services (a client's normalized cache keys objects by type and id).
 func deadLetterID(service, local string) string { return service + ":" + local }
 
-// changeDeadLetters asks the service to replay or discard dead letters: all of them, or those
-// ids name (as deadLetters lists them, "delivery:3", or by the service's own id, "3").
-func (r *Resolver) changeDeadLetters(ctx context.Context, service, action string, ids []string, all bool) (*model.DeadLetterOutcome, error) {
+// changeDeadLetters asks the service to replay (replay true) or discard dead letters: all of
+// them, or those ids name (as deadLetters lists them, "delivery:3", or by the service's own id, "3").
+func (r *Resolver) changeDeadLetters(ctx context.Context, service string, replay bool, ids []string, all bool) (*model.DeadLetterOutcome, error) {
 	c, err := r.deadLetterService(service)
 	if err != nil {
 		return nil, err
 	}
-	in := map[string]any{"all": true}
-	if !all {
-		local := make([]string, len(ids))
-		for i, id := range ids {
-			local[i] = strings.TrimPrefix(id, service+":") // another service's id stays whole: NOT_FOUND here
-		}
-		in = map[string]any{"ids": local}
+	local := make([]string, len(ids))
+	for i, id := range ids {
+		local[i] = strings.TrimPrefix(id, service+":") // another service's id stays whole: NOT_FOUND here
 	}
-	var out struct {
-		IDs []string `json:"ids"`
+	var done []string
+	if replay {
+		done, err = c.ReplayDeadLetters(ctx, local, all)
+	} else {
+		done, err = c.DiscardDeadLetters(ctx, local)
 	}
-	if err := c.Do(ctx, http.MethodPost, "/dead-letters/"+action, in, &out); err != nil {
+	if err != nil {
 		if code := errs.CodeOf(err); code == errs.NotFound || code == errs.BadUserInput {
 			return nil, err // names the service already
 		}
 		return nil, fromService(service, err)
 	}
-	qualified := make([]string, len(out.IDs))
-	for i, id := range out.IDs {
+	qualified := make([]string, len(done))
+	for i, id := range done {
 		qualified[i] = deadLetterID(service, id)
 	}
 	return &model.DeadLetterOutcome{Service: service, Count: len(qualified), Ids: qualified}, nil

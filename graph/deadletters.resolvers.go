@@ -16,7 +16,7 @@ func (r *mutationResolver) ReplayDeadLetters(ctx context.Context, service string
 	if err := mustBeAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return r.changeDeadLetters(ctx, service, "replay", ids, ids == nil)
+	return r.changeDeadLetters(ctx, service, true, ids, ids == nil)
 }
 
 // DiscardDeadLetters is the resolver for the discardDeadLetters field.
@@ -24,7 +24,7 @@ func (r *mutationResolver) DiscardDeadLetters(ctx context.Context, service strin
 	if err := mustBeAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return r.changeDeadLetters(ctx, service, "discard", ids, false)
+	return r.changeDeadLetters(ctx, service, false, ids, false)
 }
 
 // DeadLetters is the resolver for the deadLetters field.

@@ -27,13 +27,13 @@ func adminClient(t *testing.T, be Backends) (*client.Client, string) {
 func TestOrderTimelineJoinsTheServicesAnswers(t *testing.T) {
 	t.Parallel()
 	be := fakeBackends()
-	be.Timelines["order"] = fakeService{answers: map[string]any{"GET /timeline/21": `{
+	be.Services["order"] = fakeService{answers: map[string]any{"GET /timeline/21": `{
 		"written": [{"eventId": "e2", "type": "order.cancelled", "producer": "order", "writtenAt": "2026-12-04T12:00:02Z", "attempts": 1},
 		            {"eventId": "e1", "type": "order.placed", "producer": "order", "writtenAt": "2026-12-04T12:00:00Z", "attempts": 2}],
 		"consumed": []}`}}
-	be.Timelines["store"] = fakeService{answers: map[string]any{"GET /timeline/21": `{"written": [],
+	be.Services["store"] = fakeService{answers: map[string]any{"GET /timeline/21": `{"written": [],
 		"consumed": [{"eventId": "e1", "consumedAt": "2026-12-04T12:00:01Z"}, {"eventId": "unknown", "consumedAt": "2026-12-04T12:00:01Z"}]}`}}
-	be.Timelines["customercenter"] = fakeService{answers: map[string]any{"GET /timeline/21": `{"written": [],
+	be.Services["customercenter"] = fakeService{answers: map[string]any{"GET /timeline/21": `{"written": [],
 		"consumed": [{"eventId": "e1", "consumedAt": "2026-12-04T12:00:00.5Z"}]}`}}
 	c, tok := adminClient(t, be)
 	resp := postAs(t, c, tok, `{ orderTimeline(orderId: "21") { eventId type producer publishAttempts consumed { service } } }`, nil)
@@ -46,7 +46,7 @@ func TestOrderTimelineJoinsTheServicesAnswers(t *testing.T) {
 		{"eventId": "e2", "type": "order.cancelled", "producer": "order", "publishAttempts": 1, "consumed": []}]`, string(got))
 
 	// One service that cannot answer fails the whole timeline: half a story would mislead.
-	be.Timelines["delivery"] = fakeService{answers: map[string]any{"GET /timeline/21": errs.Errorf(errs.Unavailable, "away")}}
+	be.Services["delivery"] = fakeService{answers: map[string]any{"GET /timeline/21": errs.Errorf(errs.Unavailable, "away")}}
 	c, tok = adminClient(t, be)
 	require.Equal(t, "UNAVAILABLE", postAs(t, c, tok, `{ orderTimeline(orderId: "21") { eventId } }`, nil).code)
 }
@@ -56,9 +56,9 @@ func TestOrderTimelineJoinsTheServicesAnswers(t *testing.T) {
 func TestSystemStatusReportsAFailingServiceBesideTheOthers(t *testing.T) {
 	t.Parallel()
 	be := fakeBackends()
-	be.Timelines["store"] = fakeService{answers: map[string]any{"GET /status": `{"ready": true, "outboxBacklog": 3,
+	be.Services["store"] = fakeService{answers: map[string]any{"GET /status": `{"ready": true, "outboxBacklog": 3,
 		"deadLetters": 2, "breakers": [{"name": "store-availability", "state": "OPEN"}]}`}}
-	be.Timelines["delivery"] = fakeService{answers: map[string]any{"GET /status": errors.New("connection refused")}}
+	be.Services["delivery"] = fakeService{answers: map[string]any{"GET /status": errors.New("connection refused")}}
 	c, tok := adminClient(t, be)
 	resp := postAs(t, c, tok, `{ systemStatus { services { name ready error outboxBacklog deadLetters breakers { name state } } } }`, nil)
 	require.Empty(t, resp.errs)
@@ -76,11 +76,11 @@ func TestSystemStatusReportsAFailingServiceBesideTheOthers(t *testing.T) {
 func TestDeadLettersMergeTheServices(t *testing.T) {
 	t.Parallel()
 	be := fakeBackends()
-	be.Timelines["store"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": `[
+	be.Services["store"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": `[
 		{"id": "3", "service": "store", "routingKey": "order.placed", "reason": "poison", "attempts": 1, "deadLetteredAt": "2026-12-04T12:00:02Z", "body": "x"}]`}}
-	be.Timelines["delivery"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": `[
+	be.Services["delivery"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": `[
 		{"id": "3", "service": "delivery", "routingKey": "store.order_cooked", "reason": "poison", "attempts": 1, "deadLetteredAt": "2026-12-04T12:00:01Z", "body": "y"}]`}}
-	be.Timelines["order"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": errs.Errorf(errs.Unavailable, "away")}}
+	be.Services["order"] = fakeService{answers: map[string]any{"GET /dead-letters?limit=50": errs.Errorf(errs.Unavailable, "away")}}
 	c, tok := adminClient(t, be)
 	resp := postAs(t, c, tok, `{ deadLetters { id service } }`, nil)
 	require.Equal(t, "UNAVAILABLE", resp.code, "the order service's failure, beside the others: %s", resp.errs)

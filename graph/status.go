@@ -3,14 +3,12 @@ package graph
 import (
 	"context"
 	"errors"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/httpapi"
 )
 
 // statusTimeout is how long systemStatus waits for a service: one that has not answered by then
@@ -23,7 +21,7 @@ const statusTimeout = time.Second
 func (r *Resolver) systemStatus(ctx context.Context) *model.SystemStatus {
 	var names []string
 	for _, s := range db.Services { // order, store, delivery, customercenter
-		if _, ok := r.be.Timelines[string(s)]; ok {
+		if _, ok := r.be.Services[string(s)]; ok {
 			names = append(names, string(s))
 		}
 	}
@@ -39,8 +37,7 @@ func (r *Resolver) systemStatus(ctx context.Context) *model.SystemStatus {
 func (r *Resolver) serviceStatus(ctx context.Context, name string) *model.ServiceStatus {
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	var st httpapi.Status
-	err := r.be.Timelines[name].Do(ctx, http.MethodGet, "/status", nil, &st)
+	st, err := r.be.Services[name].Status(ctx)
 	out := &model.ServiceStatus{Name: name, Breakers: []*model.Breaker{}}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):

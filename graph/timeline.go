@@ -17,9 +17,9 @@ func (r *Resolver) orderTimeline(ctx context.Context, orderID string) ([]*model.
 		tl      outbox.Timeline
 		err     error
 	}
-	answers := make(chan answer, len(r.be.Timelines))
+	answers := make(chan answer, len(r.be.Services))
 	var wg sync.WaitGroup
-	for name, c := range r.be.Timelines {
+	for name, c := range r.be.Services {
 		wg.Go(func() {
 			tl, err := c.Timeline(ctx, orderID)
 			answers <- answer{name, tl, err}

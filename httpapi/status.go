@@ -1,5 +1,11 @@
 package httpapi
 
+import (
+	"context"
+	"log/slog"
+	"net/http"
+)
+
 // Status is what every service answers on GET /status: how the replica that answered is doing,
 // in the numbers its metrics have, for the admin console's system page (asked every few seconds:
 // it is cheap). It answers 200 even when the replica is not ready, with what it could learn.
@@ -36,3 +42,18 @@ const (
 	BreakerHalfOpen = "HALF_OPEN"
 	BreakerOpen     = "OPEN"
 )
+
+// ServeStatus adds GET /status to a service's internal API: what read returns, always 200.
+func ServeStatus(mux *http.ServeMux, logger *slog.Logger, read func(context.Context) Status) {
+	mux.HandleFunc("GET /status", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		WriteJSON(w, http.StatusOK, read(r.Context()))
+		return nil
+	}))
+}
+
+// Status asks the service how it is doing (GET /status).
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.Do(ctx, http.MethodGet, "/status", nil, &st)
+	return st, err
+}

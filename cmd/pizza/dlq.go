@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/1588-pizza/pizza/db"
+	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/outbox"
 )
 
@@ -57,7 +58,7 @@ func dlqListCmd(ctx context.Context, c cli, args []string) error {
 	fs := newFlagSet("dlq list", "[--service S] [--limit N] [--json]",
 		"List the services' dead letters (one service's with --service), oldest first.\n"+dlqAbout)
 	service := fs.String("service", "", "only this service's: order, store, delivery or customercenter")
-	limit := fs.Int("limit", defaultDeadLetterLimit, fmt.Sprintf("at most this many (1-%d)", maxDeadLetterLimit))
+	limit := fs.Int("limit", httpapi.DefaultDeadLetterLimit, fmt.Sprintf("at most this many (1-%d)", httpapi.MaxDeadLetterLimit))
 	asJSON := fs.Bool("json", false, "print JSON")
 	rest, err := parseArgs(fs, args, c.stdout)
 	if err != nil {
@@ -66,8 +67,8 @@ func dlqListCmd(ctx context.Context, c cli, args []string) error {
 	if len(rest) > 0 {
 		return usagef(fs, "unexpected arguments %q", rest)
 	}
-	if *limit < 1 || *limit > maxDeadLetterLimit {
-		return usagef(fs, "--limit must be from 1 to %d", maxDeadLetterLimit)
+	if *limit < 1 || *limit > httpapi.MaxDeadLetterLimit {
+		return usagef(fs, "--limit must be from 1 to %d", httpapi.MaxDeadLetterLimit)
 	}
 	services := db.Services
 	if *service != "" {

@@ -177,7 +177,7 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 		Orders:         order.NewClient(cfg.Order.URL),
 		Stores:         store.NewClient(cfg.Store.URL),
 		CustomerCenter: customercenter.NewClient(cfg.CustomerCenter.URL),
-		Timelines: map[string]graph.ServiceAPI{
+		Services: map[string]graph.ServiceAPI{
 			string(db.Order): httpapi.NewClient(cfg.Order.URL), string(db.Store): httpapi.NewClient(cfg.Store.URL),
 			string(db.Delivery): httpapi.NewClient(cfg.Delivery.URL), string(db.CustomerCenter): httpapi.NewClient(cfg.CustomerCenter.URL),
 		},
@@ -373,8 +373,8 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	srv.serveMetrics(reg, cfg.Common.PProf) // an internal address: metrics are served beside the API
 	svc.routes(srv.mux, logger)
 	httpapi.ServeTimeline(srv.mux, pool, logger) // every service answers for its part of an order's timeline
-	deadLetterRoutes(srv.mux, dead, logger)
-	serviceStatus{name: string(s), ready: ready, outbox: ob, consumer: consumer, dead: dead, breakers: svc.breakers}.route(srv.mux, logger)
+	httpapi.ServeDeadLetters(srv.mux, dead, logger)
+	httpapi.ServeStatus(srv.mux, logger, serviceStatus{name: string(s), ready: ready, outbox: ob, consumer: consumer, dead: dead, breakers: svc.breakers}.read)
 	if err := ob.Start(ctx); err != nil {
 		return fmt.Errorf("%s: start relay (is the database migrated? run `pizza migrate`): %w", s, err)
 	}

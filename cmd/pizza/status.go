@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -27,13 +25,6 @@ type serviceStatus struct {
 	consumer *outbox.Consumer
 	dead     *outbox.DeadLetters
 	breakers func() []httpapi.BreakerStatus // nil: none
-}
-
-func (s serviceStatus) route(mux *http.ServeMux, logger *slog.Logger) {
-	mux.HandleFunc("GET /status", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		httpapi.WriteJSON(w, http.StatusOK, s.read(r.Context()))
-		return nil
-	}))
 }
 
 func (s serviceStatus) read(ctx context.Context) httpapi.Status {

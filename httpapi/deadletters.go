@@ -1,23 +1,24 @@
-package main
+package httpapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
 
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
 	"github.com/1588-pizza/pizza/outbox"
 )
 
-// Limits of a dead-letter listing.
+// Limits of a dead-letter listing, here and in the GraphQL API and `pizza dlq`.
 const (
-	defaultDeadLetterLimit = 50
-	maxDeadLetterLimit     = 500
+	DefaultDeadLetterLimit = 50
+	MaxDeadLetterLimit     = 500
 )
 
-// deadLetterRoutes serves a service's dead letters on its internal API:
+// ServeDeadLetters adds a service's dead letters to its internal API (the outbox parks them in
+// its database; see outbox.DeadLetters):
 //
 //	GET  /dead-letters?limit=N       the oldest N (1-500, default 50)
 //	POST /dead-letters/replay        {"ids": ["1", ...]} or {"all": true}; answers {"ids": [...]}
@@ -25,8 +26,8 @@ const (
 //
 // Ids that are no dead letter of the service are NOT_FOUND (field ids), naming them, and nothing
 // is replayed or discarded.
-func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.Logger) {
-	mux.HandleFunc("GET /dead-letters", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+func ServeDeadLetters(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.Logger) {
+	mux.HandleFunc("GET /dead-letters", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		limit, err := deadLetterLimit(r.URL.Query().Get("limit"))
 		if err != nil {
 			return err
@@ -35,15 +36,15 @@ func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.L
 		if err != nil {
 			return err
 		}
-		httpapi.WriteJSON(w, http.StatusOK, list)
+		WriteJSON(w, http.StatusOK, list)
 		return nil
 	}))
-	mux.HandleFunc("POST /dead-letters/replay", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("POST /dead-letters/replay", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		var in struct {
 			IDs *[]string `json:"ids"`
 			All bool      `json:"all"`
 		}
-		if err := httpapi.ReadJSON(w, r, &in); err != nil {
+		if err := ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		var ids []string
@@ -61,11 +62,11 @@ func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.L
 		done, err := dl.Replay(r.Context(), ids)
 		return answerDeadLetters(w, done, err)
 	}))
-	mux.HandleFunc("POST /dead-letters/discard", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("POST /dead-letters/discard", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		var in struct {
 			IDs []string `json:"ids"`
 		}
-		if err := httpapi.ReadJSON(w, r, &in); err != nil {
+		if err := ReadJSON(w, r, &in); err != nil {
 			return err
 		}
 		if err := checkDeadLetterIDs(in.IDs); err != nil {
@@ -79,11 +80,11 @@ func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.L
 // deadLetterLimit reads a listing's limit: empty is the default.
 func deadLetterLimit(s string) (int, error) {
 	if s == "" {
-		return defaultDeadLetterLimit, nil
+		return DefaultDeadLetterLimit, nil
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > maxDeadLetterLimit {
-		return 0, errs.Invalid("limit", "must be a number from 1 to %d", maxDeadLetterLimit)
+	if err != nil || n < 1 || n > MaxDeadLetterLimit {
+		return 0, errs.Invalid("limit", "must be a number from 1 to %d", MaxDeadLetterLimit)
 	}
 	return n, nil
 }
@@ -103,13 +104,11 @@ func answerDeadLetters(w http.ResponseWriter, done []int64, err error) error {
 	if err != nil {
 		return deadLetterError(err)
 	}
-	out := struct {
-		IDs []string `json:"ids"`
-	}{IDs: make([]string, len(done))}
+	out := deadLetterIDs{IDs: make([]string, len(done))}
 	for i, id := range done {
 		out.IDs[i] = strconv.FormatInt(id, 10)
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -123,4 +122,37 @@ func deadLetterError(err error) error {
 		return errs.Errorf(errs.Unavailable, "RabbitMQ did not confirm the replay: what it did not confirm is still parked; retry shortly")
 	}
 	return err
+}
+
+// deadLetterIDs is what a replay or a discard answers: the ids it replayed or discarded.
+type deadLetterIDs struct {
+	IDs []string `json:"ids"`
+}
+
+// DeadLetters asks the service for its oldest parked dead letters, at most limit
+// (GET /dead-letters?limit=N).
+func (c *Client) DeadLetters(ctx context.Context, limit int) ([]outbox.DeadLetter, error) {
+	var list []outbox.DeadLetter
+	err := c.Do(ctx, http.MethodGet, "/dead-letters?limit="+strconv.Itoa(limit), nil, &list)
+	return list, err
+}
+
+// ReplayDeadLetters asks the service to replay the dead letters ids names, or all of them
+// (POST /dead-letters/replay), and returns the ids it replayed.
+func (c *Client) ReplayDeadLetters(ctx context.Context, ids []string, all bool) ([]string, error) {
+	in := map[string]any{"ids": ids}
+	if all {
+		in = map[string]any{"all": true}
+	}
+	var out deadLetterIDs
+	err := c.Do(ctx, http.MethodPost, "/dead-letters/replay", in, &out)
+	return out.IDs, err
+}
+
+// DiscardDeadLetters asks the service to discard the dead letters ids names
+// (POST /dead-letters/discard), and returns the ids it discarded.
+func (c *Client) DiscardDeadLetters(ctx context.Context, ids []string) ([]string, error) {
+	var out deadLetterIDs
+	err := c.Do(ctx, http.MethodPost, "/dead-letters/discard", map[string]any{"ids": ids}, &out)
+	return out.IDs, err
 }
