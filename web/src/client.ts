@@ -8,7 +8,7 @@ import type { Session } from "./session";
 
 export type Connection = "connecting" | "open" | "closed";
 
-export interface SeenVersion {
+interface SeenVersion {
   orderId: string;
   version: number;
 }
@@ -20,7 +20,7 @@ export interface LiveContext {
   seen?: () => SeenVersion[];
 }
 
-export function wsURL(loc: Location = location): string {
+function wsURL(loc: Location = location): string {
   return (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + "/graphql";
 }
 
@@ -42,7 +42,7 @@ function insertInto(cache: Cache, field: string, match: (args: Variables | null)
   }
 }
 
-export interface ClientEvents {
+interface ClientEvents {
   connection(c: Connection): void;
   // unauthenticated: the server refused the token (expired, or signed with another key)
   unauthenticated(): void;

@@ -2,7 +2,7 @@
 // order may be placed again.
 
 export type Status = "ORDERED" | "RECEIVED" | "COOKED" | "DELIVERY_STARTED" | "CANCELLED" | "REJECTED";
-export const progress: Status[] = ["ORDERED", "RECEIVED", "COOKED", "DELIVERY_STARTED"];
+const progress: Status[] = ["ORDERED", "RECEIVED", "COOKED", "DELIVERY_STARTED"];
 
 // pending lists the steps still ahead of an order in progress.
 export function pending(status: Status): Status[] {

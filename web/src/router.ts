@@ -6,13 +6,13 @@ import type { Role } from "./session";
 
 export type Page = "home" | "signin" | "customer" | "agent" | "master" | "admin-stores" | "admin-orders" | "admin-system" | "notfound";
 
-export interface Route {
+interface Route {
   path: string;
   page: Page;
   roles?: Role[];
 }
 
-export const routes = table.routes as Route[];
+const routes = table.routes as Route[];
 
 export function match(pathname: string): Route {
   return routes.find((r) => r.path === pathname) ?? { path: pathname, page: "notfound" };

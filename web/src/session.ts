@@ -85,7 +85,7 @@ export function devSignInURL(): string | null {
   return url && url.startsWith("/") ? url : null;
 }
 
-export interface DevTokenError {
+interface DevTokenError {
   code: string;
   message: string;
 }

@@ -19,7 +19,7 @@ import { cancellable, getRetryAt, newKey, pending, setRetryAt, type Status } fro
 
 // usePlace places orders, remembering when a STORE_BUSY one may be placed again. A failed
 // attempt keeps its idempotency key, so trying again can never place the order twice.
-export function usePlace() {
+function usePlace() {
   const [state, place] = useMutation(PlaceOrderDocument);
   const key = useRef(newKey());
   const t = useT();
@@ -251,7 +251,7 @@ function Reorder({ row }: { row: MyPageRowFragment }) {
 }
 
 // useCountdown: whole seconds left until at (ms), ticking; 0 once reached.
-export function useCountdown(at: number | undefined): number | undefined {
+function useCountdown(at: number | undefined): number | undefined {
   const calc = () => (at === undefined ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000)));
   const [left, setLeft] = useState(calc);
   useEffect(() => {
