@@ -340,10 +340,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		Metrics:     metrics,
 		Logger:      logger,
 	}
-	consumer := outbox.NewConsumer(pool, ccfg, svc.handle)
-	if svc.prepare != nil {
-		consumer = outbox.NewPreparedConsumer(pool, ccfg, svc.prepare)
-	}
+	consumer := outbox.NewConsumer(pool, ccfg, svc.consume)
 	// Dead letters are parked from the DLQ into the service's database, for operators to replay.
 	dead := outbox.NewDeadLetters(pool, outbox.DeadLetterConfig{
 		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Queue: ccfg.Queue, Service: string(s),
@@ -470,8 +467,7 @@ func topology(cfg config) []outbox.QueueSpec {
 // their breakers.
 type service struct {
 	routes   func(*http.ServeMux, *slog.Logger)
-	handle   outbox.Handler
-	prepare  outbox.BatchPreparer           // applies a transaction's events at once, when the service can
+	consume  outbox.BatchPreparer           // the service's consumer entry point
 	breakers func() []httpapi.BreakerStatus // nil: none
 }
 
@@ -507,16 +503,16 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 		states := func() []httpapi.BreakerStatus {
 			return []httpapi.BreakerStatus{breakerStatus(storeAvailability, svc.BreakerState()), breakerStatus(storeCancel, svc.CancelBreakerState())}
 		}
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch, breakers: states}, nil
+		return service{routes: svc.Routes, consume: svc.Consume, breakers: states}, nil
 	case db.Store:
 		svc := store.New(pool, ob).WithCheckPool(pools["check"])
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
+		return service{routes: svc.Routes, consume: svc.Consume}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle}, nil
+		return service{routes: svc.Routes, consume: svc.Consume}, nil
 	default:
 		svc := customercenter.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
+		return service{routes: svc.Routes, consume: svc.Consume}, nil
 	}
 }
 

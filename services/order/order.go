@@ -652,22 +652,14 @@ var Keys = []string{
 	lifecycle.DeliveryStartedEvent,
 }
 
-// Handle folds another service's event into the order's status with the lattice. An order that
-// store.order_cancelled turns CANCELLED is announced with order.cancelled, as Cancel would have.
-func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
-	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
-}
-
-// HandleBatch folds a batch of events into their orders: PrepareBatch's statement, then its fold.
-func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
-	return outbox.BatchPreparer(s.PrepareBatch).Apply(ctx, tx, events)
-}
-
-// PrepareBatch folds a consumer transaction's events into their orders set-based. It queues in
+// Consume is the order service's consumer entry point (an outbox.BatchPreparer): it folds
+// another service's events into their orders' statuses with the lattice, set-based. It queues in
 // b the statement that locks the orders (in id order, so concurrent batches cannot deadlock),
-// which a consumer sends with its BEGIN; the handler it returns joins the fresh events in Go in
+// which the consumer sends with its BEGIN; the handler it returns joins the fresh events in Go in
 // their order, and writes back the orders that changed with one statement sent with the COMMIT.
-func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
+// An order that store.order_cancelled turns CANCELLED is announced with order.cancelled, as
+// Cancel would have.
+func (s *Service) Consume(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
 	type fold struct {
 		status, storeID, reason string
 		changed                 bool

@@ -251,41 +251,49 @@ func (s *Service) MarkCooked(ctx context.Context, orderID string) (Order, error)
 	return out, err
 }
 
-// Handle applies the events the store service consumes.
-func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
-	switch ev.Type {
-	case lifecycle.OrderPlaced:
-		return outbox.BatchPreparer(s.prepareAssign).Apply(ctx, tx, []outbox.Event{ev})
-	case lifecycle.OrderCancelled:
-		return s.cancel(ctx, tx, ev.OrderID)
+// Consume is the store service's consumer entry point (an outbox.BatchPreparer). A batch of
+// order.placed only (the steady state) is assigned set-based: the statements that lock the orders
+// already known and read the regions' open stores are queued in b, which the consumer sends with
+// its BEGIN; the handler it returns inserts all the new store orders in one statement. Anything
+// else (an order.cancelled among them) is applied event by event, in order (see oneByOne).
+func (s *Service) Consume(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
+	for _, ev := range events {
+		if ev.Type != lifecycle.OrderPlaced {
+			return s.oneByOne
+		}
+	}
+	return s.prepareAssign(b, events)
+}
+
+// oneByOne applies events one at a time, in their order: each order.placed assigned alone (its
+// statements sent, then applied), each order.cancelled applied with cancel.
+func (s *Service) oneByOne(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
+	for _, ev := range events {
+		ctx := outbox.EventContext(ctx, ev)
+		var err error
+		switch ev.Type {
+		case lifecycle.OrderPlaced:
+			err = s.assign(ctx, tx, ev)
+		case lifecycle.OrderCancelled:
+			err = s.cancel(ctx, tx, ev.OrderID)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// HandleBatch applies a batch of events: PrepareBatch's statements, then its handler.
-func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
-	return outbox.BatchPreparer(s.PrepareBatch).Apply(ctx, tx, events)
-}
-
-// PrepareBatch applies a consumer transaction's events. A batch of order.placed only (the steady
-// state) is assigned set-based: the statements that lock the orders already known and read the
-// regions' open stores are queued in b, which a consumer sends with its BEGIN; the handler it
-// returns inserts all the new store orders in one statement. Anything else is applied event by
-// event, in order.
-func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
-	for _, ev := range events {
-		if ev.Type != lifecycle.OrderPlaced {
-			return func(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
-				for _, ev := range events {
-					if err := s.Handle(outbox.EventContext(ctx, ev), tx, ev); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
+// assign assigns one placed order: prepareAssign's statements, sent on their own, then its handler.
+func (s *Service) assign(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
+	b := &pgx.Batch{}
+	apply := s.prepareAssign(b, []outbox.Event{ev})
+	if b.Len() > 0 { // nothing queued when the event cannot be read: apply says so
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
 		}
 	}
-	return s.prepareAssign(b, events)
+	return apply(ctx, tx, []outbox.Event{ev})
 }
 
 // prepareAssign gives each placed order to the open store of its region with the fewest
