@@ -26,53 +26,40 @@ const (
 // Ids that are no dead letter of the service are NOT_FOUND (field ids), naming them, and nothing
 // is replayed or discarded.
 func deadLetterRoutes(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.Logger) {
-	mux.HandleFunc("GET /dead-letters", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /dead-letters", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) ([]outbox.DeadLetter, error) {
 		limit, err := deadLetterLimit(r.URL.Query().Get("limit"))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		list, err := dl.List(r.Context(), limit)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, list)
-		return nil
+		return dl.List(r.Context(), limit)
 	}))
-	mux.HandleFunc("POST /dead-letters/replay", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			IDs *[]string `json:"ids"`
-			All bool      `json:"all"`
-		}
-		if err := httpapi.ReadJSON(w, r, &in); err != nil {
-			return err
-		}
+	type replayInput struct {
+		IDs *[]string `json:"ids"`
+		All bool      `json:"all"`
+	}
+	mux.HandleFunc("POST /dead-letters/replay", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, in replayInput) (deadLetterIDs, error) {
 		var ids []string
 		switch {
 		case in.All && in.IDs != nil:
-			return errs.Invalid("ids", "give the ids to replay or all, not both")
+			return deadLetterIDs{}, errs.Invalid("ids", "give the ids to replay or all, not both")
 		case !in.All && in.IDs == nil:
-			return errs.Invalid("ids", "give the ids to replay, or all: true")
+			return deadLetterIDs{}, errs.Invalid("ids", "give the ids to replay, or all: true")
 		case in.IDs != nil:
 			if err := checkDeadLetterIDs(*in.IDs); err != nil {
-				return err
+				return deadLetterIDs{}, err
 			}
 			ids = *in.IDs
 		}
-		done, err := dl.Replay(r.Context(), ids)
-		return answerDeadLetters(w, done, err)
+		return answerDeadLetters(dl.Replay(r.Context(), ids))
 	}))
-	mux.HandleFunc("POST /dead-letters/discard", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			IDs []string `json:"ids"`
-		}
-		if err := httpapi.ReadJSON(w, r, &in); err != nil {
-			return err
-		}
+	type discardInput struct {
+		IDs []string `json:"ids"`
+	}
+	mux.HandleFunc("POST /dead-letters/discard", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, in discardInput) (deadLetterIDs, error) {
 		if err := checkDeadLetterIDs(in.IDs); err != nil {
-			return err
+			return deadLetterIDs{}, err
 		}
-		done, err := dl.Discard(r.Context(), in.IDs)
-		return answerDeadLetters(w, done, err)
+		return answerDeadLetters(dl.Discard(r.Context(), in.IDs))
 	}))
 }
 
@@ -98,19 +85,21 @@ func checkDeadLetterIDs(ids []string) error {
 	return nil
 }
 
-// answerDeadLetters writes the ids replayed or discarded, or the error with its code.
-func answerDeadLetters(w http.ResponseWriter, done []int64, err error) error {
+// deadLetterIDs are the ids of the dead letters a replay or discard took care of.
+type deadLetterIDs struct {
+	IDs []string `json:"ids"`
+}
+
+// answerDeadLetters is the answer to a replay or discard: the ids done, or the error with its code.
+func answerDeadLetters(done []int64, err error) (deadLetterIDs, error) {
 	if err != nil {
-		return deadLetterError(err)
+		return deadLetterIDs{}, deadLetterError(err)
 	}
-	out := struct {
-		IDs []string `json:"ids"`
-	}{IDs: make([]string, len(done))}
+	out := deadLetterIDs{IDs: make([]string, len(done))}
 	for i, id := range done {
 		out.IDs[i] = strconv.FormatInt(id, 10)
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 // deadLetterError gives the dead letters' errors their codes.

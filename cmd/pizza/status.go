@@ -30,9 +30,8 @@ type serviceStatus struct {
 }
 
 func (s serviceStatus) route(mux *http.ServeMux, logger *slog.Logger) {
-	mux.HandleFunc("GET /status", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		httpapi.WriteJSON(w, http.StatusOK, s.read(r.Context()))
-		return nil
+	mux.HandleFunc("GET /status", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (httpapi.Status, error) {
+		return s.read(r.Context()), nil
 	}))
 }
 

@@ -319,40 +319,22 @@ func prefixEnd(prefix string) (string, bool) {
 //	GET /mypage/orders/{orderId}       one order's row
 //	GET /customers?search=S&limit=N    customers whose id starts with S, most recently active first
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
-	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-		return httpapi.Handle(logger, f)
-	}
-	mux.HandleFunc("GET /mypage", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /mypage", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) ([]Row, error) {
 		limit, err := queryLimit(r, 50)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		rows, err := s.ByCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, rows)
-		return nil
+		return s.ByCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
 	}))
-	mux.HandleFunc("GET /customers", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /customers", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) ([]Customer, error) {
 		limit, err := queryLimit(r, 20)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		customers, err := s.Customers(r.Context(), r.URL.Query().Get("search"), limit)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, customers)
-		return nil
+		return s.Customers(r.Context(), r.URL.Query().Get("search"), limit)
 	}))
-	mux.HandleFunc("GET /mypage/orders/{orderId}", h(func(w http.ResponseWriter, r *http.Request) error {
-		row, err := s.ByOrder(r.Context(), r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, row)
-		return nil
+	mux.HandleFunc("GET /mypage/orders/{orderId}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (Row, error) {
+		return s.ByOrder(r.Context(), r.PathValue("orderId"))
 	}))
 }
 

@@ -145,12 +145,7 @@ func (s *Service) Get(ctx context.Context, orderID string) (Delivery, error) {
 //
 //	GET /deliveries/{orderId}   the delivery of an order
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
-	mux.HandleFunc("GET /deliveries/{orderId}", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		d, err := s.Get(r.Context(), r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, d)
-		return nil
+	mux.HandleFunc("GET /deliveries/{orderId}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (Delivery, error) {
+		return s.Get(r.Context(), r.PathValue("orderId"))
 	}))
 }
