@@ -43,25 +43,46 @@ const BoardWindow = 24 * time.Hour
 
 // Board is what a store's live board starts from: its unfinished (RECEIVED) orders and those
 // that changed within BoardWindow, oldest first, at most BoardLimit (the unfinished ones first,
-// then the most recently changed). Two index scans: store_orders_by_store for the unfinished,
-// store_orders_board for the recent.
+// then the most recently changed). One statement, two index scans: store_orders_by_store for the
+// unfinished, store_orders_board for the recent; it is joined to the store's row, so that an
+// unknown store gives no row (NOT_FOUND) and a store with an empty board one row of NULLs.
 func (s *Service) Board(ctx context.Context, storeID int64) ([]Order, error) {
-	if _, err := s.Get(ctx, storeID); err != nil {
-		return nil, err
-	}
 	const q = `
-SELECT ` + orderColumns + ` FROM (
+SELECT board.order_id, board.store_id, board.pizza, board.qty, board.status, board.received_at, board.version
+FROM stores LEFT JOIN (
 	SELECT * FROM (
 		SELECT * FROM store_orders WHERE store_id = $1 AND status = 'RECEIVED'
-		UNION
-		SELECT * FROM store_orders WHERE store_id = $1 AND updated_at > now() - $2 * interval '1 second'
+		UNION ALL
+		SELECT * FROM store_orders WHERE store_id = $1 AND status <> 'RECEIVED' AND updated_at > now() - $2 * interval '1 second'
 	) candidates ORDER BY status <> 'RECEIVED', updated_at DESC LIMIT $3
-) board ORDER BY received_at, order_id`
+) board ON true
+WHERE stores.id = $1
+ORDER BY board.received_at, board.order_id`
 	rows, err := s.pool.Query(ctx, q, storeID, int64(BoardWindow/time.Second), BoardLimit)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, scanOrder)
+	var (
+		found bool
+		board []Order
+	)
+	var (
+		orderID, pizza, status *string
+		id, qty, version       *int64
+		receivedAt             *time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&orderID, &id, &pizza, &qty, &status, &receivedAt, &version}, func() error {
+		found = true
+		if orderID != nil { // not the NULLs of an empty board
+			board = append(board, Order{OrderID: *orderID, StoreID: strconv.FormatInt(*id, 10), Pizza: *pizza, Qty: int(*qty),
+				Status: lifecycle.Status(*status), ReceivedAt: *receivedAt, Version: *version})
+		}
+		return nil
+	})
+	if err == nil && !found {
+		return nil, errs.Errorf(errs.NotFound, "no store %d", storeID)
+	}
+	return board, err
 }
 
 // Order returns one store order.
