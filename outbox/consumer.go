@@ -122,18 +122,6 @@ const (
 // NewConsumer builds a consumer that applies each transaction's events with p, its first
 // statements sent with the transaction's BEGIN (see BatchPreparer); Run consumes.
 func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer) *Consumer {
-	c := newConsumer(pool, cfg)
-	c.prepare = func(b *pgx.Batch, events []Event) BatchHandler {
-		apply := p(b, events)
-		return func(ctx context.Context, tx pgx.Tx, events []Event) error {
-			return c.tracedAll(ctx, events, func(ctx context.Context) error { return apply(ctx, tx, events) })
-		}
-	}
-	return c
-}
-
-// newConsumer is a consumer with cfg's defaults filled in, and no handler yet.
-func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 	if cfg.Exchange == "" {
 		cfg.Exchange = defaultExchange
 	}
@@ -159,6 +147,12 @@ func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Consumer{cfg: cfg, pool: pool, outage: outage{metrics: cfg.Metrics, queue: cfg.Queue.Name}}
+	c.prepare = func(b *pgx.Batch, events []Event) BatchHandler {
+		apply := p(b, events)
+		return func(ctx context.Context, tx pgx.Tx, events []Event) error {
+			return c.tracedAll(ctx, events, func(ctx context.Context) error { return apply(ctx, tx, events) })
+		}
+	}
 	c.depth.Store(-1)
 	c.lag.Store(-1)
 	return c

@@ -17,6 +17,9 @@ import (
 	"github.com/1588-pizza/pizza/outbox"
 )
 
+// Keys are the routing keys the store service consumes.
+var Keys = []string{lifecycle.OrderPlaced, lifecycle.OrderCancelled}
+
 // Consume is the store service's consumer entry point (an outbox.BatchPreparer). A batch of
 // order.placed only (the steady state) is assigned set-based: the statements that lock the orders
 // already known and read the regions' open stores are queued in b, which the consumer sends with
@@ -199,9 +202,6 @@ ON CONFLICT (order_id) DO NOTHING RETURNING order_id, received_at`,
 		return nil
 	}
 }
-
-// Keys are the routing keys the store service consumes.
-var Keys = []string{lifecycle.OrderPlaced, lifecycle.OrderCancelled}
 
 // loadDeltas are changes to stores' unfinished counts that a consumer transaction applies at its
 // end, once per store and in store-id order, in the COMMIT's round trip: a store's counter row is
