@@ -114,6 +114,29 @@ func Handle(logger *slog.Logger, h func(w http.ResponseWriter, r *http.Request) 
 	}
 }
 
+// NoBody is the input of a JSON handler whose request has no body.
+type NoBody struct{}
+
+// JSON serves a decode-call-write endpoint: the request's JSON body is read into an In (strictly,
+// with ReadJSON; nothing is read when In is NoBody), call answers, and its answer is written as
+// JSON with status, or its error as WriteError writes it.
+func JSON[In, Out any](logger *slog.Logger, status int, call func(r *http.Request, in In) (Out, error)) http.HandlerFunc {
+	return Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		var in In
+		if _, none := any(in).(NoBody); !none {
+			if err := ReadJSON(w, r, &in); err != nil {
+				return err
+			}
+		}
+		out, err := call(r, in)
+		if err != nil {
+			return err
+		}
+		WriteJSON(w, status, out)
+		return nil
+	})
+}
+
 // Client calls one service's internal API over pooled keep-alive connections. Given several
 // replicas' addresses it spreads calls over them in turn and, when one cannot be reached, tries
 // the next: a replica that is down costs a failed dial, not a failed request.

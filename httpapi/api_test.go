@@ -105,3 +105,40 @@ func TestParseIDTakesOneSpelling(t *testing.T) {
 		require.Error(t, err, "%q", bad)
 	}
 }
+
+// JSON reads the body into its input (strictly: a bad body is BAD_USER_INPUT and the call never
+// runs), reads nothing for NoBody, writes the answer with its status, and an error as WriteError.
+func TestJSONDecodesCallsAndWrites(t *testing.T) {
+	t.Parallel()
+	logger := slog.New(slog.DiscardHandler)
+	type in struct {
+		Name string `json:"name"`
+	}
+	echo := JSON(logger, http.StatusCreated, func(r *http.Request, in in) (in, error) {
+		if in.Name == "taken" {
+			return in, errs.Errorf(errs.Conflict, "taken")
+		}
+		return in, nil
+	})
+	get := JSON(logger, http.StatusOK, func(r *http.Request, _ NoBody) (string, error) { return r.URL.Query().Get("q"), nil })
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+		target  string
+		body    string
+		status  int
+		answer  string
+	}{
+		{"body read and answered", echo, "/", `{"name":"a"}`, http.StatusCreated, `{"name":"a"}`},
+		{"unknown field", echo, "/", `{"nom":"a"}`, http.StatusBadRequest, `"BAD_USER_INPUT"`},
+		{"no body where one is due", echo, "/", ``, http.StatusBadRequest, `"BAD_USER_INPUT"`},
+		{"the call's error", echo, "/", `{"name":"taken"}`, http.StatusConflict, `"CONFLICT"`},
+		{"no body read for NoBody", get, "/?q=x", `not json`, http.StatusOK, `"x"`},
+	}
+	for _, c := range cases {
+		w := httptest.NewRecorder()
+		c.handler(w, httptest.NewRequest(http.MethodPost, c.target, strings.NewReader(c.body)))
+		require.Equal(t, c.status, w.Code, c.name)
+		require.Contains(t, w.Body.String(), c.answer, c.name)
+	}
+}

@@ -27,53 +27,40 @@ const (
 // Ids that are no dead letter of the service are NOT_FOUND (field ids), naming them, and nothing
 // is replayed or discarded.
 func ServeDeadLetters(mux *http.ServeMux, dl *outbox.DeadLetters, logger *slog.Logger) {
-	mux.HandleFunc("GET /dead-letters", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /dead-letters", JSON(logger, http.StatusOK, func(r *http.Request, _ NoBody) ([]outbox.DeadLetter, error) {
 		limit, err := deadLetterLimit(r.URL.Query().Get("limit"))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		list, err := dl.List(r.Context(), limit)
-		if err != nil {
-			return err
-		}
-		WriteJSON(w, http.StatusOK, list)
-		return nil
+		return dl.List(r.Context(), limit)
 	}))
-	mux.HandleFunc("POST /dead-letters/replay", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			IDs *[]string `json:"ids"`
-			All bool      `json:"all"`
-		}
-		if err := ReadJSON(w, r, &in); err != nil {
-			return err
-		}
+	type replayInput struct {
+		IDs *[]string `json:"ids"`
+		All bool      `json:"all"`
+	}
+	mux.HandleFunc("POST /dead-letters/replay", JSON(logger, http.StatusOK, func(r *http.Request, in replayInput) (deadLetterIDs, error) {
 		var ids []string
 		switch {
 		case in.All && in.IDs != nil:
-			return errs.Invalid("ids", "give the ids to replay or all, not both")
+			return deadLetterIDs{}, errs.Invalid("ids", "give the ids to replay or all, not both")
 		case !in.All && in.IDs == nil:
-			return errs.Invalid("ids", "give the ids to replay, or all: true")
+			return deadLetterIDs{}, errs.Invalid("ids", "give the ids to replay, or all: true")
 		case in.IDs != nil:
 			if err := checkDeadLetterIDs(*in.IDs); err != nil {
-				return err
+				return deadLetterIDs{}, err
 			}
 			ids = *in.IDs
 		}
-		done, err := dl.Replay(r.Context(), ids)
-		return answerDeadLetters(w, done, err)
+		return answerDeadLetters(dl.Replay(r.Context(), ids))
 	}))
-	mux.HandleFunc("POST /dead-letters/discard", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			IDs []string `json:"ids"`
-		}
-		if err := ReadJSON(w, r, &in); err != nil {
-			return err
-		}
+	type discardInput struct {
+		IDs []string `json:"ids"`
+	}
+	mux.HandleFunc("POST /dead-letters/discard", JSON(logger, http.StatusOK, func(r *http.Request, in discardInput) (deadLetterIDs, error) {
 		if err := checkDeadLetterIDs(in.IDs); err != nil {
-			return err
+			return deadLetterIDs{}, err
 		}
-		done, err := dl.Discard(r.Context(), in.IDs)
-		return answerDeadLetters(w, done, err)
+		return answerDeadLetters(dl.Discard(r.Context(), in.IDs))
 	}))
 }
 
@@ -99,17 +86,21 @@ func checkDeadLetterIDs(ids []string) error {
 	return nil
 }
 
-// answerDeadLetters writes the ids replayed or discarded, or the error with its code.
-func answerDeadLetters(w http.ResponseWriter, done []int64, err error) error {
+// deadLetterIDs are the ids of the dead letters a replay or discard took care of.
+type deadLetterIDs struct {
+	IDs []string `json:"ids"`
+}
+
+// answerDeadLetters is the answer to a replay or discard: the ids done, or the error with its code.
+func answerDeadLetters(done []int64, err error) (deadLetterIDs, error) {
 	if err != nil {
-		return deadLetterError(err)
+		return deadLetterIDs{}, deadLetterError(err)
 	}
 	out := deadLetterIDs{IDs: make([]string, len(done))}
 	for i, id := range done {
 		out.IDs[i] = strconv.FormatInt(id, 10)
 	}
-	WriteJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 // deadLetterError gives the dead letters' errors their codes.
@@ -122,11 +113,6 @@ func deadLetterError(err error) error {
 		return errs.Errorf(errs.Unavailable, "RabbitMQ did not confirm the replay: what it did not confirm is still parked; retry shortly")
 	}
 	return err
-}
-
-// deadLetterIDs is what a replay or a discard answers: the ids it replayed or discarded.
-type deadLetterIDs struct {
-	IDs []string `json:"ids"`
 }
 
 // DeadLetters asks the service for its oldest parked dead letters, at most limit

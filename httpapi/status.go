@@ -45,9 +45,8 @@ const (
 
 // ServeStatus adds GET /status to a service's internal API: what read returns, always 200.
 func ServeStatus(mux *http.ServeMux, logger *slog.Logger, read func(context.Context) Status) {
-	mux.HandleFunc("GET /status", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		WriteJSON(w, http.StatusOK, read(r.Context()))
-		return nil
+	mux.HandleFunc("GET /status", JSON(logger, http.StatusOK, func(r *http.Request, _ NoBody) (Status, error) {
+		return read(r.Context()), nil
 	}))
 }
 

@@ -16,16 +16,11 @@ import (
 // timeline, the events its outbox wrote and those its consumer applied (outbox.ReadTimeline on
 // its database). Every service registers it; the BFF joins the answers (Client.Timeline).
 func ServeTimeline(mux *http.ServeMux, pool *pgxpool.Pool, logger *slog.Logger) {
-	mux.HandleFunc("GET /timeline/{orderId}", Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /timeline/{orderId}", JSON(logger, http.StatusOK, func(r *http.Request, _ NoBody) (outbox.Timeline, error) {
 		if _, err := ParseID(r.PathValue("orderId")); err != nil {
-			return errs.Errorf(errs.NotFound, "no order %q", r.PathValue("orderId"))
+			return outbox.Timeline{}, errs.Errorf(errs.NotFound, "no order %q", r.PathValue("orderId"))
 		}
-		tl, err := outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		WriteJSON(w, http.StatusOK, tl)
-		return nil
+		return outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))
 	}))
 }
 

@@ -4,7 +4,6 @@
 package lifecycle
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -167,10 +166,8 @@ func (v View) Apply(ev outbox.Event) (View, bool, error) {
 		return v, false, fmt.Errorf("event for order %s applied to order %s", ev.OrderID, v.OrderID)
 	}
 	var p Payload
-	if len(ev.Payload) > 0 && string(ev.Payload) != "null" {
-		if err := json.Unmarshal(ev.Payload, &p); err != nil {
-			return v, false, fmt.Errorf("%s payload: %w", ev.Type, err)
-		}
+	if err := ev.DecodePayload(&p); err != nil {
+		return v, false, err
 	}
 	before := v
 	v.OrderID = ev.OrderID

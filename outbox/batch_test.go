@@ -151,7 +151,7 @@ CREATE TABLE flushes (xid bigint NOT NULL DEFAULT txid_current(), events int NOT
 	b.publish(t, b.publisher(t, outboxtest.URL()), evs...)
 	b.run(t, NewConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
 		c.Prefetch, c.Concurrency, c.BatchSize = 512, 4, 64
-	}), handler))
+	}), EachEvent(handler)))
 	require.Eventually(t, func() bool {
 		var applied int
 		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM applied`).Scan(&applied))
@@ -233,7 +233,7 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 			require.True(t, ok)
 			ds = append(ds, d)
 		}
-		c := NewConsumer(b.pool, b.consumerConfig(nil), recordEffect)
+		c := NewConsumer(b.pool, b.consumerConfig(nil), EachEvent(recordEffect))
 		require.Empty(t, c.settleBatch(ctx, newAcker(ch, 64), ds, make(chan struct{})), "the batch settles every delivery")
 		require.Equal(t, effectCount{rows: 2, distinct: 2}, b.effects(t))
 		require.Equal(t, 1.0, b.consumed("duplicate"))
@@ -255,7 +255,7 @@ func TestSameEventTwiceInOneBatchIsAppliedOnce(t *testing.T) {
 		}
 		b.run(t, NewConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
 			c.Prefetch, c.Concurrency, c.BatchSize = 64, 1, 32
-		}), handler))
+		}), EachEvent(handler)))
 		others := newEvents(t, testKey, 10)
 		twice := newEvents(t, testKey, 1)[0]
 		backlog := append(append([]Event{twice}, others...), twice)
@@ -386,7 +386,7 @@ func TestBatchHandlerFallsBackOneByOneAroundPoison(t *testing.T) {
 		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id) SELECT unnest($1::uuid[])`, ids)
 		return err
 	}
-	b.run(t, NewPreparedConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
+	b.run(t, NewConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
 		c.Prefetch, c.Concurrency, c.BatchSize = 256, 1, 64
 		c.MaxAttempts, c.RetryBackoff = maxAttempts, 5*time.Millisecond
 	}), func(*pgx.Batch, []Event) BatchHandler { return handler }))

@@ -174,7 +174,7 @@ func benchCommitToApplied(b *testing.B, direct bool) {
 
 	applied := make(chan struct{}, 1)
 	c := NewConsumer(bb.pool, ConsumerConfig{URL: outboxtest.URL(), Exchange: bb.names.Exchange, Queue: bb.queue},
-		func(context.Context, pgx.Tx, Event) error { applied <- struct{}{}; return nil })
+		EachEvent(func(context.Context, pgx.Tx, Event) error { applied <- struct{}{}; return nil }))
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(cctx) }()

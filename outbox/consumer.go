@@ -17,35 +17,39 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Handler applies one event inside tx, the transaction that also records the event in the inbox.
-// Returning an error rolls both back; the delivery is retried, then dead-lettered, unless the
-// error shows the database unavailable (db.Unavailable) or a conflict (db.Conflict): those are
-// retried for as long as they last (see Consumer). Wrap errors with %w, so they can be told.
-type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
-
-// BatchHandler applies several events, in their order, inside tx, set-based (a few statements for
-// all of them): what a BatchPreparer returns. The events a batch handler writes should be written
-// with EventContext, so each continues its cause's trace.
-type BatchHandler func(ctx context.Context, tx pgx.Tx, events []Event) error
-
-// BatchPreparer is a BatchHandler in two steps, so that the handler's first statements travel
-// with the consumer transaction's BEGIN and inbox insert, in one round trip: it queues them in
-// b for all of a transaction's events, those applied before included (so they may only lock and
-// read, and never fail for a duplicate), and returns the BatchHandler that applies the fresh
-// events once the results of what it queued have been read.
+// BatchPreparer is how a service applies what it consumes: the one entry point a Consumer calls
+// for each transaction. It works in two steps, so that the service's first statements travel with
+// the consumer transaction's BEGIN and inbox insert, in one round trip: it queues them in b for
+// all of a transaction's events, those applied before included (so they may only lock and read,
+// and never fail for a duplicate), and returns the BatchHandler that applies the fresh events
+// once the results of what it queued have been read. A service that needs no such statements
+// queues nothing; one that applies events one at a time is adapted with EachEvent.
 type BatchPreparer func(b *pgx.Batch, events []Event) BatchHandler
 
-// Apply runs p in tx as a BatchHandler would run: what it queues is sent first, then its handler
-// applies events (all of them fresh).
-func (p BatchPreparer) Apply(ctx context.Context, tx pgx.Tx, events []Event) error {
-	b := &pgx.Batch{}
-	apply := p(b, events)
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
+// BatchHandler applies several events, in their order, inside tx, the transaction that also
+// records them in the inbox: what a BatchPreparer returns. Returning an error rolls both back;
+// the deliveries are retried, then dead-lettered, unless the error shows the database
+// unavailable (db.Unavailable) or a conflict (db.Conflict): those are retried for as long as they
+// last (see Consumer). Wrap errors with %w, so they can be told. The events a handler writes
+// should be written with EventContext, so each continues its cause's trace.
+type BatchHandler func(ctx context.Context, tx pgx.Tx, events []Event) error
+
+// Handler applies one event inside tx, as a BatchHandler applies several; EachEvent makes a
+// BatchPreparer of it.
+type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
+
+// EachEvent is the BatchPreparer of a service that applies events one at a time: it queues
+// nothing, and its handler calls h for each event in turn, in that event's trace.
+func EachEvent(h Handler) BatchPreparer {
+	apply := func(ctx context.Context, tx pgx.Tx, events []Event) error {
+		for _, ev := range events {
+			if err := h(EventContext(ctx, ev), tx, ev); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
-	return apply(ctx, tx, events)
+	return func(*pgx.Batch, []Event) BatchHandler { return apply }
 }
 
 // ConsumerConfig configures a Consumer.
@@ -88,8 +92,8 @@ type ConsumerConfig struct {
 type Consumer struct {
 	cfg  ConsumerConfig
 	pool *pgxpool.Pool
-	// prepare queues the handler's first statements for a transaction's events and returns what
-	// applies them; for a consumer built with NewConsumer it queues nothing.
+	// prepare queues the service's first statements for a transaction's events and returns what
+	// applies them, in a consumer span per event.
 	prepare BatchPreparer
 	outage  outage
 
@@ -115,36 +119,9 @@ const (
 	ReasonFailed    = "handler_failed"
 )
 
-// NewConsumer builds a consumer that applies events one handler call each; Run consumes.
-func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, h Handler) *Consumer {
-	c := newConsumer(pool, cfg)
-	apply := func(ctx context.Context, tx pgx.Tx, events []Event) error {
-		for _, ev := range events {
-			if err := c.traced(ctx, ev, func(ctx context.Context) error { return h(ctx, tx, ev) }); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	c.prepare = func(*pgx.Batch, []Event) BatchHandler { return apply }
-	return c
-}
-
-// NewPreparedConsumer builds a consumer whose handler's first statements go out with each
-// transaction's BEGIN and inbox insert (see BatchPreparer); Run consumes.
-func NewPreparedConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer) *Consumer {
-	c := newConsumer(pool, cfg)
-	c.prepare = func(b *pgx.Batch, events []Event) BatchHandler {
-		apply := p(b, events)
-		return func(ctx context.Context, tx pgx.Tx, events []Event) error {
-			return c.tracedAll(ctx, events, func(ctx context.Context) error { return apply(ctx, tx, events) })
-		}
-	}
-	return c
-}
-
-// newConsumer is a consumer with cfg's defaults filled in, and no handler yet.
-func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
+// NewConsumer builds a consumer that applies each transaction's events with p, its first
+// statements sent with the transaction's BEGIN (see BatchPreparer); Run consumes.
+func NewConsumer(pool *pgxpool.Pool, cfg ConsumerConfig, p BatchPreparer) *Consumer {
 	if cfg.Exchange == "" {
 		cfg.Exchange = defaultExchange
 	}
@@ -170,6 +147,12 @@ func newConsumer(pool *pgxpool.Pool, cfg ConsumerConfig) *Consumer {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Consumer{cfg: cfg, pool: pool, outage: outage{metrics: cfg.Metrics, queue: cfg.Queue.Name}}
+	c.prepare = func(b *pgx.Batch, events []Event) BatchHandler {
+		apply := p(b, events)
+		return func(ctx context.Context, tx pgx.Tx, events []Event) error {
+			return c.tracedAll(ctx, events, func(ctx context.Context) error { return apply(ctx, tx, events) })
+		}
+	}
 	c.depth.Store(-1)
 	c.lag.Store(-1)
 	return c

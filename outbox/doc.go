@@ -70,9 +70,10 @@
 // A Consumer owns one durable queue (classic or quorum) bound to the keys a service needs, with
 // a dead-letter queue <queue>.dlq. Deliveries are applied in batches: what is waiting when a
 // worker is free (up to BatchSize) goes into one transaction, which first records every eventId
-// in outbox_inbox with one statement (already there: a duplicate, skipped), then hands the rest to
-// the handler (a BatchPreparer's handler gets them all at once, its first statements sent with the
-// BEGIN), then does what the handlers deferred (Deferred, ExecAtCommit; the events they wrote),
+// in outbox_inbox with one statement, sent with the BEGIN together with the first statements of
+// the service's BatchPreparer (its one entry point; EachEvent adapts a per-event Handler), then
+// hands the fresh events (not already there: a duplicate is skipped) to the handler it returned,
+// all at once, then does what the handlers deferred (Deferred, ExecAtCommit; the events they wrote),
 // commits, publishes or wakes the relay, and acks. Batches grow with the
 // backlog and never wait to fill. A batch that fails is applied again delivery by delivery. A
 // failing handler is retried with doubling backoff MaxAttempts times, then the message is

@@ -68,13 +68,14 @@ func parseEvent(body []byte) (Event, error) {
 	return e, nil
 }
 
-// DecodePayload decodes the event's payload into v; an absent payload leaves v as it is.
+// DecodePayload decodes the event's payload into v; an absent payload leaves v as it is. It is
+// the one place an event's payload is read: the error names the event's type.
 func (e Event) DecodePayload(v any) error {
 	if len(e.Payload) == 0 || string(e.Payload) == "null" {
 		return nil
 	}
 	if err := json.Unmarshal(e.Payload, v); err != nil {
-		return fmt.Errorf("payload: %w", err)
+		return fmt.Errorf("%s payload: %w", e.Type, err)
 	}
 	return nil
 }

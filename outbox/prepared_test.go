@@ -47,7 +47,7 @@ func TestPreparedConsumerSendsItsStatementsWithTheBegin(t *testing.T) {
 		preparedFor, appliedTo []uuid.UUID
 		seenBefore             int
 	)
-	c := NewPreparedConsumer(pool, b.consumerConfig(nil), func(batch *pgx.Batch, events []Event) BatchHandler {
+	c := NewConsumer(pool, b.consumerConfig(nil), func(batch *pgx.Batch, events []Event) BatchHandler {
 		for _, ev := range events {
 			preparedFor = append(preparedFor, ev.ID)
 		}

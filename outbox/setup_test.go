@@ -86,7 +86,7 @@ func (b *bundle) consume(t *testing.T, url string, h Handler, mod func(*Consumer
 	if mod != nil {
 		mod(&cfg)
 	}
-	c := NewConsumer(b.pool, cfg, h)
+	c := NewConsumer(b.pool, cfg, EachEvent(h))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.Run(ctx) })
@@ -189,7 +189,7 @@ func runChild(role string) int {
 		c := NewConsumer(pool, ConsumerConfig{
 			URL: outboxtest.URL(), Exchange: exchange,
 			Queue: QueueSpec{Name: queue, Keys: []string{"test.#"}}, afterCommit: crash,
-		}, recordEffect)
+		}, EachEvent(recordEffect))
 		go func() { _ = c.Run(ctx) }()
 	}
 	// The crash hook ends the process; until then it lives as long as its parent holds stdin

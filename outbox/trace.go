@@ -82,18 +82,6 @@ func traceHeaders(ctx context.Context) amqp.Table {
 	return amqp.Table{headerTraceParent: c[headerTraceParent]}
 }
 
-// traced runs fn in a consumer span continuing the event's trace.
-func (c *Consumer) traced(ctx context.Context, ev Event, fn func(ctx context.Context) error) error {
-	ctx, span := StartSpan(ctx, "consume", ev, trace.SpanKindConsumer)
-	defer span.End()
-	span.SetAttributes(attribute.String("messaging.destination.name", c.cfg.Queue.Name))
-	err := fn(ctx)
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	return err
-}
-
 type spansKey struct{}
 
 // tracedAll runs fn with a consumer span open for each event; EventContext finds them.

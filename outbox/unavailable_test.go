@@ -56,7 +56,7 @@ func TestDatabaseOutageKeepsDeliveriesUntilItEnds(t *testing.T) {
 			c := NewConsumer(pool, b.consumerConfig(func(c *ConsumerConfig) {
 				c.BatchSize, c.MaxAttempts = batch, maxAttempts
 				c.RetryBackoff, c.MaxRetryBackoff = 10*time.Millisecond, 100*time.Millisecond
-			}), recordEffect)
+			}), EachEvent(recordEffect))
 			b.run(t, c)
 
 			b.publish(t, p, newEvents(t, testKey, 5)...)
@@ -105,7 +105,7 @@ func TestShutdownDuringDatabaseOutageLeavesDeliveriesQueued(t *testing.T) {
 	c := NewConsumer(pool, b.consumerConfig(func(c *ConsumerConfig) {
 		c.MaxAttempts, c.BatchSize, c.Concurrency = 1, 1, 8      // each delivery waits on its own
 		c.RetryBackoff, c.MaxRetryBackoff = time.Hour, time.Hour // only a shutdown ends the wait
-	}), recordEffect)
+	}), EachEvent(recordEffect))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -154,7 +154,7 @@ func TestConflictsAreTriedAgainWithoutCounting(t *testing.T) {
 	c := NewConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
 		c.MaxAttempts = 2
 		c.RetryBackoff, c.MaxRetryBackoff = 5*time.Millisecond, 20*time.Millisecond
-	}), handler)
+	}), EachEvent(handler))
 	b.run(t, c)
 	b.publish(t, p, newEvents(t, testKey, 1)...)
 
@@ -191,7 +191,7 @@ func TestCommitOutcomeUnknownIsTriedAgain(t *testing.T) {
 	c := NewConsumer(b.pool, b.consumerConfig(func(c *ConsumerConfig) {
 		c.MaxAttempts = 1
 		c.RetryBackoff = 5 * time.Millisecond
-	}), handler)
+	}), EachEvent(handler))
 	b.run(t, c)
 	ev := newEvents(t, testKey, 1)[0]
 	b.publish(t, p, ev)

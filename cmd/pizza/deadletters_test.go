@@ -151,7 +151,9 @@ func TestDeadLettersThroughGraphQL(t *testing.T) {
 	require.Equal(t, "not an event", bad.Body)
 	require.Len(t, list(nil), 2, "every service's, without service")
 	require.Len(t, list(map[string]any{"limit": 1}), 1)
-	require.Equal(t, "1", sys.metric(t, db.Delivery, `pizza_consumer_dead_lettered_total{queue="`+sys.queue(db.Delivery)+`",reason="handler_failed"}`))
+	// Counted once its delivery is acked, which may come after the DLQ's copy was parked.
+	deadLettered := `pizza_consumer_dead_lettered_total{queue="` + sys.queue(db.Delivery) + `",reason="handler_failed"}`
+	require.Eventually(t, func() bool { return sys.metric(t, db.Delivery, deadLettered) == "1" }, 30*time.Second, 20*time.Millisecond)
 	require.Equal(t, "2", sys.metric(t, db.Delivery, `pizza_dead_letters_parked{service="delivery"}`))
 
 	// Admins only.

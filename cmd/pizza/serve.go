@@ -221,26 +221,20 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 			return fmt.Errorf("bff: listen on PIZZA_OPS_ADDR %s: %w", cfg.BFF.OpsAddr, err)
 		}
 	}
-	listenerDone := make(chan struct{})
-	go func() { defer close(listenerDone); _ = listener.Run(ctx) }()
+	waitListener := goRun(ctx, listener.Run)
 	logger.InfoContext(ctx, "serving GraphQL", "addr", ln.Addr().String(), "playground", browseURL(cfg.BFF.HTTPAddr, ln.Addr()))
 
-	httpDone := make(chan error, 2)
-	go func() { httpDone <- srv.serve(ln) }()
-	running := 1
+	var servers serving
+	servers.serve(srv, ln)
 	s := started{name: "bff", ready: ready, url: browseURL(cfg.BFF.HTTPAddr, ln.Addr())}
 	if ops != nil {
-		running++
-		go func() { httpDone <- ops.serve(opsLn) }()
+		servers.serve(ops, opsLn)
 		s.opsURL = browseURL(cfg.BFF.OpsAddr, opsLn.Addr())
 		logger.InfoContext(ctx, "serving metrics", "addr", opsLn.Addr().String())
 	}
 	up(s)
 	var result error
-	select {
-	case <-ctx.Done():
-	case err := <-httpDone:
-		running--
+	if err := servers.untilDone(ctx); err != nil {
 		result = fmt.Errorf("bff: http: %w", err)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Common.ShutdownTimeout)
@@ -250,11 +244,9 @@ func runBFF(ctx context.Context, cfg config, auth *graph.Auth, reg *prometheus.R
 	if ops != nil {
 		ops.shutdown(sctx)
 	}
-	for range running {
-		<-httpDone
-	}
+	servers.wait()
 	stop()
-	<-listenerDone
+	waitListener()
 	return result
 }
 
@@ -340,10 +332,7 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 		Metrics:     metrics,
 		Logger:      logger,
 	}
-	consumer := outbox.NewConsumer(pool, ccfg, svc.handle)
-	if svc.prepare != nil {
-		consumer = outbox.NewPreparedConsumer(pool, ccfg, svc.prepare)
-	}
+	consumer := outbox.NewConsumer(pool, ccfg, svc.consume)
 	// Dead letters are parked from the DLQ into the service's database, for operators to replay.
 	dead := outbox.NewDeadLetters(pool, outbox.DeadLetterConfig{
 		URL: cfg.Common.AMQPURL, Exchange: cfg.Common.Exchange, Queue: ccfg.Queue, Service: string(s),
@@ -400,18 +389,13 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	// when they call this very server (not when their URL leads elsewhere: a proxy, a replica).
 	stopLocal := httpapi.ServeLocally(loopbackURLs(ln.Addr()), srv.http.Handler)
 	defer stopLocal()
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.serve(ln) }()
+	var servers serving
+	servers.serve(srv, ln)
 	logger.InfoContext(ctx, "serving", "addr", ln.Addr().String())
-	consumerDone := make(chan struct{})
-	go func() { defer close(consumerDone); _ = consumer.Run(ctx) }()
-	deadDone := make(chan struct{})
-	go func() { defer close(deadDone); _ = dead.Run(ctx) }()
+	waitConsumers := goRun(ctx, consumer.Run, dead.Run)
 	up(started{name: string(s), ready: ready, stores: seeded})
 	var result error
-	select {
-	case <-ctx.Done():
-	case err := <-httpDone:
+	if err := servers.untilDone(ctx); err != nil {
 		result = fmt.Errorf("%s: http: %w", s, err)
 	}
 
@@ -420,12 +404,9 @@ func runService(ctx context.Context, cfg config, s db.Service, reg *prometheus.R
 	defer cancel()
 	stopLocal() // callers in this process now go over the network, to another replica if there is one
 	srv.shutdown(sctx)
-	if result == nil {
-		<-httpDone
-	}
+	servers.wait()
 	stop()
-	<-consumerDone // it stops taking deliveries and finishes the ones in flight
-	<-deadDone
+	waitConsumers() // the consumer stops taking deliveries and finishes the ones in flight
 	if err := ob.Stop(sctx); err != nil {
 		logger.WarnContext(sctx, "relay did not stop cleanly", "err", err)
 	}
@@ -470,8 +451,7 @@ func topology(cfg config) []outbox.QueueSpec {
 // their breakers.
 type service struct {
 	routes   func(*http.ServeMux, *slog.Logger)
-	handle   outbox.Handler
-	prepare  outbox.BatchPreparer           // applies a transaction's events at once, when the service can
+	consume  outbox.BatchPreparer           // the service's consumer entry point
 	breakers func() []httpapi.BreakerStatus // nil: none
 }
 
@@ -507,16 +487,16 @@ func newService(cfg config, s db.Service, pools map[string]*pgxpool.Pool, ob *ou
 		states := func() []httpapi.BreakerStatus {
 			return []httpapi.BreakerStatus{breakerStatus(storeAvailability, svc.BreakerState()), breakerStatus(storeCancel, svc.CancelBreakerState())}
 		}
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch, breakers: states}, nil
+		return service{routes: svc.Routes, consume: svc.Consume, breakers: states}, nil
 	case db.Store:
 		svc := store.New(pool, ob).WithCheckPool(pools["check"])
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
+		return service{routes: svc.Routes, consume: svc.Consume}, nil
 	case db.Delivery:
 		svc := delivery.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle}, nil
+		return service{routes: svc.Routes, consume: svc.Consume}, nil
 	default:
 		svc := customercenter.New(pool, ob)
-		return service{routes: svc.Routes, handle: svc.Handle, prepare: svc.PrepareBatch}, nil
+		return service{routes: svc.Routes, consume: svc.Consume}, nil
 	}
 }
 
@@ -622,6 +602,52 @@ func (o *opsServer) serveMetrics(reg *prometheus.Registry, profiling bool) {
 	// database) is left out, counted in promhttp_metric_handler_errors_total; the rest is served.
 	// Failing the whole scrape would hide every series exactly while a database is away.
 	o.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
+}
+
+// serving is a component's HTTP servers, from the start of their serving until they return.
+type serving struct {
+	done    chan error
+	running int
+}
+
+// serve serves o on ln, in a goroutine of its own.
+func (s *serving) serve(o *opsServer, ln net.Listener) {
+	if s.done == nil {
+		s.done = make(chan error, 2)
+	}
+	s.running++
+	go func() { s.done <- o.serve(ln) }()
+}
+
+// untilDone waits until ctx ends (nil) or a server fails (its error).
+func (s *serving) untilDone(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.done:
+		s.running--
+		if err == nil {
+			err = http.ErrServerClosed // closed before its shutdown: a failure all the same
+		}
+		return err
+	}
+}
+
+// wait waits for the servers still serving to return: call it after shutting them down.
+func (s *serving) wait() {
+	for range s.running {
+		<-s.done
+	}
+}
+
+// goRun runs each of runs until ctx ends, in a goroutine of its own; the function it returns
+// waits for them all to return.
+func goRun(ctx context.Context, runs ...func(context.Context) error) (wait func()) {
+	var wg sync.WaitGroup
+	for _, run := range runs {
+		wg.Go(func() { _ = run(ctx) })
+	}
+	return wg.Wait
 }
 
 func (o *opsServer) serve(ln net.Listener) error {

@@ -91,25 +91,15 @@ func scanRowWith(r pgx.CollectableRow, extra ...any) (Row, error) {
 	return row, err
 }
 
-// Handle folds one lifecycle event into the order's row; when the row changed, its version goes
-// up by one and the whole row is announced.
-func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
-	return s.HandleBatch(ctx, tx, []outbox.Event{ev})
-}
-
-// HandleBatch folds a batch of events into their orders' rows: PrepareBatch's statements, then
-// its fold.
-func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []outbox.Event) error {
-	return outbox.BatchPreparer(s.PrepareBatch).Apply(ctx, tx, events)
-}
-
-// PrepareBatch folds a consumer transaction's events into their orders' rows set-based. It
-// queues in b the statements that create the rows missing and lock them all (in order-id order,
-// so concurrent batches cannot deadlock), which a consumer sends with its BEGIN; the handler it
-// returns folds the fresh events in Go in their order, and writes the changed rows back with one
-// statement sent with the COMMIT. Every change still goes up by one version and is announced on
-// its own, exactly as Handle would have done event by event.
-func (s *Service) PrepareBatch(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
+// Consume is the customercenter's consumer entry point (an outbox.BatchPreparer): it folds a
+// consumer transaction's lifecycle events into their orders' rows set-based. It queues in b the
+// statements that create the rows missing and lock them all (in order-id order, so concurrent
+// batches cannot deadlock), which the consumer sends with its BEGIN; the handler it returns folds
+// the fresh events in Go in their order, and writes the changed rows back with one statement
+// sent with the COMMIT. When a row changed, its version goes up by one and the whole row is
+// announced with customercenter.mypage_updated: each change on its own, as if the events had
+// been applied one at a time.
+func (s *Service) Consume(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
 	ids := make([]string, 0, len(events))
 	for _, ev := range events {
 		if _, ok := lifecycle.StatusOf(ev.Type); ok {
@@ -329,40 +319,22 @@ func prefixEnd(prefix string) (string, bool) {
 //	GET /mypage/orders/{orderId}       one order's row
 //	GET /customers?search=S&limit=N    customers whose id starts with S, most recently active first
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
-	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-		return httpapi.Handle(logger, f)
-	}
-	mux.HandleFunc("GET /mypage", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /mypage", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) ([]Row, error) {
 		limit, err := queryLimit(r, 50)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		rows, err := s.ByCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, rows)
-		return nil
+		return s.ByCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
 	}))
-	mux.HandleFunc("GET /customers", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /customers", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) ([]Customer, error) {
 		limit, err := queryLimit(r, 20)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		customers, err := s.Customers(r.Context(), r.URL.Query().Get("search"), limit)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, customers)
-		return nil
+		return s.Customers(r.Context(), r.URL.Query().Get("search"), limit)
 	}))
-	mux.HandleFunc("GET /mypage/orders/{orderId}", h(func(w http.ResponseWriter, r *http.Request) error {
-		row, err := s.ByOrder(r.Context(), r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, row)
-		return nil
+	mux.HandleFunc("GET /mypage/orders/{orderId}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (Row, error) {
+		return s.ByOrder(r.Context(), r.PathValue("orderId"))
 	}))
 }
 

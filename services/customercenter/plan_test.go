@@ -13,6 +13,7 @@ import (
 	"github.com/1588-pizza/pizza/db/dbtest"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
 
 // myPage starts empty. A consumer transaction's statements, sent in batches (the lock with the
@@ -44,7 +45,7 @@ func TestBatchStatementsUseTheIndexAfterTheTableGrows(t *testing.T) {
 		}
 		before := dbtest.SeqScans(t, pool, "mypage")
 		require.NoError(t, outbox.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-			return s.HandleBatch(ctx, tx, evs) // in an outbox.Tx, as consumers apply it
+			return outboxtest.Apply(ctx, tx, s.Consume, evs...) // in an outbox.Tx, as consumers apply it
 		}))
 		scans = dbtest.SeqScans(t, pool, "mypage") - before
 		var received int // counted after the scans were read: this check may scan as it likes

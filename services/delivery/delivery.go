@@ -50,9 +50,15 @@ func New(pool *pgxpool.Pool, ob *outbox.Outbox) *Service { return &Service{pool:
 // Keys are the routing keys the delivery service consumes.
 var Keys = []string{lifecycle.StoreOrderCooked, lifecycle.OrderCancelled}
 
-// Handle starts a delivery for a cooked order unless the order is known cancelled, and cancels a
+// Consume is the delivery service's consumer entry point (an outbox.BatchPreparer): it applies
+// each event on its own, with handle.
+func (s *Service) Consume(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
+	return outbox.EachEvent(s.handle)(b, events)
+}
+
+// handle starts a delivery for a cooked order unless the order is known cancelled, and cancels a
 // started delivery when the order is cancelled (or remembers the cancellation for later).
-func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
+func (s *Service) handle(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
 	var p lifecycle.Payload
 	if err := ev.DecodePayload(&p); err != nil {
 		return err
@@ -139,12 +145,7 @@ func (s *Service) Get(ctx context.Context, orderID string) (Delivery, error) {
 //
 //	GET /deliveries/{orderId}   the delivery of an order
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
-	mux.HandleFunc("GET /deliveries/{orderId}", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		d, err := s.Get(r.Context(), r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, d)
-		return nil
+	mux.HandleFunc("GET /deliveries/{orderId}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (Delivery, error) {
+		return s.Get(r.Context(), r.PathValue("orderId"))
 	}))
 }

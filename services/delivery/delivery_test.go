@@ -11,6 +11,7 @@ import (
 	"github.com/1588-pizza/pizza/db/dbtest"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
 
 // A cancellation whose transaction runs while a cooked event's insert is still uncommitted must
@@ -28,8 +29,8 @@ func TestCancelRacingCookedIsNotLost(t *testing.T) {
 	require.NoError(t, err)
 
 	err = dbtest.Interleave(t, pool,
-		func(tx pgx.Tx) error { return s.Handle(ctx, tx, cooked) },    // inserts the row, not yet committed
-		func(tx pgx.Tx) error { return s.Handle(ctx, tx, cancelled) }) // blocks on that row until then
+		func(tx pgx.Tx) error { return outboxtest.Apply(ctx, tx, s.Consume, cooked) },    // inserts the row, not yet committed
+		func(tx pgx.Tx) error { return outboxtest.Apply(ctx, tx, s.Consume, cancelled) }) // blocks on that row until then
 	require.NoError(t, err)
 
 	d, err := s.Get(ctx, "7")

@@ -13,35 +13,13 @@ import (
 //	GET  /orders/{id}          one order
 //	POST /orders/{id}/cancel   cancel
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
-	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-		return httpapi.Handle(logger, f)
-	}
-	mux.HandleFunc("POST /orders", h(func(w http.ResponseWriter, r *http.Request) error {
-		var in PlaceInput
-		if err := httpapi.ReadJSON(w, r, &in); err != nil {
-			return err
-		}
-		o, err := s.Place(r.Context(), in)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, o)
-		return nil
+	mux.HandleFunc("POST /orders", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, in PlaceInput) (Order, error) {
+		return s.Place(r.Context(), in)
 	}))
-	mux.HandleFunc("GET /orders/{id}", h(func(w http.ResponseWriter, r *http.Request) error {
-		o, err := s.Get(r.Context(), r.PathValue("id"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, o)
-		return nil
+	mux.HandleFunc("GET /orders/{id}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (Order, error) {
+		return s.Get(r.Context(), r.PathValue("id"))
 	}))
-	mux.HandleFunc("POST /orders/{id}/cancel", h(func(w http.ResponseWriter, r *http.Request) error {
-		o, err := s.Cancel(r.Context(), r.PathValue("id"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, o)
-		return nil
+	mux.HandleFunc("POST /orders/{id}/cancel", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (Order, error) {
+		return s.Cancel(r.Context(), r.PathValue("id"))
 	}))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/1588-pizza/pizza/db/dbtest"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
 
 // A service starts on empty tables. Its batch statements must keep finding their rows through
@@ -42,7 +43,7 @@ SELECT array_agg(id ORDER BY id) FROM o`).Scan(&ids))
 		}
 		before := dbtest.SeqScans(t, pool, "orders")
 		require.NoError(t, outbox.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
-			return s.HandleBatch(ctx, tx, evs) // in an outbox.Tx, as consumers apply it
+			return outboxtest.Apply(ctx, tx, s.Consume, evs...) // in an outbox.Tx, as consumers apply it
 		}))
 		scans = dbtest.SeqScans(t, pool, "orders") - before
 		var received int // counted after the scans were read: this check may scan as it likes

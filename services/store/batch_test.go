@@ -57,7 +57,9 @@ func newConsumerWorld(t *testing.T) *consumerWorld {
 // consume runs a consumer of the world's queue with h until the test ends.
 func (w *consumerWorld) consume(t *testing.T, h outbox.Handler, mod func(*outbox.ConsumerConfig)) {
 	t.Helper()
-	w.consumeWith(t, func(cfg outbox.ConsumerConfig) *outbox.Consumer { return outbox.NewConsumer(w.pool, cfg, h) }, mod)
+	w.consumeWith(t, func(cfg outbox.ConsumerConfig) *outbox.Consumer {
+		return outbox.NewConsumer(w.pool, cfg, outbox.EachEvent(h))
+	}, mod)
 }
 
 // consumeWith runs the consumer mk builds until the test ends.
@@ -205,9 +207,11 @@ func TestConcurrentBatchesKeepCountersWithoutDeadlock(t *testing.T) {
 	// One consumer applies event by event, the other as serve runs it: its locks and reads sent
 	// with each transaction's BEGIN.
 	mod := func(c *outbox.ConsumerConfig) { c.Prefetch, c.Concurrency, c.BatchSize = 1024, 4, 32 }
-	w.consume(t, w.s.Handle, mod)
+	w.consume(t, func(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
+		return outboxtest.Apply(ctx, tx, w.s.Consume, ev)
+	}, mod)
 	w.consumeWith(t, func(cfg outbox.ConsumerConfig) *outbox.Consumer {
-		return outbox.NewPreparedConsumer(w.pool, cfg, w.s.PrepareBatch)
+		return outbox.NewConsumer(w.pool, cfg, w.s.Consume)
 	}, mod)
 	w.waitInbox(t, len(evs), 30*time.Second)
 	require.Eventually(t, func() bool { return outboxtest.QueueDepth(t, w.queue.Name) == 0 }, 10*time.Second, 5*time.Millisecond)
@@ -282,7 +286,7 @@ func TestOneBatchSpreadsARegionsOrders(t *testing.T) {
 		mu.Lock()
 		perTx[xid]++
 		mu.Unlock()
-		return w.s.Handle(ctx, tx, ev)
+		return outboxtest.Apply(ctx, tx, w.s.Consume, ev)
 	}
 	w.consume(t, handler, func(c *outbox.ConsumerConfig) { c.Prefetch, c.Concurrency, c.BatchSize = 64, 1, 64 })
 

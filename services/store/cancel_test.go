@@ -15,6 +15,7 @@ import (
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
 
 // newCancelWorld is a store service on a database of its own with one open store in 강남구, and
@@ -30,7 +31,7 @@ func newCancelWorld(t *testing.T) (*Service, *pgxpool.Pool, func(outbox.Event)) 
 	require.NoError(t, err)
 	apply := func(ev outbox.Event) {
 		t.Helper()
-		require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return s.Handle(ctx, tx, ev) }))
+		require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return outboxtest.Apply(ctx, tx, s.Consume, ev) }))
 	}
 	return s, pool, apply
 }
@@ -174,7 +175,7 @@ func TestCancelRacingAssignmentCancelsTheReceivedOrder(t *testing.T) {
 	s, pool, _ := newCancelWorld(t)
 	var c Cancellation
 	err := dbtest.Interleave(t, pool,
-		func(tx pgx.Tx) error { return s.Handle(ctx, tx, placed(t, "7", "강남구")) }, // inserts the row, not yet committed
+		func(tx pgx.Tx) error { return outboxtest.Apply(ctx, tx, s.Consume, placed(t, "7", "강남구")) }, // inserts the row, not yet committed
 		func(pgx.Tx) error { // blocks on that row until then
 			var err error
 			c, err = s.Cancel(ctx, "7")

@@ -22,42 +22,22 @@ import (
 //	POST /store-orders/{orderId}/cooked   mark cooked
 //	POST /store-orders/{orderId}/cancel   decide a cancel (the order service asks before it cancels)
 func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
-	h := func(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
-		return httpapi.Handle(logger, f)
-	}
-	mux.HandleFunc("POST /stores", h(func(w http.ResponseWriter, r *http.Request) error {
-		var in RegisterInput
-		if err := httpapi.ReadJSON(w, r, &in); err != nil {
-			return err
-		}
-		st, err := s.Register(r.Context(), in)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusCreated, st)
-		return nil
+	type none = httpapi.NoBody
+	mux.HandleFunc("POST /stores", httpapi.JSON(logger, http.StatusCreated, func(r *http.Request, in RegisterInput) (Store, error) {
+		return s.Register(r.Context(), in)
 	}))
-	mux.HandleFunc("GET /stores", h(func(w http.ResponseWriter, r *http.Request) error {
-		stores, err := s.List(r.Context(), r.URL.Query().Get("region"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, stores)
-		return nil
+	mux.HandleFunc("GET /stores", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) ([]Store, error) {
+		return s.List(r.Context(), r.URL.Query().Get("region"))
 	}))
-	mux.HandleFunc("GET /stores/{id}", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /stores/{id}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) (Store, error) {
 		id, err := httpapi.PathID(r, "id")
 		if err != nil {
-			return err
+			return Store{}, err
 		}
-		st, err := s.Get(r.Context(), id)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, st)
-		return nil
+		return s.Get(r.Context(), id)
 	}))
-	mux.HandleFunc("PUT /stores/{id}/open", h(func(w http.ResponseWriter, r *http.Request) error {
+	// Not JSON's shape: the store's id is checked before the body is read.
+	mux.HandleFunc("PUT /stores/{id}/open", httpapi.Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		id, err := httpapi.PathID(r, "id")
 		if err != nil {
 			return err
@@ -78,68 +58,39 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		httpapi.WriteJSON(w, http.StatusOK, st)
 		return nil
 	}))
-	mux.HandleFunc("GET /availability", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /availability", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) (Availability, error) {
 		region, err := httpapi.Text("region", r.URL.Query().Get("region"), 64)
 		if err != nil {
-			return err
+			return Availability{}, err
 		}
 		open, err := s.AnyOpen(r.Context(), region)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, Availability{Open: open})
-		return nil
+		return Availability{Open: open}, err
 	}))
-	mux.HandleFunc("GET /stores/{id}/orders", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /stores/{id}/orders", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) ([]Order, error) {
 		id, err := httpapi.PathID(r, "id")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		orders, err := s.Orders(r.Context(), id, lifecycle.Status(r.URL.Query().Get("status")))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, orders)
-		return nil
+		return s.Orders(r.Context(), id, lifecycle.Status(r.URL.Query().Get("status")))
 	}))
-	mux.HandleFunc("GET /stores/{id}/board", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("GET /stores/{id}/board", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) ([]Order, error) {
 		id, err := httpapi.PathID(r, "id")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		orders, err := s.Board(r.Context(), id)
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, orders)
-		return nil
+		return s.Board(r.Context(), id)
 	}))
-	mux.HandleFunc("GET /store-orders/{orderId}", h(func(w http.ResponseWriter, r *http.Request) error {
-		o, err := s.Order(r.Context(), r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, o)
-		return nil
+	mux.HandleFunc("GET /store-orders/{orderId}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) (Order, error) {
+		return s.Order(r.Context(), r.PathValue("orderId"))
 	}))
-	mux.HandleFunc("POST /store-orders/{orderId}/cooked", h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.HandleFunc("POST /store-orders/{orderId}/cooked", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) (Order, error) {
 		if _, err := httpapi.ParseID(r.PathValue("orderId")); err != nil {
-			return errs.Errorf(errs.NotFound, "no store order %q", r.PathValue("orderId"))
+			return Order{}, errs.Errorf(errs.NotFound, "no store order %q", r.PathValue("orderId"))
 		}
-		o, err := s.MarkCooked(r.Context(), r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, o)
-		return nil
+		return s.MarkCooked(r.Context(), r.PathValue("orderId"))
 	}))
-	mux.HandleFunc("POST /store-orders/{orderId}/cancel", h(func(w http.ResponseWriter, r *http.Request) error {
-		c, err := s.Cancel(r.Context(), r.PathValue("orderId"))
-		if err != nil {
-			return err
-		}
-		httpapi.WriteJSON(w, http.StatusOK, c)
-		return nil
+	mux.HandleFunc("POST /store-orders/{orderId}/cancel", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) (Cancellation, error) {
+		return s.Cancel(r.Context(), r.PathValue("orderId"))
 	}))
 }
 

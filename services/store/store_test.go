@@ -15,6 +15,7 @@ import (
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
+	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
 
 // A cancellation that runs while the order's assignment is still uncommitted must not be lost:
@@ -35,8 +36,8 @@ func TestCancelRacingAssignmentIsNotLost(t *testing.T) {
 	require.NoError(t, err)
 
 	err = dbtest.Interleave(t, pool,
-		func(tx pgx.Tx) error { return s.Handle(ctx, tx, placed) },    // inserts the row, not yet committed
-		func(tx pgx.Tx) error { return s.Handle(ctx, tx, cancelled) }) // blocks on that row until then
+		func(tx pgx.Tx) error { return outboxtest.Apply(ctx, tx, s.Consume, placed) },    // inserts the row, not yet committed
+		func(tx pgx.Tx) error { return outboxtest.Apply(ctx, tx, s.Consume, cancelled) }) // blocks on that row until then
 	require.NoError(t, err)
 
 	var status string
@@ -64,7 +65,7 @@ func TestConcurrentAssignCancelCookConverge(t *testing.T) {
 		require.NoError(t, err)
 	}
 	apply := func(ev outbox.Event) error {
-		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return s.Handle(ctx, tx, ev) })
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return outboxtest.Apply(ctx, tx, s.Consume, ev) })
 	}
 	const n = 150
 	failures := make(chan error, 5*n)
