@@ -16,7 +16,8 @@
 //
 // And the RabbitMQ side: publisher.go (Publisher: confirms, reconnects), broker.go (exchange,
 // queues, dialling), consumer.go (Consumer: Run, with acker.go and unavailable.go), listener.go
-// (Listener: a live fan-out), deadletter.go (DeadLetters). event.go, trace.go, metrics.go and
+// (Listener: a live fan-out), deadletter.go (DeadLetters: parking a DLQ in the database) and
+// replay.go (what an operator does with them: list, replay, discard). event.go, trace.go, metrics.go and
 // timeline.go are shared by both.
 //
 // # Writing
