@@ -14,11 +14,18 @@
 //   - prune.go: pruneWorker.Work, the periodic River job that forgets old inbox entries.
 //   - direct.go: Outbox.dispatch, publishing a Tx's events right after its commit.
 //
-// And the RabbitMQ side: publisher.go (Publisher: confirms, reconnects), broker.go (exchange,
-// queues, dialling), consumer.go (Consumer: Run, with acker.go and unavailable.go), listener.go
-// (Listener: a live fan-out), deadletter.go (DeadLetters: parking a DLQ in the database) and
-// replay.go (what an operator does with them: list, replay, discard). event.go, trace.go, metrics.go and
-// timeline.go are shared by both.
+// And the RabbitMQ side, one file per part too:
+//
+//   - publisher.go: Publisher, publishing with confirms and reconnecting.
+//   - broker.go: the exchange and queues, and dialling.
+//   - consumer.go: Consumer.Run, taking deliveries from a service's queue.
+//   - settle.go: each delivery applied in a transaction with the inbox, acked, retried or
+//     dead-lettered (with acker.go, and unavailable.go for a database that is away).
+//   - listener.go: Listener, a live fan-out with no database (the BFF's).
+//   - deadletter.go: DeadLetters.Run, parking a DLQ in the database.
+//   - replay.go: what an operator does with parked dead letters: list, replay, discard.
+//
+// event.go, trace.go, metrics.go and timeline.go are shared by both.
 //
 // # Writing
 //
