@@ -197,7 +197,7 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// The authorization matrix (docs/httpapi.md, "Tokens and roles"), one function per kind of access. Each returns nil or
+// The authorization matrix (docs/api.md, "Tokens and roles"), one function per kind of access. Each returns nil or
 // an UNAUTHENTICATED / FORBIDDEN error.
 
 func authenticated(ctx context.Context) (*Claims, error) {

@@ -67,8 +67,8 @@ type subscriber[T any] struct {
 
 	mu     sync.Mutex
 	wake   func() // nil until the transport takes the stream over
-	queue  []T
-	bulk   int            // how many queued rows a replay or resync read (bounded by its own read), not yet sent
+	queue  []queued[T]
+	bulk   int            // how many of the queued rows a replay or resync read (bounded by its own read)
 	sent   map[string]int // the newest version of each order the client has or will have
 	resync bool           // updates may have been missed: re-read the current rows
 	ended  bool
@@ -92,7 +92,7 @@ func (s *subscriber[T]) offer(r T, limit int) bool {
 		s.endLocked(coded(errs.Unavailable, "the subscriber fell too far behind and was dropped; resubscribe with seen"))
 		ok = false
 	default:
-		s.queueLocked(r)
+		s.queueLocked(r, false)
 	}
 	wake := s.wake
 	s.mu.Unlock()
@@ -102,13 +102,22 @@ func (s *subscriber[T]) offer(r T, limit int) bool {
 	return ok
 }
 
-func (s *subscriber[T]) queueLocked(r T) {
+// queued is a row waiting to be sent; bulk when a replay or resync read it, not a live update.
+type queued[T any] struct {
+	row  T
+	bulk bool
+}
+
+func (s *subscriber[T]) queueLocked(r T, bulk bool) {
 	if s.sent == nil {
 		s.sent = map[string]int{}
 	}
 	_, id, version := s.key(r)
-	s.queue = append(s.queue, r)
+	s.queue = append(s.queue, queued[T]{r, bulk})
 	s.sent[id] = version
+	if bulk {
+		s.bulk++
+	}
 }
 
 // queueNewerLocked queues the rows (oldest first) the client does not have yet.
@@ -118,8 +127,7 @@ func (s *subscriber[T]) queueNewerLocked(rows []T) {
 			return
 		}
 		if _, id, version := s.key(r); version > s.sent[id] {
-			s.queueLocked(r)
-			s.bulk++
+			s.queueLocked(r, true)
 		}
 	}
 }
@@ -179,11 +187,12 @@ func (s *subscriber[T]) fill() bool {
 	case s.closed:
 	case len(s.queue) > 0:
 		select {
-		case s.out <- s.queue[0]:
-			var zero T
-			s.queue[0] = zero
+		case s.out <- s.queue[0].row:
+			if s.queue[0].bulk {
+				s.bulk--
+			}
+			s.queue[0] = queued[T]{}
 			s.queue = s.queue[1:]
-			s.bulk = max(0, s.bulk-1)
 			if len(s.queue) == 0 {
 				s.queue = nil // let the array go
 			}

@@ -170,6 +170,37 @@ func TestHubReplayLargerThanTheBufferKeepsTheSubscriber(t *testing.T) {
 	require.Equal(t, "UNAVAILABLE", code(s.failure()))
 }
 
+// Live rows queued before a resync's rows count against the buffer only while they wait: once the
+// client has read them, the resync's rows behind them leave room for as many live rows again.
+func TestHubResyncBehindLiveRowsKeepsTheSubscriber(t *testing.T) {
+	t.Parallel()
+	h := NewHub(2, time.Second, slog.New(slog.DiscardHandler))
+	defer h.Close()
+	current := func() ([]customercenter.Row, error) {
+		var rows []customercenter.Row
+		for i := 5; i >= 1; i-- {
+			row := customercenter.Row{Version: 1}
+			row.OrderID, row.CustomerID, row.Status = fmt.Sprint(i), "1", lifecycle.Received
+			rows = append(rows, row)
+		}
+		return rows, nil
+	}
+	s := subscribe(h, "1", current, map[string]int{}, false)
+	h.Publish(update(t, "6", "1", 1, lifecycle.Ordered)) // two live rows: the buffer is full
+	h.Publish(update(t, "7", "1", 1, lifecycle.Ordered))
+	h.Resync() // its five rows queue behind them
+	require.Equal(t, "6", recv(t, s).OrderID)
+	require.Equal(t, "7", recv(t, s).OrderID)
+	h.Publish(update(t, "8", "1", 1, lifecycle.Ordered)) // no live row waits now: it fits
+	h.Publish(update(t, "9", "1", 1, lifecycle.Ordered))
+	var got []string
+	for range 7 {
+		got = append(got, recv(t, s).OrderID)
+	}
+	require.Equal(t, []string{"1", "2", "3", "4", "5", "8", "9"}, got)
+	require.Nil(t, s.failure())
+}
+
 // Versions of one order that arrive out of order are delivered in order; a gap that is never
 // filled is skipped after the hold time; stale and duplicate versions are not delivered.
 func TestHubDeliversEachOrderInVersionOrder(t *testing.T) {

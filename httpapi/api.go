@@ -44,8 +44,8 @@ func status(code errs.Code) int {
 	}
 }
 
-// MaxBody bounds request bodies of the internal APIs.
-const MaxBody = 64 << 10
+// maxBody bounds request bodies of the internal APIs.
+const maxBody = 64 << 10
 
 // WriteJSON writes v with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
@@ -54,11 +54,11 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// WriteError writes err as {"error": {...}} with its status. An error without a code is logged
+// writeError writes err as {"error": {...}} with its status. An error without a code is logged
 // with its detail and shown only as UNAVAILABLE (503) when the service's database could not be
 // reached or the transaction lost a conflict (db.Transient: the same request may succeed
 // shortly), else as INTERNAL.
-func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	var e *errs.Error
 	if !errors.As(err, &e) {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -78,19 +78,19 @@ func WriteError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 }
 
 // ReadJSON decodes the request body into v strictly: JSON only, no unknown fields, one value,
-// at most MaxBody bytes. Failures are BAD_USER_INPUT.
+// at most maxBody bytes. Failures are BAD_USER_INPUT.
 func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return errs.Errorf(errs.BadUserInput, "content type must be application/json, not %q", ct)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &tooBig):
-			return errs.Errorf(errs.BadUserInput, "body is larger than %d bytes", MaxBody)
+			return errs.Errorf(errs.BadUserInput, "body is larger than %d bytes", maxBody)
 		case errors.As(err, &typeErr):
 			return errs.Invalid(typeErr.Field, "must be a %s", typeErr.Type)
 		case errors.Is(err, io.EOF):
@@ -109,7 +109,7 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
 func Handle(logger *slog.Logger, h func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			WriteError(w, r, logger, err)
+			writeError(w, r, logger, err)
 		}
 	}
 }
@@ -119,7 +119,7 @@ type NoBody struct{}
 
 // JSON serves a decode-call-write endpoint: the request's JSON body is read into an In (strictly,
 // with ReadJSON; nothing is read when In is NoBody), call answers, and its answer is written as
-// JSON with status, or its error as WriteError writes it.
+// JSON with status, or its error as writeError writes it.
 func JSON[In, Out any](logger *slog.Logger, status int, call func(r *http.Request, in In) (Out, error)) http.HandlerFunc {
 	return Handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		var in In
@@ -285,10 +285,10 @@ func Text(field, value string, max int) (string, error) {
 	return v, nil
 }
 
-// MaxKeyLen bounds a customer id (and any other free-form key a client names things by).
-const MaxKeyLen = 64
+// maxKeyLen bounds a customer id (and any other free-form key a client names things by).
+const maxKeyLen = 64
 
-// Key checks an identifier chosen outside this system, such as a customer id: 1 to MaxKeyLen
+// Key checks an identifier chosen outside this system, such as a customer id: 1 to maxKeyLen
 // characters, printable (see printable), and without surrounding space. It is never trimmed or
 // otherwise rewritten, because ids are compared exactly everywhere (a token's claim against an
 // argument, an argument against a stored row): "2 " is refused, not read as "2".
@@ -298,8 +298,8 @@ func Key(field, value string) (string, error) {
 		return "", errs.Invalid(field, "is required")
 	case strings.TrimSpace(value) != value:
 		return "", errs.Invalid(field, "must not begin or end with space")
-	case len([]rune(value)) > MaxKeyLen:
-		return "", errs.Invalid(field, "must be at most %d characters", MaxKeyLen)
+	case len([]rune(value)) > maxKeyLen:
+		return "", errs.Invalid(field, "must be at most %d characters", maxKeyLen)
 	case !printable(value):
 		return "", errs.Invalid(field, "must not contain control, format or invalid characters")
 	}
@@ -307,12 +307,12 @@ func Key(field, value string) (string, error) {
 }
 
 // KeyPrefix checks the start of a Key as a client typed it to search by: empty (no restriction)
-// or at most MaxKeyLen printable characters (see printable). Like a Key, it is never trimmed: a
+// or at most maxKeyLen printable characters (see printable). Like a Key, it is never trimmed: a
 // prefix with surrounding space is no key's, and finds nothing.
 func KeyPrefix(field, value string) (string, error) {
 	switch {
-	case len([]rune(value)) > MaxKeyLen:
-		return "", errs.Invalid(field, "must be at most %d characters", MaxKeyLen)
+	case len([]rune(value)) > maxKeyLen:
+		return "", errs.Invalid(field, "must be at most %d characters", maxKeyLen)
 	case !printable(value):
 		return "", errs.Invalid(field, "must not contain control, format or invalid characters")
 	}

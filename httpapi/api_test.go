@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// WriteError shows a database that could not be reached, or a transaction that lost a conflict,
+// writeError shows a database that could not be reached, or a transaction that lost a conflict,
 // as the retryable UNAVAILABLE (503), not INTERNAL; other errors without a code stay INTERNAL,
 // and an *errs.Error keeps its own code.
 func TestWriteErrorMapsTransientDatabaseErrorsToUnavailable(t *testing.T) {
@@ -51,7 +51,7 @@ func TestWriteErrorMapsTransientDatabaseErrorsToUnavailable(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			rec := httptest.NewRecorder()
-			WriteError(rec, httptest.NewRequest(http.MethodPost, "/orders", nil), slog.New(slog.DiscardHandler), c.err)
+			writeError(rec, httptest.NewRequest(http.MethodPost, "/orders", nil), slog.New(slog.DiscardHandler), c.err)
 			require.Equal(t, c.status, rec.Code)
 			var body struct{ Error *errs.Error }
 			require.NoError(t, json.NewDecoder(rec.Body).Decode(&body))
@@ -66,13 +66,13 @@ func TestWriteErrorMapsTransientDatabaseErrorsToUnavailable(t *testing.T) {
 // Keys are taken exactly as given or refused: never trimmed, never rewritten.
 func TestKeysAreExactOrRefused(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"1", "c-1", "고객 7", "a b", strings.Repeat("피", MaxKeyLen)} {
+	for _, ok := range []string{"1", "c-1", "고객 7", "a b", strings.Repeat("피", maxKeyLen)} {
 		got, err := Key("customerId", ok)
 		require.NoError(t, err, "%q", ok)
 		require.Equal(t, ok, got)
 	}
 	for _, bad := range []string{"", " ", "2 ", " 2", "2\t", "2\n", "\u00a02", "2\u3000", "2\x00", "2\u0085",
-		"2\u200b", "\ufeff2", "2\u202e", "2\u2028x", "2\ue000", "2\xff", strings.Repeat("x", MaxKeyLen+1)} {
+		"2\u200b", "\ufeff2", "2\u202e", "2\u2028x", "2\ue000", "2\xff", strings.Repeat("x", maxKeyLen+1)} {
 		_, err := Key("customerId", bad)
 		require.Error(t, err, "%q", bad)
 		require.Equal(t, errs.BadUserInput, errs.CodeOf(err))
@@ -107,7 +107,7 @@ func TestParseIDTakesOneSpelling(t *testing.T) {
 }
 
 // JSON reads the body into its input (strictly: a bad body is BAD_USER_INPUT and the call never
-// runs), reads nothing for NoBody, writes the answer with its status, and an error as WriteError.
+// runs), reads nothing for NoBody, writes the answer with its status, and an error as writeError.
 func TestJSONDecodesCallsAndWrites(t *testing.T) {
 	t.Parallel()
 	logger := slog.New(slog.DiscardHandler)

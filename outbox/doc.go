@@ -9,7 +9,7 @@
 //   - write.go: Outbox.Write, the write path: the events become relay job rows.
 //   - tx.go: Tx (Begin, InTx, Commit): a transaction whose event inserts, Deferred work and
 //     ExecAtCommit statements are sent with its COMMIT.
-//   - wake.go: Outbox.Wake, the one NOTIFY after a commit that tells the relay to fetch.
+//   - wake.go: Outbox.wake, the one NOTIFY after a commit that tells the relay to fetch.
 //   - relay.go: relayWorker.Work, the River worker that publishes a job's events.
 //   - prune.go: pruneWorker.Work, the periodic River job that forgets old inbox entries.
 //   - direct.go: Outbox.dispatch, publishing a Tx's events right after its commit.
@@ -39,7 +39,7 @@
 // COMMIT's round trip, so one job carries every event a batch of handlers wrote. In any other
 // transaction the insert runs at once.
 //
-// The relay is woken after the commit: Outbox.Wake sends one NOTIFY on River's insert channel, on
+// The relay is woken after the commit: Outbox.wake sends one NOTIFY on River's insert channel, on
 // its own, outside any transaction, and River fetches within FetchCooldown; FetchPollInterval is
 // the fallback. The write itself never notifies (River's client would, from inside the inserting
 // transaction, which is why Write does not insert through it): a NOTIFY inside a transaction takes

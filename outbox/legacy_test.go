@@ -36,7 +36,7 @@ func TestLegacyJobIsRelayedAndInTheTimeline(t *testing.T) {
 		_, err := o.client.InsertTx(ctx, tx, legacyRelayArgs{ev}, &river.InsertOpts{Queue: defaultQueue})
 		return err
 	}))
-	o.Wake()
+	o.wake()
 	b.waitEffects(t, 1, 10*time.Second) // the new relay publishes the old job: compatible
 
 	var inView int

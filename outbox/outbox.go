@@ -43,7 +43,7 @@ type Config struct {
 	// PublishTimeout bounds one publish attempt, reconnection waits included (default 20s).
 	PublishTimeout time.Duration
 	// PollOnly turns off LISTEN/NOTIFY: the relay only polls, every FetchPollInterval (for a
-	// connection pooler that cannot LISTEN). Otherwise Wake, called after a commit that wrote
+	// connection pooler that cannot LISTEN). Otherwise wake, called after a commit that wrote
 	// events, sends one NOTIFY on its own, and the relay fetches at once. Writes never NOTIFY
 	// inside their transaction: a NOTIFY takes a cluster-wide lock at commit, so every notifying
 	// writer, in every database of the server, would queue behind the others' WAL flush
@@ -82,7 +82,7 @@ type Outbox struct {
 	pool   *pgxpool.Pool
 	client *river.Client[pgx.Tx] // the relay
 
-	notify      riverdriver.Executor // sends Wake's NOTIFY
+	notify      riverdriver.Executor // sends wake's NOTIFY
 	wakePayload string
 	wakePending atomic.Bool
 	waking      atomic.Bool
@@ -145,7 +145,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
 		ID:     fmt.Sprintf("%s-%d", cfg.Service, time.Now().UnixNano()),
 		Logger: cfg.Logger.With("component", "river", "service", cfg.Service),
 		// Write inserts its jobs itself (write.go), never through this client, so River's
-		// insert-time NOTIFY never runs inside a transaction; Wake notifies after the commit.
+		// insert-time NOTIFY never runs inside a transaction; wake notifies after the commit.
 		FetchCooldown:               cfg.FetchCooldown,
 		FetchPollInterval:           cfg.FetchPollInterval,
 		CompletedJobRetentionPeriod: cfg.Retention,

@@ -311,7 +311,7 @@ func TestInboxIsPrunedAfterRetention(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond)
 }
 
-// A commit followed by Wake is relayed at once, though the relay would not poll for ten minutes:
+// A commit followed by wake is relayed at once, though the relay would not poll for ten minutes:
 // the NOTIFY, sent outside the writing transaction, wakes it.
 func TestWakeRelaysWithoutWaitingForThePoll(t *testing.T) {
 	t.Parallel()
@@ -322,7 +322,7 @@ func TestWakeRelaysWithoutWaitingForThePoll(t *testing.T) {
 	b.consume(t, url, recordEffect, nil)
 	for i := 1; i <= 3; i++ { // the first could be found by the relay's start-up fetch; the rest cannot
 		b.write(t, o, "test.woken", 1)
-		o.Wake()
+		o.wake()
 		b.waitEffects(t, i, 10*time.Second)
 	}
 }

@@ -376,7 +376,7 @@ func (s *txScope) committed() {
 		if jobs, ok := s.jobs[o]; ok {
 			o.dispatch(jobs)
 		} else {
-			o.Wake()
+			o.wake()
 		}
 	}
 }

@@ -7,12 +7,12 @@ import (
 	"github.com/riverqueue/river/riverdriver"
 )
 
-// Wake tells the relays of this database, in this process or another, that a transaction which
+// wake tells the relays of this database, in this process or another, that a transaction which
 // wrote events has committed: one NOTIFY outside any transaction, after the commit, so the
 // relay fetches the events now instead of at its next poll. Calls while a NOTIFY is being sent
 // are folded into one more after it; none is lost, and a failed NOTIFY leaves the events to the
 // poll. It never blocks.
-func (o *Outbox) Wake() {
+func (o *Outbox) wake() {
 	if o.cfg.PollOnly {
 		return
 	}
@@ -36,7 +36,7 @@ func (o *Outbox) wakeLoop() {
 			}
 		}
 		o.waking.Store(false)
-		// A Wake between the last Swap and the Store saw waking set and started nobody.
+		// A wake between the last Swap and the Store saw waking set and started nobody.
 		if !o.wakePending.Load() || !o.waking.CompareAndSwap(false, true) {
 			return
 		}
@@ -44,5 +44,5 @@ func (o *Outbox) wakeLoop() {
 }
 
 // riverInsertTopic is the channel River's producers listen on for new jobs (River sends the same
-// notification itself from inside an inserting transaction, which is what Wake avoids).
+// notification itself from inside an inserting transaction, which is what wake avoids).
 const riverInsertTopic = "river_insert"

@@ -40,8 +40,8 @@ func (relayArgs) Kind() string { return "outbox_relay" }
 // Write records events in tx: they are published if and only if tx commits. In a Tx (InTx,
 // Begin, every consumer transaction; ctx must be the Tx's) they are inserted with its COMMIT and
 // published after it, directly or by waking the relay. In any other transaction they are
-// inserted at once: call Wake once tx has committed, or the relay finds them only at its next
-// poll.
+// inserted at once, and the relay finds them at its next poll (Config.FetchPollInterval): use a Tx
+// to have them published at once.
 func (o *Outbox) Write(ctx context.Context, tx pgx.Tx, events ...Event) error {
 	if len(events) == 0 {
 		return nil

@@ -148,7 +148,7 @@ func (s *Service) Consume(b *pgx.Batch, events []outbox.Event) outbox.BatchHandl
 			}
 			row.View, row.UpdatedAt = next, now
 			row.Version++
-			out, err := outbox.NewEvent(lifecycle.MyPageUpdated, ev.OrderID, Producer, row.Shown())
+			out, err := outbox.NewEvent(lifecycle.MyPageUpdated, ev.OrderID, Producer, row.shown())
 			if err != nil {
 				return err
 			}
@@ -196,8 +196,8 @@ func placedAt(t time.Time) time.Time {
 	return t
 }
 
-// Shown is the row as clients see it: a reject reason only on a REJECTED order.
-func (r Row) Shown() Row {
+// shown is the row as clients see it: a reject reason only on a REJECTED order.
+func (r Row) shown() Row {
 	r.RejectReason = r.ShownRejectReason()
 	return r
 }
@@ -205,8 +205,8 @@ func (r Row) Shown() Row {
 // MaxLimit caps how many rows one myPage query returns.
 const MaxLimit = 500
 
-// ByCustomer returns a customer's rows, newest first.
-func (s *Service) ByCustomer(ctx context.Context, customerID string, limit int) ([]Row, error) {
+// byCustomer returns a customer's rows, newest first.
+func (s *Service) byCustomer(ctx context.Context, customerID string, limit int) ([]Row, error) {
 	customerID, err := httpapi.Key("customerId", customerID)
 	if err != nil {
 		return nil, err
@@ -221,13 +221,13 @@ ORDER BY placed_at DESC NULLS LAST, order_id DESC LIMIT $2`, customerID, limit)
 	}
 	out, err := pgx.CollectRows(rows, scanRow)
 	for i := range out {
-		out[i] = out[i].Shown()
+		out[i] = out[i].shown()
 	}
 	return out, err
 }
 
-// ByOrder returns one order's row.
-func (s *Service) ByOrder(ctx context.Context, orderID string) (Row, error) {
+// byOrder returns one order's row.
+func (s *Service) byOrder(ctx context.Context, orderID string) (Row, error) {
 	if _, err := httpapi.ParseID(orderID); err != nil {
 		return Row{}, errs.Errorf(errs.NotFound, "no myPage row for order %q", orderID)
 	}
@@ -239,7 +239,7 @@ func (s *Service) ByOrder(ctx context.Context, orderID string) (Row, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Row{}, errs.Errorf(errs.NotFound, "no myPage row for order %s", orderID)
 	}
-	return row.Shown(), err
+	return row.shown(), err
 }
 
 // Customer is a customer as myPage knows them.
@@ -324,7 +324,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		if err != nil {
 			return nil, err
 		}
-		return s.ByCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
+		return s.byCustomer(r.Context(), r.URL.Query().Get("customerId"), limit)
 	}))
 	mux.HandleFunc("GET /customers", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) ([]Customer, error) {
 		limit, err := queryLimit(r, 20)
@@ -334,7 +334,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		return s.Customers(r.Context(), r.URL.Query().Get("search"), limit)
 	}))
 	mux.HandleFunc("GET /mypage/orders/{orderId}", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ httpapi.NoBody) (Row, error) {
-		return s.ByOrder(r.Context(), r.PathValue("orderId"))
+		return s.byOrder(r.Context(), r.PathValue("orderId"))
 	}))
 }
 

@@ -40,12 +40,17 @@ type Delivery struct {
 
 // Service is the delivery service's logic.
 type Service struct {
-	pool   *pgxpool.Pool
-	outbox *outbox.Outbox
+	pool    *pgxpool.Pool
+	outbox  *outbox.Outbox
+	consume outbox.BatchPreparer // handle, an event at a time
 }
 
 // New returns the service.
-func New(pool *pgxpool.Pool, ob *outbox.Outbox) *Service { return &Service{pool: pool, outbox: ob} }
+func New(pool *pgxpool.Pool, ob *outbox.Outbox) *Service {
+	s := &Service{pool: pool, outbox: ob}
+	s.consume = outbox.EachEvent(s.handle)
+	return s
+}
 
 // Keys are the routing keys the delivery service consumes.
 var Keys = []string{lifecycle.StoreOrderCooked, lifecycle.OrderCancelled}
@@ -53,7 +58,7 @@ var Keys = []string{lifecycle.StoreOrderCooked, lifecycle.OrderCancelled}
 // Consume is the delivery service's consumer entry point (an outbox.BatchPreparer): it applies
 // each event on its own, with handle.
 func (s *Service) Consume(b *pgx.Batch, events []outbox.Event) outbox.BatchHandler {
-	return outbox.EachEvent(s.handle)(b, events)
+	return s.consume(b, events)
 }
 
 // handle starts a delivery for a cooked order unless the order is known cancelled, and cancels a

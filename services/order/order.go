@@ -5,7 +5,8 @@
 //
 // Each rule has its file: order.go the types, New and the reads; place.go placing with the
 // availability check; groupcommit.go writing placed orders together; cancel.go cancelling;
-// fold.go the consumer, folding events into orders.
+// fold.go the consumer, folding events into orders; http.go its internal API and client.go the
+// client callers use; metrics.go the pizza_orders gauge.
 package order
 
 import (

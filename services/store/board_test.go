@@ -131,6 +131,13 @@ func TestBoardIsTheUnfinishedAndTheRecent(t *testing.T) {
 	require.Len(t, board, 1)
 	require.Equal(t, "5", board[0].OrderID)
 
+	empty, err := s.Register(ctx, RegisterInput{Name: "빈점", Region: "중구", Open: new(true)})
+	require.NoError(t, err)
+	board, err = s.Board(ctx, mustID(t, empty.ID))
+	require.NoError(t, err)
+	require.NotNil(t, board, "a store with nothing on its board answers [], not null")
+	require.Empty(t, board)
+
 	_, err = s.Board(ctx, 99)
 	require.Equal(t, errs.NotFound, errs.CodeOf(err))
 }

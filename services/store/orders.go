@@ -35,14 +35,14 @@ WHERE store_id = $1 AND ($2 = '' OR status = $2) ORDER BY received_at, order_id`
 	return pgx.CollectRows(rows, scanOrder)
 }
 
-// BoardLimit bounds a board's replay: a store's unfinished orders come first.
-const BoardLimit = 500
+// boardLimit bounds a board's replay: a store's unfinished orders come first.
+const boardLimit = 500
 
-// BoardWindow is how long a finished store order stays on its store's board.
-const BoardWindow = 24 * time.Hour
+// boardWindow is how long a finished store order stays on its store's board.
+const boardWindow = 24 * time.Hour
 
 // Board is what a store's live board starts from: its unfinished (RECEIVED) orders and those
-// that changed within BoardWindow, oldest first, at most BoardLimit (the unfinished ones first,
+// that changed within boardWindow, oldest first, at most boardLimit (the unfinished ones first,
 // then the most recently changed). One statement, two index scans: store_orders_by_store for the
 // unfinished, store_orders_board for the recent; it is joined to the store's row, so that an
 // unknown store gives no row (NOT_FOUND) and a store with an empty board one row of NULLs.
@@ -58,14 +58,11 @@ FROM stores LEFT JOIN (
 ) board ON true
 WHERE stores.id = $1
 ORDER BY board.received_at, board.order_id`
-	rows, err := s.pool.Query(ctx, q, storeID, int64(BoardWindow/time.Second), BoardLimit)
+	rows, err := s.pool.Query(ctx, q, storeID, int64(boardWindow/time.Second), boardLimit)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		found bool
-		board []Order
-	)
+	found, board := false, []Order{} // an empty board is [], not null
 	var (
 		orderID, pizza, status *string
 		id, qty, version       *int64
