@@ -13,7 +13,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/1588-pizza/pizza/graph/model"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 )
 
 // Claims are what a bearer token says about its holder.
@@ -72,7 +72,7 @@ func (a *Auth) mint(role model.Role, id string, ttl time.Duration) (string, time
 		c.StoreID = id
 	case model.RoleAgent, model.RoleAdmin:
 		if id != "" {
-			if _, err := httpapi.Key("id", id); err != nil {
+			if _, err := input.Key("id", id); err != nil {
 				return "", time.Time{}, fmt.Errorf("a %s token's subject: %w", role, err)
 			}
 			c.Subject = id
@@ -96,11 +96,11 @@ func (c Claims) validate() error {
 	case c.Role == model.RoleMaster && c.StoreID == "":
 		return errors.New("a MASTER token needs its storeId")
 	case c.Role == model.RoleCustomer:
-		if _, err := httpapi.Key("customerId", c.CustomerID); err != nil {
+		if _, err := input.Key("customerId", c.CustomerID); err != nil {
 			return fmt.Errorf("a CUSTOMER token's customerId: %w", err)
 		}
 	case c.Role == model.RoleMaster:
-		if _, err := httpapi.ParseID(c.StoreID); err != nil {
+		if _, err := input.ParseID(c.StoreID); err != nil {
 			return fmt.Errorf("a MASTER token's storeId: %w", err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/web"
 )
 
@@ -53,16 +54,16 @@ func DevTokens(auth *Auth, ttl time.Duration, logger *slog.Logger) http.Handler 
 		}
 		switch role {
 		case model.RoleCustomer:
-			if _, err := httpapi.Key("id", in.ID); err != nil {
+			if _, err := input.Key("id", in.ID); err != nil {
 				return err
 			}
 		case model.RoleMaster:
-			if _, err := httpapi.ParseID(in.ID); err != nil {
+			if _, err := input.ParseID(in.ID); err != nil {
 				return errs.Invalid("id", "must be a store's id (a positive integer)")
 			}
 		default:
 			if in.ID != "" {
-				if _, err := httpapi.Key("id", in.ID); err != nil {
+				if _, err := input.Key("id", in.ID); err != nil {
 					return err
 				}
 			}

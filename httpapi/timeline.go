@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/1588-pizza/pizza/errs"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/outbox"
 )
 
@@ -17,7 +18,7 @@ import (
 // its database). Every service registers it; the BFF joins the answers (Client.Timeline).
 func ServeTimeline(mux *http.ServeMux, pool *pgxpool.Pool, logger *slog.Logger) {
 	mux.HandleFunc("GET /timeline/{orderId}", JSON(logger, http.StatusOK, func(r *http.Request, _ NoBody) (outbox.Timeline, error) {
-		if _, err := ParseID(r.PathValue("orderId")); err != nil {
+		if _, err := input.ParseID(r.PathValue("orderId")); err != nil {
 			return outbox.Timeline{}, errs.Errorf(errs.NotFound, "no order %q", r.PathValue("orderId"))
 		}
 		return outbox.ReadTimeline(r.Context(), pool, r.PathValue("orderId"))

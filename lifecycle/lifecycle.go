@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/outbox"
 )
 
@@ -94,7 +94,7 @@ const (
 // such an event as malformed before any handler sees it (outbox.ConsumerConfig.Check), so that
 // no service makes a row for an order that cannot exist.
 func CheckEvent(ev outbox.Event) error {
-	if _, err := httpapi.ParseID(ev.OrderID); err != nil {
+	if _, err := input.ParseID(ev.OrderID); err != nil {
 		return fmt.Errorf("orderId: %w", err)
 	}
 	return nil

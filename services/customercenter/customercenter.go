@@ -20,6 +20,7 @@ import (
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -207,7 +208,7 @@ const MaxLimit = 500
 
 // byCustomer returns a customer's rows, newest first.
 func (s *Service) byCustomer(ctx context.Context, customerID string, limit int) ([]Row, error) {
-	customerID, err := httpapi.Key("customerId", customerID)
+	customerID, err := input.Key("customerId", customerID)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +229,7 @@ ORDER BY placed_at DESC NULLS LAST, order_id DESC LIMIT $2`, customerID, limit)
 
 // byOrder returns one order's row.
 func (s *Service) byOrder(ctx context.Context, orderID string) (Row, error) {
-	if _, err := httpapi.ParseID(orderID); err != nil {
+	if _, err := input.ParseID(orderID); err != nil {
 		return Row{}, errs.Errorf(errs.NotFound, "no myPage row for order %q", orderID)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM mypage WHERE order_id = $1`, orderID)
@@ -262,7 +263,7 @@ func (s *Service) Customers(ctx context.Context, search string, limit int) ([]Cu
 	if limit < 1 || limit > MaxCustomers {
 		return nil, errs.Invalid("limit", "must be between 1 and %d", MaxCustomers)
 	}
-	search, err := httpapi.KeyPrefix("search", search)
+	search, err := input.KeyPrefix("search", search)
 	if err != nil {
 		return nil, err
 	}

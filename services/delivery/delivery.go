@@ -15,6 +15,7 @@ import (
 
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -130,7 +131,7 @@ func (s *Service) emit(ctx context.Context, tx pgx.Tx, typ, orderID string, p li
 
 // Get returns the delivery of an order.
 func (s *Service) Get(ctx context.Context, orderID string) (Delivery, error) {
-	if _, err := httpapi.ParseID(orderID); err != nil {
+	if _, err := input.ParseID(orderID); err != nil {
 		return Delivery{}, errs.Errorf(errs.NotFound, "no delivery for order %q", orderID)
 	}
 	var (

@@ -11,7 +11,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -77,7 +77,7 @@ func (s *Service) askStoreToCancel(ctx context.Context, id string) error {
 // recordCancel records a cancellation the store accepted: CANCELLED, announced with
 // order.cancelled, unless it is recorded already (a concurrent cancel, or the store's event).
 func (s *Service) recordCancel(ctx context.Context, id string) (Order, error) {
-	n, err := httpapi.ParseID(id)
+	n, err := input.ParseID(id)
 	if err != nil {
 		return Order{}, err
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/1588-pizza/pizza/db"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -46,7 +46,7 @@ func (s *Service) Consume(b *pgx.Batch, events []outbox.Event) outbox.BatchHandl
 		if _, ok := lifecycle.StatusOf(ev.Type); !ok {
 			continue
 		}
-		if n, err := httpapi.ParseID(ev.OrderID); err == nil { // a bad id fails in the handler
+		if n, err := input.ParseID(ev.OrderID); err == nil { // a bad id fails in the handler
 			ids = append(ids, n)
 		}
 	}
@@ -79,7 +79,7 @@ SELECT id, status, COALESCE(store_id, ''), COALESCE(reject_reason, '') FROM orde
 			if err := ev.DecodePayload(&p); err != nil {
 				return err
 			}
-			n, err := httpapi.ParseID(ev.OrderID)
+			n, err := input.ParseID(ev.OrderID)
 			if err != nil {
 				return fmt.Errorf("event for order %q: %w", ev.OrderID, err)
 			}

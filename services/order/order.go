@@ -22,7 +22,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -192,7 +192,7 @@ func (s *Service) byKey(ctx context.Context, customerID, key string) (Order, err
 
 // Get returns one order.
 func (s *Service) Get(ctx context.Context, id string) (Order, error) {
-	n, err := httpapi.ParseID(id)
+	n, err := input.ParseID(id)
 	if err != nil {
 		return Order{}, errs.Errorf(errs.NotFound, "no order %q", id)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 )
 
@@ -44,20 +44,20 @@ func (s *Service) Place(ctx context.Context, in PlaceInput) (Order, error) {
 
 func validate(in PlaceInput) (PlaceInput, error) {
 	var err error
-	if in.CustomerID, err = httpapi.Key("customerId", in.CustomerID); err != nil {
+	if in.CustomerID, err = input.Key("customerId", in.CustomerID); err != nil {
 		return in, err
 	}
-	if in.Pizza, err = httpapi.Text("pizza", in.Pizza, 100); err != nil {
+	if in.Pizza, err = input.Text("pizza", in.Pizza, 100); err != nil {
 		return in, err
 	}
-	if in.Region, err = httpapi.Text("region", in.Region, 64); err != nil {
+	if in.Region, err = input.Text("region", in.Region, 64); err != nil {
 		return in, err
 	}
 	if in.Qty < 1 || in.Qty > MaxQty {
 		return in, errs.Invalid("qty", "must be between 1 and %d", MaxQty)
 	}
 	if in.IdempotencyKey != "" {
-		if in.IdempotencyKey, err = httpapi.Text("idempotencyKey", in.IdempotencyKey, 128); err != nil {
+		if in.IdempotencyKey, err = input.Text("idempotencyKey", in.IdempotencyKey, 128); err != nil {
 			return in, err
 		}
 	}

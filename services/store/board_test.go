@@ -11,7 +11,7 @@ import (
 	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/db/dbtest"
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -176,7 +176,7 @@ FROM generate_series(1000, 21000) n`)
 
 func mustID(t *testing.T, s string) int64 {
 	t.Helper()
-	id, err := httpapi.ParseID(s)
+	id, err := input.ParseID(s)
 	require.NoError(t, err)
 	return id
 }

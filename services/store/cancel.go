@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -36,7 +36,7 @@ type Cancellation struct {
 // The store.order_cancelled event also tells the order service, so a cancellation accepted here
 // is recorded there even when the order service fails before it records it itself.
 func (s *Service) Cancel(ctx context.Context, orderID string) (Cancellation, error) {
-	if _, err := httpapi.ParseID(orderID); err != nil {
+	if _, err := input.ParseID(orderID); err != nil {
 		return Cancellation{}, errs.Errorf(errs.NotFound, "no order %q", orderID)
 	}
 	out := Cancellation{OrderID: orderID, Status: lifecycle.Cancelled}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/1588-pizza/pizza/errs"
 	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 )
 
@@ -59,7 +60,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		return nil
 	}))
 	mux.HandleFunc("GET /availability", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) (Availability, error) {
-		region, err := httpapi.Text("region", r.URL.Query().Get("region"), 64)
+		region, err := input.Text("region", r.URL.Query().Get("region"), 64)
 		if err != nil {
 			return Availability{}, err
 		}
@@ -84,7 +85,7 @@ func (s *Service) Routes(mux *http.ServeMux, logger *slog.Logger) {
 		return s.Order(r.Context(), r.PathValue("orderId"))
 	}))
 	mux.HandleFunc("POST /store-orders/{orderId}/cooked", httpapi.JSON(logger, http.StatusOK, func(r *http.Request, _ none) (Order, error) {
-		if _, err := httpapi.ParseID(r.PathValue("orderId")); err != nil {
+		if _, err := input.ParseID(r.PathValue("orderId")); err != nil {
 			return Order{}, errs.Errorf(errs.NotFound, "no store order %q", r.PathValue("orderId"))
 		}
 		return s.MarkCooked(r.Context(), r.PathValue("orderId"))

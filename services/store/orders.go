@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -84,7 +84,7 @@ ORDER BY board.received_at, board.order_id`
 
 // Order returns one store order.
 func (s *Service) Order(ctx context.Context, orderID string) (Order, error) {
-	if _, err := httpapi.ParseID(orderID); err != nil {
+	if _, err := input.ParseID(orderID); err != nil {
 		return Order{}, errs.Errorf(errs.NotFound, "no store order %q", orderID)
 	}
 	const q = `SELECT ` + orderColumns + ` FROM store_orders WHERE order_id = $1 AND store_id IS NOT NULL`

@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/1588-pizza/pizza/errs"
-	"github.com/1588-pizza/pizza/httpapi"
+	"github.com/1588-pizza/pizza/input"
 	"github.com/1588-pizza/pizza/lifecycle"
 	"github.com/1588-pizza/pizza/outbox"
 )
@@ -88,11 +88,11 @@ const Producer = "store"
 
 // Register adds a store.
 func (s *Service) Register(ctx context.Context, in RegisterInput) (Store, error) {
-	name, err := httpapi.Text("name", in.Name, 100)
+	name, err := input.Text("name", in.Name, 100)
 	if err != nil {
 		return Store{}, err
 	}
-	region, err := httpapi.Text("region", in.Region, 64)
+	region, err := input.Text("region", in.Region, 64)
 	if err != nil {
 		return Store{}, err
 	}
