@@ -97,7 +97,7 @@ func (sys *system) startWith(t *testing.T, override map[string]string, component
 	sys.running = append(sys.running, stop)
 	// Stop everything before what the test set up since newSystem (a proxy to a database or the
 	// broker) goes: a service whose database vanishes under it drains slowly (20 s more for
-	// TestChaosPostgresDown). Stopping twice is a no-op.
+	// TestChaos/PostgresDown). Stopping twice is a no-op.
 	t.Cleanup(sys.stopAll)
 	return stop
 }
