@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,12 +195,20 @@ var (
 	chaosResults   []chaosResult
 )
 
-// TestMain prints the fault suite's table after every test ran, when any scenario did.
+// TestMain runs the package's tests (all at once unless -parallel says otherwise: testParallel), then
+// closes the shared browser and prints the fault suite's table, when any scenario ran. In a
+// replica of the fault suite (pizzaCommand) it is the pizza command instead.
 func TestMain(m *testing.M) {
 	if os.Getenv(asPizza) != "" { // a replica of the fault suite's (pizzaCommand)
 		main()
 	}
+	flag.Parse()
+	parallelDefault()
+	if selected("TestChaos") {
+		budget.reserve("TestChaos", chaosConns)
+	}
 	code := m.Run()
+	closeBrowser()
 	if len(chaosResults) > 0 {
 		slices.SortFunc(chaosResults, func(a, b chaosResult) int { return strings.Compare(a.scenario, b.scenario) })
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
@@ -223,6 +234,35 @@ func TestMain(m *testing.M) {
 		_ = w.Flush()
 	}
 	os.Exit(code)
+}
+
+// testParallel is how many of this package's parallel tests run at once unless -parallel says
+// otherwise: all of them. go test's default, GOMAXPROCS, suits tests that compute; these mostly
+// wait (on systems starting, events flowing, a browser, the fault suite's clock), and what
+// bounds how many run at once is PostgreSQL's connections, which the connection budget (budget)
+// shares out. A waiting test holds a slot of -parallel, so a small -parallel would let waiting
+// tests keep the fault suite, the longest, from starting.
+const testParallel = 100
+
+// parallelDefault sets -test.parallel to testParallel when the command line does not set it.
+func parallelDefault() {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(testParallel))
+	}
+}
+
+// selected reports whether -run and -skip may select the top-level test named name (by their
+// first element; a test it wrongly thinks selected only has connections set aside for nothing).
+func selected(name string) bool {
+	match := func(flagName string) bool {
+		pattern, _, _ := strings.Cut(flag.Lookup(flagName).Value.String(), "/")
+		ok, err := regexp.MatchString(pattern, name)
+		return err == nil && ok
+	}
+	skip := flag.Lookup("test.skip").Value.String()
+	return match("test.run") && (skip == "" || !match("test.skip"))
 }
 
 // chaosSystem is the whole system with every component in a `pizza serve` of its own, so that a
@@ -369,12 +409,15 @@ func runChaos(t *testing.T, sc chaosScenario) {
 // runs them at length; -run 'TestChaos/PostgresDown' runs one.
 func TestChaos(t *testing.T) {
 	t.Parallel()
+	// Its connections are set aside (TestMain): it is the longest run of the package, and
+	// goes first.
+	budget.hold(t, chaosConns)
 	for _, sc := range []struct {
 		name string
 		run  func(*testing.T)
 	}{
-		{"DownstreamServicesDown", chaosDownstreamServicesDown},
 		{"RollingRestart", chaosRollingRestart},
+		{"DownstreamServicesDown", chaosDownstreamServicesDown},
 		{"KillEverything", chaosKillEverything},
 		{"CustomerCenterDatabaseDown", chaosCustomerCenterDatabaseDown},
 		{"PostgresDown", chaosPostgresDown},
@@ -384,8 +427,13 @@ func TestChaos(t *testing.T) {
 		{"PoisonMessages", chaosPoisonMessages},
 	} {
 		t.Run(sc.name, sc.run)
+		budget.keep(t.Name(), scenarioConns)
 	}
 }
+
+// The fault suite's connections: the rolling restart's two replicas of everything (run first)
+// hold 42, the other scenarios' systems under load about 25.
+const chaosConns, scenarioConns = 42, 25
 
 // waitFor polls cond every 100 ms until it holds or within passes.
 func waitFor(within time.Duration, cond func() bool) bool {

@@ -47,9 +47,9 @@ func newSystem(t *testing.T, extraEnv map[string]string) *system {
 	t.Helper()
 	env := testEnv(t)
 	sys := &system{env: env, pools: map[db.Service]*pgxpool.Pool{}}
-	for _, s := range db.Services {
+	for s, d := range dbtest.NewDatabases(t, db.Services...) {
 		key := strings.ToUpper(string(s))
-		env[key+"_DATABASE_URL"], sys.pools[s] = dbtest.NewDatabase(t, s)
+		env[key+"_DATABASE_URL"], sys.pools[s] = d.URL, d.Pool
 		env[key+"_ADDR"] = freeAddr(t)
 	}
 	maps.Copy(env, extraEnv)
