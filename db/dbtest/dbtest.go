@@ -114,15 +114,19 @@ func NewDatabases(t testing.TB, services ...db.Service) map[db.Service]Database 
 		require.NoError(t, err)
 		pc, err := pgxpool.ParseConfig(dbURL)
 		require.NoError(t, err)
-		// Connections the test left idle go back to the server soon: tests run many databases
-		// at once against its 100 connections.
-		pc.MaxConnIdleTime, pc.HealthCheckPeriod = time.Second, time.Second
+		trimIdle(pc)
 		pool, err := pgxpool.NewWithConfig(ctx, pc)
 		require.NoError(t, err)
 		t.Cleanup(pool.Close)
 		out[s] = Database{URL: dbURL, Pool: pool}
 	}
 	return out
+}
+
+// trimIdle makes a pool give connections idle for a second back to the server (pgxpool keeps
+// them for 30 minutes by default): tests run many databases at once against its 100 connections.
+func trimIdle(pc *pgxpool.Config) {
+	pc.MaxConnIdleTime, pc.HealthCheckPeriod = time.Second, time.Second
 }
 
 func pgErrCode(err error) string {
@@ -373,7 +377,11 @@ func fingerprint() (string, error) {
 
 func adminConn(t testing.TB) *pgxpool.Pool {
 	adminOnce.Do(func() {
-		adminPool, adminErr = pgxpool.New(context.Background(), mustWith("postgres"))
+		var pc *pgxpool.Config
+		if pc, adminErr = pgxpool.ParseConfig(mustWith("postgres")); adminErr == nil {
+			trimIdle(pc)
+			adminPool, adminErr = pgxpool.NewWithConfig(context.Background(), pc)
+		}
 	})
 	require.NoError(t, adminErr)
 	return adminPool
