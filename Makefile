@@ -23,7 +23,7 @@ test: infra browser
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 
-## chaos: the fault suite at length: each scenario (TestChaos*) under a steady load of orders for
+## chaos: the fault suite at length: each scenario (TestChaos/*) under a steady load of orders for
 ## PIZZA_CHAOS (default 2m), one after another, then the checker's table. Loopback only; never part of make test.
 PIZZA_CHAOS ?= 2m
 chaos: infra

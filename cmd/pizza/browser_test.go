@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,32 +37,59 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// newBrowser starts one headless chromium for the test, closed at its end. Each tab it opens
-// (browser.tab) is its own browser context: its own cookies and storage, as another person's
-// browser would be.
+// browser is the headless chromium the package's browser tests share: one process, started by
+// the first test that asks and closed when the tests end (closeBrowser, from TestMain). Each tab
+// it opens (browser.tab) is its own browser context: its own cookies and storage, as another
+// person's browser would be, so tests sharing the process see nothing of each other's.
 type browser struct {
 	ctx context.Context
 }
 
+var shared struct {
+	once    sync.Once
+	browser *browser
+	err     error
+	close   func()
+}
+
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
+	path := chromiumPath(t)
+	shared.once.Do(func() { shared.browser, shared.close, shared.err = startBrowser(path) })
+	if shared.err != nil {
+		t.Fatalf("start chromium: %v", shared.err)
+	}
+	return shared.browser
+}
+
+func startBrowser(path string) (*browser, func(), error) {
+	dir, err := os.MkdirTemp("", "pizza-chromium-")
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // root in CI containers
 		chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(dir),
 	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithErrorf(func(string, ...any) {}))
+	closeAll := func() { cancel(); cancelAlloc(); _ = os.RemoveAll(dir) }
 	if err := chromedp.Do(ctx); err != nil { // starts the browser; never under a timeout
-		cancel()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
+		closeAll()
+		return nil, nil, err
 	}
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	return &browser{ctx: ctx}
+	return &browser{ctx: ctx}, closeAll, nil
+}
+
+// closeBrowser closes the shared chromium, if a test started it.
+func closeBrowser() {
+	if shared.close != nil {
+		shared.close()
+	}
 }
 
 // tab opens a page in a browser context of its own, with a viewport of w x h CSS pixels.

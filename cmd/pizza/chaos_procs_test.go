@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -26,38 +25,21 @@ import (
 )
 
 // The fault suite's scenarios that need real OS processes: kill -9, and restarts one replica at
-// a time. Each component replica is a `pizza serve` process of the binary built from this tree.
+// a time. Each component replica is a `pizza serve` process: the test binary, run as the command.
 
-var (
-	pizzaBinOnce sync.Once
-	pizzaBin     string
-	pizzaBinErr  error
-)
+// asPizza, in the environment of a process started from the test binary, makes that process the
+// pizza command itself (TestMain calls main): each replica runs this tree's code without a
+// separate `go build`.
+const asPizza = "RUN_AS_PIZZA_COMMAND"
 
-// buildPizza builds the pizza binary once per test run, into a temporary directory that
-// removePizzaBin (from TestMain) removes when the run ends.
-func buildPizza(t *testing.T) string {
+// pizzaCommand is `pizza args...` as a process of the test binary (see asPizza).
+func pizzaCommand(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	pizzaBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pizza-chaos-bin-")
-		if err != nil {
-			pizzaBinErr = err
-			return
-		}
-		pizzaBin = filepath.Join(dir, "pizza")
-		out, err := exec.Command("go", "build", "-o", pizzaBin, ".").CombinedOutput()
-		if err != nil {
-			pizzaBinErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	require.NoError(t, pizzaBinErr)
-	return pizzaBin
-}
-
-func removePizzaBin() {
-	if pizzaBin != "" {
-		_ = os.RemoveAll(filepath.Dir(pizzaBin))
-	}
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, args...)
+	cmd.Env = []string{asPizza + "=1"}
+	return cmd
 }
 
 // proc is one running `pizza serve` process.
@@ -69,7 +51,7 @@ type proc struct {
 // startProc runs `pizza serve components...` with env and waits until readyURL answers 200.
 func startProc(t *testing.T, env map[string]string, readyURL string, components ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(buildPizza(t), append([]string{"serve"}, components...)...)
+	cmd := pizzaCommand(t, append([]string{"serve"}, components...)...)
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

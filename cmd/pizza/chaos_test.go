@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,9 +179,6 @@ func (l *chaosLoad) cook(ctx context.Context) {
 	}
 }
 
-// chaosSlot admits one scenario at a time.
-var chaosSlot = make(chan struct{}, 1)
-
 // chaosResult is one row of the checker's table.
 type chaosResult struct {
 	scenario                         string
@@ -195,9 +195,20 @@ var (
 	chaosResults   []chaosResult
 )
 
-// TestMain prints the fault suite's table after every test ran, when any scenario did.
+// TestMain runs the package's tests (all at once unless -parallel says otherwise: testParallel), then
+// closes the shared browser and prints the fault suite's table, when any scenario ran. In a
+// replica of the fault suite (pizzaCommand) it is the pizza command instead.
 func TestMain(m *testing.M) {
+	if os.Getenv(asPizza) != "" { // a replica of the fault suite's (pizzaCommand)
+		main()
+	}
+	flag.Parse()
+	parallelDefault()
+	if selected("TestChaos") {
+		budget.reserve("TestChaos", chaosConns)
+	}
 	code := m.Run()
+	closeBrowser()
 	if len(chaosResults) > 0 {
 		slices.SortFunc(chaosResults, func(a, b chaosResult) int { return strings.Compare(a.scenario, b.scenario) })
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
@@ -222,8 +233,36 @@ func TestMain(m *testing.M) {
 		}
 		_ = w.Flush()
 	}
-	removePizzaBin()
 	os.Exit(code)
+}
+
+// testParallel is how many of this package's parallel tests run at once unless -parallel says
+// otherwise: all of them. go test's default, GOMAXPROCS, suits tests that compute; these mostly
+// wait (on systems starting, events flowing, a browser, the fault suite's clock), and what
+// bounds how many run at once is PostgreSQL's connections, which the connection budget (budget)
+// shares out. A waiting test holds a slot of -parallel, so a small -parallel would let waiting
+// tests keep the fault suite, the longest, from starting.
+const testParallel = 100
+
+// parallelDefault sets -test.parallel to testParallel when the command line does not set it.
+func parallelDefault() {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(testParallel))
+	}
+}
+
+// selected reports whether -run and -skip may select the top-level test named name (by their
+// first element; a test it wrongly thinks selected only has connections set aside for nothing).
+func selected(name string) bool {
+	match := func(flagName string) bool {
+		pattern, _, _ := strings.Cut(flag.Lookup(flagName).Value.String(), "/")
+		ok, err := regexp.MatchString(pattern, name)
+		return err == nil && ok
+	}
+	skip := flag.Lookup("test.skip").Value.String()
+	return match("test.run") && (skip == "" || !match("test.skip"))
 }
 
 // chaosSystem is the whole system with every component in a `pizza serve` of its own, so that a
@@ -289,11 +328,6 @@ const (
 // for chaosLength (longer when healing takes longer), the fault during its middle half, and then
 // the checker.
 func runChaos(t *testing.T, sc chaosScenario) {
-	// One scenario at a time: each is a whole system under load (up to ten processes), and
-	// together they would take more of PostgreSQL's 100 connections than the rest of the suite
-	// leaves.
-	chaosSlot <- struct{}{}
-	defer func() { <-chaosSlot }()
 	length, _ := chaosLength()
 	// A loaded machine (CI, other tests) must not time a healthy check out: the slow-store scenario
 	// sets its own timeout.
@@ -368,6 +402,38 @@ func runChaos(t *testing.T, sc chaosScenario) {
 	}
 	require.Equal(t, sc.deadLetters, res.inDLQ, "%s: dead letters (only the scenario's own poison belongs there)", sc.name)
 }
+
+// TestChaos is the fault suite: its scenarios run one after another (each is a whole system under
+// load, up to ten processes, and together they would take more of PostgreSQL's 100 connections
+// than the rest of the suite leaves), all of them beside the package's other tests. `make chaos`
+// runs them at length; -run 'TestChaos/PostgresDown' runs one.
+func TestChaos(t *testing.T) {
+	t.Parallel()
+	// Its connections are set aside (TestMain): it is the longest run of the package, and
+	// goes first.
+	budget.hold(t, chaosConns)
+	for _, sc := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"RollingRestart", chaosRollingRestart},
+		{"DownstreamServicesDown", chaosDownstreamServicesDown},
+		{"KillEverything", chaosKillEverything},
+		{"CustomerCenterDatabaseDown", chaosCustomerCenterDatabaseDown},
+		{"PostgresDown", chaosPostgresDown},
+		{"RabbitMQDown", chaosRabbitMQDown},
+		{"RabbitMQBlackholed", chaosRabbitMQBlackholed},
+		{"SlowStoreTripsTheBreaker", chaosSlowStoreTripsTheBreaker},
+		{"PoisonMessages", chaosPoisonMessages},
+	} {
+		t.Run(sc.name, sc.run)
+		budget.keep(t.Name(), scenarioConns)
+	}
+}
+
+// The fault suite's connections: the rolling restart's two replicas of everything (run first)
+// hold 42, the other scenarios' systems under load about 25.
+const chaosConns, scenarioConns = 42, 25
 
 // waitFor polls cond every 100 ms until it holds or within passes.
 func waitFor(within time.Duration, cond func() bool) bool {
@@ -466,8 +532,7 @@ func chaosCount(t *testing.T, sys *system, ids []string, res *chaosResult) {
 
 // Delivery and customercenter stopped in the middle of the load, with the store cooking
 // meanwhile: no placement fails, and when they return every view catches up.
-func TestChaosDownstreamServicesDown(t *testing.T) {
-	t.Parallel()
+func chaosDownstreamServicesDown(t *testing.T) {
 	runChaos(t, chaosScenario{
 		name: "delivery and customercenter down",
 		inject: func(t *testing.T, cs *chaosSystem) func() {
@@ -479,8 +544,7 @@ func TestChaosDownstreamServicesDown(t *testing.T) {
 
 // The original project's zero-downtime check: split into processes, two replicas of everything,
 // each replica restarted in turn (SIGTERM, drained, started again) under load: no request fails.
-func TestChaosRollingRestart(t *testing.T) {
-	t.Parallel()
+func chaosRollingRestart(t *testing.T) {
 	runChaos(t, chaosScenario{
 		name:     "rolling restart, one replica at a time",
 		replicas: 2,
@@ -501,8 +565,7 @@ func TestChaosRollingRestart(t *testing.T) {
 // kill -9 of every process at once in the middle of the load, then a restart: placements during
 // the outage fail without an answer and are retried with their idempotency keys; nothing
 // accepted is lost, nothing happens twice.
-func TestChaosKillEverything(t *testing.T) {
-	t.Parallel()
+func chaosKillEverything(t *testing.T) {
 	runChaos(t, chaosScenario{
 		name:     "kill -9 of every process",
 		replicas: 1,
@@ -543,8 +606,7 @@ func stopProxy(p **outboxtest.Proxy) func(*testing.T, *chaosSystem) func() {
 
 // The customercenter's database away in the middle of the load: its consumer waits it out
 // (nothing dead-lettered), placements never notice, and every accepted order reaches myPage.
-func TestChaosCustomerCenterDatabaseDown(t *testing.T) {
-	t.Parallel()
+func chaosCustomerCenterDatabaseDown(t *testing.T) {
 	var p *outboxtest.Proxy
 	runChaos(t, chaosScenario{
 		name:   "customercenter database down",
@@ -556,8 +618,7 @@ func TestChaosCustomerCenterDatabaseDown(t *testing.T) {
 // Every service's database away at once (the PostgreSQL server down): placements answer the
 // retryable UNAVAILABLE and succeed when retried with their keys; nothing is lost, duplicated or
 // dead-lettered.
-func TestChaosPostgresDown(t *testing.T) {
-	t.Parallel()
+func chaosPostgresDown(t *testing.T) {
 	var p *outboxtest.Proxy
 	runChaos(t, chaosScenario{
 		name:    "PostgreSQL down",
@@ -570,8 +631,7 @@ func TestChaosPostgresDown(t *testing.T) {
 
 // RabbitMQ away in the middle of the load: placements never fail (the outbox keeps the events),
 // and everything flows once it is back.
-func TestChaosRabbitMQDown(t *testing.T) {
-	t.Parallel()
+func chaosRabbitMQDown(t *testing.T) {
 	var p *outboxtest.Proxy
 	runChaos(t, chaosScenario{
 		name:   "RabbitMQ down",
@@ -582,8 +642,7 @@ func TestChaosRabbitMQDown(t *testing.T) {
 
 // RabbitMQ unreachable without a word (a partition: connections open, nothing moves) in the
 // middle of the load: placements never fail, and everything flows once it heals.
-func TestChaosRabbitMQBlackholed(t *testing.T) {
-	t.Parallel()
+func chaosRabbitMQBlackholed(t *testing.T) {
 	var p *outboxtest.Proxy
 	runChaos(t, chaosScenario{
 		name: "RabbitMQ blackholed",
@@ -598,8 +657,7 @@ func TestChaosRabbitMQBlackholed(t *testing.T) {
 // The store's availability check slowed past its timeout in the middle of the load: the breaker
 // opens, placements are answered at once as REJECTED / STORE_BUSY (never an error), and once the
 // store is quick again the breaker closes and orders are taken.
-func TestChaosSlowStoreTripsTheBreaker(t *testing.T) {
-	t.Parallel()
+func chaosSlowStoreTripsTheBreaker(t *testing.T) {
 	var slow atomic.Bool
 	runChaos(t, chaosScenario{
 		name:    "store availability check slowed",
@@ -629,8 +687,7 @@ func TestChaosSlowStoreTripsTheBreaker(t *testing.T) {
 // Poison in the middle of the load: bodies that are no events, and events for orders that cannot
 // exist, published to the exchange. Each service that gets one dead-letters it at once; nothing
 // else is disturbed.
-func TestChaosPoisonMessages(t *testing.T) {
-	t.Parallel()
+func chaosPoisonMessages(t *testing.T) {
 	const n = 10
 	runChaos(t, chaosScenario{
 		name: "poison messages",

@@ -22,8 +22,9 @@ import (
 )
 
 // testEnv points every service at its own database that does not exist yet, and the broker at
-// a test exchange.
+// a test exchange. The test holds a unit of the connection budget until it ends.
 func testEnv(t *testing.T) map[string]string {
+	budget.hold(t, systemConns)
 	names := outboxtest.NewNames(t)
 	env := map[string]string{
 		"DATABASE_URL":       dbtest.ServerURL(),
@@ -42,6 +43,88 @@ func testEnv(t *testing.T) map[string]string {
 		names.Queue(string(s) + ".events") // deleted when the test ends
 	}
 	return env
+}
+
+// budget bounds how many PostgreSQL connections the package's tests hold at once, out of the
+// server's 100: other test packages run beside this one (about 15), each test process keeps a
+// few of its own (its run lock, cloning), and a client that finds the server full fails. A test
+// that runs services (testEnv) holds systemConns until it ends, as measured for one system with
+// every service, its BFF and the test's own pools (pg_stat_activity, by application_name); a test
+// that needs more says so first. The budget, not go test's -parallel (testParallel lets every
+// test start), is what queues the tests.
+var budget = &connBudget{free: 65, reserved: map[string]int{}, holders: map[string]int{}}
+
+// systemConns is what one running system holds at most, rounded up.
+const systemConns = 20
+
+// connBudget is a counting semaphore, first come first served, whose units a top-level test
+// holds (with its subtests) until it ends. Units reserved for a test are its without waiting.
+type connBudget struct {
+	mu       sync.Mutex
+	free     int
+	reserved map[string]int // units set aside, by top-level test
+	holders  map[string]int // units held, by top-level test
+	queue    []*budgetWait
+}
+
+type budgetWait struct {
+	n     int
+	ready chan struct{}
+}
+
+// reserve sets n units aside for the top-level test named top.
+func (b *connBudget) reserve(top string, n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free -= n
+	b.reserved[top] += n
+}
+
+// hold waits for n units for t's top-level test (none when they were reserved for it) and gives
+// them back when t ends; a test that holds units already takes none.
+func (b *connBudget) hold(t *testing.T, n int) {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	w := &budgetWait{n: n, ready: make(chan struct{})}
+	b.mu.Lock()
+	if b.holders[top] > 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.holders[top] = n
+	if r, ok := b.reserved[top]; ok { // set aside for it: its at once
+		delete(b.reserved, top)
+		b.free += r - n
+		close(w.ready)
+	} else {
+		b.queue = append(b.queue, w)
+		b.grant()
+	}
+	b.mu.Unlock()
+	<-w.ready
+	t.Cleanup(func() { b.keep(top, 0) })
+}
+
+// keep gives back what top holds beyond n units.
+func (b *connBudget) keep(top string, n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if held := b.holders[top]; held > n {
+		b.free += held - n
+		b.holders[top] = n
+		b.grant()
+	}
+	if n == 0 {
+		delete(b.holders, top)
+	}
+}
+
+// grant admits waiters from the head of the queue while their units are free.
+func (b *connBudget) grant() {
+	for len(b.queue) > 0 && b.queue[0].n <= b.free {
+		b.free -= b.queue[0].n
+		close(b.queue[0].ready)
+		b.queue = b.queue[1:]
+	}
 }
 
 // 7. `pizza migrate` twice, and four at once: no error, and every database has the schema of a

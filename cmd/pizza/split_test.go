@@ -20,6 +20,7 @@ import (
 // delivered, and no effect happened twice.
 func TestSplitTopologyWithReplicas(t *testing.T) {
 	t.Parallel()
+	budget.hold(t, 32) // the replicas hold more than a system's connections
 	sys := newSystem(t, nil)
 	orderB, storeB := freeAddr(t), freeAddr(t)
 	sys.env["ORDER_URL"] = "http://" + sys.env["ORDER_ADDR"] + ",http://" + orderB

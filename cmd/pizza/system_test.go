@@ -47,9 +47,9 @@ func newSystem(t *testing.T, extraEnv map[string]string) *system {
 	t.Helper()
 	env := testEnv(t)
 	sys := &system{env: env, pools: map[db.Service]*pgxpool.Pool{}}
-	for _, s := range db.Services {
+	for s, d := range dbtest.NewDatabases(t, db.Services...) {
 		key := strings.ToUpper(string(s))
-		env[key+"_DATABASE_URL"], sys.pools[s] = dbtest.NewDatabase(t, s)
+		env[key+"_DATABASE_URL"], sys.pools[s] = d.URL, d.Pool
 		env[key+"_ADDR"] = freeAddr(t)
 	}
 	maps.Copy(env, extraEnv)
@@ -97,7 +97,7 @@ func (sys *system) startWith(t *testing.T, override map[string]string, component
 	sys.running = append(sys.running, stop)
 	// Stop everything before what the test set up since newSystem (a proxy to a database or the
 	// broker) goes: a service whose database vanishes under it drains slowly (20 s more for
-	// TestChaosPostgresDown). Stopping twice is a no-op.
+	// TestChaos/PostgresDown). Stopping twice is a no-op.
 	t.Cleanup(sys.stopAll)
 	return stop
 }

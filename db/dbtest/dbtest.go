@@ -1,9 +1,10 @@
-// Package dbtest gives each test its own PostgreSQL database, cloned in milliseconds from a
-// migrated template, or a transaction rolled back when the test ends.
+// Package dbtest gives each test its own PostgreSQL database, cloned from a migrated template
+// (a few hundred milliseconds; NewDatabases makes several at once), or a transaction rolled back
+// when the test ends.
 //
 // What it leaves on the server, and for how long:
 //
-//   - pizza_test_<run>_<service>_<random> (NewDatabase) and pizza_test_<run>_empty_<random>
+//   - pizza_test_<run>_<service>_<random> (NewDatabase, NewDatabases) and pizza_test_<run>_empty_<random>
 //     (NewEmptyURL): one test's database, dropped when the test ends. <run> names the test
 //     process, which holds an advisory lock on it while it lives; a process that died before its
 //     cleanups ran (Ctrl-C, a timeout's panic, kill -9) leaves its databases behind, and the next
@@ -64,32 +65,68 @@ type templateOnce struct {
 // drops it when the test ends. It returns the database's URL and a pool on it.
 func NewDatabase(t testing.TB, s db.Service) (string, *pgxpool.Pool) {
 	t.Helper()
+	dbs := NewDatabases(t, s)
+	return dbs[s].URL, dbs[s].Pool
+}
+
+// Database is a test's own database: its URL and a pool on it.
+type Database struct {
+	URL  string
+	Pool *pgxpool.Pool
+}
+
+// NewDatabases is NewDatabase for each of the services, the clones made at once: PostgreSQL takes
+// a few hundred milliseconds for each, mostly waiting on the disk.
+func NewDatabases(t testing.TB, services ...db.Service) map[db.Service]Database {
+	t.Helper()
 	ctx := context.Background()
-	name := testDatabaseName(t, string(s))
 	admin := adminConn(t)
-	clone := func() error {
+	clone := func(name string, s db.Service, template string) error {
 		_, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
-			pgx.Identifier{name}.Sanitize(), pgx.Identifier{template(t, s)}.Sanitize()))
+			pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize()))
 		return err
 	}
-	err := clone()
-	if pgErrCode(err) == "3D000" { // invalid_catalog_name: the template does not exist
-		// Another checkout's test process, built from other migrations, dropped this template
-		// as stale after this process found it: build it again.
-		templates.Delete(s)
-		err = clone()
+	names := make([]string, len(services))
+	tmpls := make([]string, len(services))
+	for i, s := range services {
+		names[i] = testDatabaseName(t, string(s))
+		tmpls[i] = template(t, s)
+		t.Cleanup(func() { dropTestDatabase(t, names[i]) }) // after the pool below is closed
 	}
-	require.NoError(t, err, "clone template database")
+	errs := make([]error, len(services))
+	var wg sync.WaitGroup
+	for i, s := range services {
+		wg.Go(func() { errs[i] = clone(names[i], s, tmpls[i]) })
+	}
+	wg.Wait()
 
-	dbURL, err := db.WithDatabase(ServerURL(), name)
-	require.NoError(t, err)
-	pool, err := pgxpool.New(ctx, dbURL)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		pool.Close()
-		dropTestDatabase(t, name)
-	})
-	return dbURL, pool
+	out := make(map[db.Service]Database, len(services))
+	for i, s := range services {
+		err := errs[i]
+		if pgErrCode(err) == "3D000" { // invalid_catalog_name: the template does not exist
+			// Another checkout's test process, built from other migrations, dropped this template
+			// as stale after this process found it: build it again.
+			templates.Delete(s)
+			err = clone(names[i], s, template(t, s))
+		}
+		require.NoError(t, err, "clone template database")
+		dbURL, err := db.WithDatabase(ServerURL(), names[i])
+		require.NoError(t, err)
+		pc, err := pgxpool.ParseConfig(dbURL)
+		require.NoError(t, err)
+		trimIdle(pc)
+		pool, err := pgxpool.NewWithConfig(ctx, pc)
+		require.NoError(t, err)
+		t.Cleanup(pool.Close)
+		out[s] = Database{URL: dbURL, Pool: pool}
+	}
+	return out
+}
+
+// trimIdle makes a pool give connections idle for a second back to the server (pgxpool keeps
+// them for 30 minutes by default): tests run many databases at once against its 100 connections.
+func trimIdle(pc *pgxpool.Config) {
+	pc.MaxConnIdleTime, pc.HealthCheckPeriod = time.Second, time.Second
 }
 
 func pgErrCode(err error) string {
@@ -340,7 +377,11 @@ func fingerprint() (string, error) {
 
 func adminConn(t testing.TB) *pgxpool.Pool {
 	adminOnce.Do(func() {
-		adminPool, adminErr = pgxpool.New(context.Background(), mustWith("postgres"))
+		var pc *pgxpool.Config
+		if pc, adminErr = pgxpool.ParseConfig(mustWith("postgres")); adminErr == nil {
+			trimIdle(pc)
+			adminPool, adminErr = pgxpool.NewWithConfig(context.Background(), pc)
+		}
 	})
 	require.NoError(t, adminErr)
 	return adminPool

@@ -101,7 +101,8 @@ func TestAmbiguousGroupCommitIsNotWrittenTwice(t *testing.T) {
 
 // lossyConn drops the connection after forwarding a COMMIT of a transaction that bound at least
 // four statements before it (BEGIN, five inserts and the events' insert for the group; three for
-// a single placement), once armed, and once only; the server has committed by the time it drops.
+// a single placement), once armed, and once only; it drops once the server has answered the
+// COMMIT, so the server has committed and only the client does not know.
 // A COMMIT is a simple query, or a Parse of it executed in the same write (not a Parse that only
 // describes it).
 type lossyConn struct {
@@ -156,9 +157,34 @@ func (c *lossyConn) Read(b []byte) (int, error) {
 	doomed := c.doomed
 	c.mu.Unlock()
 	if doomed {
-		time.Sleep(300 * time.Millisecond) // the server reads and commits the COMMIT meanwhile
+		c.swallowCommitReply() // the server has committed: only its answer is lost
 		_ = c.Conn.Close()
 		return 0, errors.New("review: connection lost before the COMMIT's reply")
 	}
 	return c.Conn.Read(b)
+}
+
+// swallowCommitReply reads what the server sends, without passing it on, until its
+// CommandComplete for the COMMIT (or for 10 s at most, or until the connection fails).
+func (c *lossyConn) swallowCommitReply() {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf []byte
+	chunk := make([]byte, 4096)
+	for {
+		for len(buf) >= 5 {
+			typ, n := buf[0], int(binary.BigEndian.Uint32(buf[1:5]))
+			if n < 4 || len(buf) < 1+n {
+				break
+			}
+			if typ == 'C' && strings.HasPrefix(string(buf[5:1+n]), "COMMIT") {
+				return
+			}
+			buf = buf[1+n:]
+		}
+		k, err := c.Conn.Read(chunk)
+		if err != nil {
+			return
+		}
+		buf = append(buf, chunk[:k]...)
+	}
 }
