@@ -31,6 +31,7 @@ import (
 // system is the whole backend started through the real `pizza serve` wiring, on free ports,
 // against the test's own databases and broker names.
 type system struct {
+	t       *testing.T // the test newSystem was given
 	env     map[string]string
 	order   *order.Client
 	store   *store.Client
@@ -46,7 +47,7 @@ type system struct {
 func newSystem(t *testing.T, extraEnv map[string]string) *system {
 	t.Helper()
 	env := testEnv(t)
-	sys := &system{env: env, pools: map[db.Service]*pgxpool.Pool{}}
+	sys := &system{t: t, env: env, pools: map[db.Service]*pgxpool.Pool{}}
 	for s, d := range dbtest.NewDatabases(t, db.Services...) {
 		key := strings.ToUpper(string(s))
 		env[key+"_DATABASE_URL"], sys.pools[s] = d.URL, d.Pool
@@ -97,8 +98,13 @@ func (sys *system) startWith(t *testing.T, override map[string]string, component
 	sys.running = append(sys.running, stop)
 	// Stop everything before what the test set up since newSystem (a proxy to a database or the
 	// broker) goes: a service whose database vanishes under it drains slowly (20 s more for
-	// TestChaos/PostgresDown). Stopping twice is a no-op.
-	t.Cleanup(sys.stopAll)
+	// TestChaos/PostgresDown). Stopping twice is a no-op. A subtest's components stop when the
+	// subtest ends, and only they: the test's own run on.
+	if t == sys.t {
+		t.Cleanup(sys.stopAll)
+	} else {
+		t.Cleanup(stop)
+	}
 	return stop
 }
 

@@ -1,6 +1,5 @@
 // Package dbtest gives each test its own PostgreSQL database, cloned from a migrated template
-// (a few hundred milliseconds; NewDatabases makes several at once), or a transaction rolled back
-// when the test ends.
+// (a few hundred milliseconds; NewDatabases makes several at once).
 //
 // What it leaves on the server, and for how long:
 //
@@ -12,9 +11,8 @@
 //   - pizza_tmpl_<service>_<fingerprint>: the migrated template, one a service, kept between
 //     runs and reused by name; <fingerprint> hashes the migrations, so changing one builds a new
 //     template, and building one drops the service's templates of other fingerprints.
-//   - pizza_txtest_<service>_<fingerprint> (NewTx): a clone of the template shared by the tests
-//     of NewTx, which never commit; kept and reused by name like the template, and dropped with
-//     it (unless some test process still uses it; the next build drops it then).
+//   - pizza_txtest_<service>_<fingerprint>: left by earlier versions (a rollback-only clone
+//     nothing uses any more); building a template drops them.
 package dbtest
 
 import (
@@ -219,60 +217,6 @@ func dropLeftovers(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// NewTx begins a transaction on a database shared by the package's tests and rolls it back when
-// the test ends: for repository tests that never need to see a commit.
-func NewTx(t testing.TB, s db.Service) pgx.Tx {
-	t.Helper()
-	pool := sharedPool(t, s)
-	tx, err := pool.Begin(context.Background())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-	return tx
-}
-
-var shared sync.Map // db.Service -> *sharedOnce
-
-type sharedOnce struct {
-	once sync.Once
-	pool *pgxpool.Pool
-	err  error
-}
-
-func sharedPool(t testing.TB, s db.Service) *pgxpool.Pool {
-	t.Helper()
-	v, _ := shared.LoadOrStore(s, &sharedOnce{})
-	so := v.(*sharedOnce)
-	so.once.Do(func() { so.pool, so.err = openShared(t, s) })
-	require.NoError(t, so.err, "shared database for %s", s)
-	return so.pool
-}
-
-// openShared opens the service's shared rollback-only database, named after the template it is
-// cloned from so that every test binary of the same migrations reuses it: its tests never
-// commit, so it never needs dropping.
-func openShared(t testing.TB, s db.Service) (*pgxpool.Pool, error) {
-	ctx := context.Background()
-	tmpl := template(t, s)
-	name := "pizza_txtest" + strings.TrimPrefix(tmpl, "pizza_tmpl")
-	conn := connectServer(t)
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('pizza-dbtest-template'))`); err != nil {
-		return nil, err
-	}
-	defer conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('pizza-dbtest-template'))`) //nolint:errcheck
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
-		return nil, err
-	}
-	if !exists {
-		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s",
-			pgx.Identifier{name}.Sanitize(), pgx.Identifier{tmpl}.Sanitize())); err != nil {
-			return nil, err
-		}
-	}
-	return pgxpool.New(ctx, mustWith(name))
-}
-
 // template returns the name of a migrated template database for the service, building it once
 // per migration fingerprint. Test binaries run in parallel, so building is serialised across
 // processes with an advisory lock, and a template only gets its final name once complete.
@@ -325,9 +269,9 @@ func buildTemplate(s db.Service) (string, error) {
 		pgx.Identifier{building}.Sanitize(), pgx.Identifier{name}.Sanitize())); err != nil {
 		return "", err
 	}
-	// Templates of other migration sets are dead weight; drop them, and their NewTx clones
-	// unless in use (no FORCE: a test process of another checkout may be using one; it is
-	// dropped by a later build). A template is only connected to while it is built, under
+	// Templates of other migration sets are dead weight; drop them, and the rollback-only clones
+	// earlier versions made (pizza_txtest_), unless in use (no FORCE: a test process of another
+	// checkout may be using one; it is dropped by a later build). A template is only connected to while it is built, under
 	// its _building name, so dropping it takes no FORCE either; a process that still clones
 	// it builds it again (NewDatabase).
 	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database
@@ -499,4 +443,25 @@ func scanStat(t testing.TB, pool *pgxpool.Pool, query, name string) (n int64) {
 	require.NoError(t, err)
 	require.NoError(t, pool.QueryRow(ctx, query, name).Scan(&n))
 	return n
+}
+
+// RequireIndexAfterGrowth checks that a service's batch statements keep finding their rows
+// through an index as table grows from empty, as it does in production: a prepared statement that
+// settled on a generic plan while the table was tiny would read the whole table on every batch
+// (db.CustomPlans is what prevents it). pass applies one batch, fresh rows each time, and returns
+// the check of what it did, which runs once the scans are counted (so it may scan as it likes).
+// pass runs more than five times on the small table (where PostgreSQL settles on a generic plan),
+// then grow fills the table, with no ANALYZE to tell a cached plan, and the next pass must not
+// scan table. pool must be a NewOneConnPool: plans are per connection.
+func RequireIndexAfterGrowth(t testing.TB, pool *pgxpool.Pool, table, grow string, pass func() (check func())) {
+	t.Helper()
+	for range 8 {
+		pass()()
+	}
+	_, err := pool.Exec(context.Background(), grow)
+	require.NoError(t, err, "grow %s", table)
+	before := SeqScans(t, pool, table)
+	check := pass()
+	require.Zero(t, SeqScans(t, pool, table)-before, "a batch read the whole %s table", table)
+	check()
 }

@@ -23,19 +23,3 @@ func TestNewDatabaseIsMigratedAndPrivate(t *testing.T) {
 	require.Zero(t, n)
 	require.Equal(t, dbtest.Schema(t, a), dbtest.Schema(t, b))
 }
-
-// NewTx's writes vanish when its test ends.
-func TestNewTxRollsBack(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	var id string
-	t.Run("writes", func(t *testing.T) {
-		tx := dbtest.NewTx(t, db.Delivery)
-		require.NoError(t, tx.QueryRow(ctx,
-			`INSERT INTO outbox_inbox (event_id, event_type) VALUES (gen_random_uuid(), 'x') RETURNING event_id::text`).Scan(&id))
-	})
-	tx := dbtest.NewTx(t, db.Delivery)
-	var n int
-	require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM outbox_inbox WHERE event_id = $1`, id).Scan(&n))
-	require.Zero(t, n)
-}
