@@ -46,20 +46,31 @@ type browser struct {
 }
 
 var shared struct {
-	once    sync.Once
+	mu      sync.Mutex
 	browser *browser
-	err     error
 	close   func()
 }
 
+// newBrowser returns the shared chromium, starting it when there is none or the last one died
+// (a crash then fails only the tests that were using it, not every later one).
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := chromiumPath(t)
-	shared.once.Do(func() { shared.browser, shared.close, shared.err = startBrowser(path) })
-	if shared.err != nil {
-		t.Fatalf("start chromium: %v", shared.err)
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.browser != nil && shared.browser.ctx.Err() == nil {
+		return shared.browser
 	}
-	return shared.browser
+	if shared.close != nil {
+		shared.close()
+	}
+	shared.browser, shared.close = nil, nil
+	b, closeAll, err := startBrowser(path)
+	if err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	shared.browser, shared.close = b, closeAll
+	return b
 }
 
 func startBrowser(path string) (*browser, func(), error) {
@@ -78,7 +89,12 @@ func startBrowser(path string) (*browser, func(), error) {
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithErrorf(func(string, ...any) {}))
 	closeAll := func() { cancel(); cancelAlloc(); _ = os.RemoveAll(dir) }
-	if err := chromedp.Do(ctx); err != nil { // starts the browser; never under a timeout
+	// Start the browser. Not under a timeout context, which would end the browser with it: a
+	// start that hangs is killed instead.
+	hung := time.AfterFunc(time.Minute, cancelAlloc)
+	err = chromedp.Do(ctx)
+	hung.Stop()
+	if err != nil {
 		closeAll()
 		return nil, nil, err
 	}
@@ -87,6 +103,8 @@ func startBrowser(path string) (*browser, func(), error) {
 
 // closeBrowser closes the shared chromium, if a test started it.
 func closeBrowser() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
 	if shared.close != nil {
 		shared.close()
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,7 +93,7 @@ func (b *connBudget) hold(t *testing.T, n int) {
 		return
 	}
 	b.holders[top] = n
-	if r, ok := b.reserved[top]; ok { // set aside for it: its at once
+	if r, ok := b.reserved[top]; ok { // set aside for it: it has them at once
 		delete(b.reserved, top)
 		b.free += r - n
 		close(w.ready)
@@ -100,9 +102,29 @@ func (b *connBudget) hold(t *testing.T, n int) {
 		b.grant()
 	}
 	b.mu.Unlock()
-	<-w.ready
+	select {
+	case <-w.ready:
+	case <-time.After(budgetPatience):
+		b.mu.Lock()
+		select {
+		case <-w.ready: // granted as the wait ran out: take it
+		default:
+			b.queue = slices.DeleteFunc(b.queue, func(q *budgetWait) bool { return q == w })
+			delete(b.holders, top)
+			holders, reserved, free := maps.Clone(b.holders), maps.Clone(b.reserved), b.free
+			b.mu.Unlock()
+			t.Fatalf("waited %s for %d of the test connection budget: %d free, held %v, set aside %v",
+				budgetPatience, n, free, holders, reserved)
+		}
+		b.mu.Unlock()
+	}
 	t.Cleanup(func() { b.keep(top, 0) })
 }
+
+// budgetPatience bounds a test's wait for connections: longer than any test holds them, so that
+// running out of it means a test waits for what can never be free, and says so instead of hanging
+// until the package's -timeout.
+const budgetPatience = 5 * time.Minute
 
 // keep gives back what top holds beyond n units.
 func (b *connBudget) keep(top string, n int) {

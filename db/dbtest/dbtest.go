@@ -408,7 +408,8 @@ func Interleave(t testing.TB, pool *pgxpool.Pool, first, second func(pgx.Tx) err
 }
 
 // NewOneConnPool is NewDatabase with a pool of a single connection: for tests of what a
-// connection keeps between statements (PostgreSQL's cached plans are per connection).
+// connection keeps between statements (PostgreSQL's cached plans are per connection). Its
+// connection is never let go for being idle.
 func NewOneConnPool(t testing.TB, s db.Service) *pgxpool.Pool {
 	t.Helper()
 	url, _ := NewDatabase(t, s)
@@ -455,11 +456,18 @@ func scanStat(t testing.TB, pool *pgxpool.Pool, query, name string) (n int64) {
 // scan table. pool must be a NewOneConnPool: plans are per connection.
 func RequireIndexAfterGrowth(t testing.TB, pool *pgxpool.Pool, table, grow string, pass func() (check func())) {
 	t.Helper()
+	ctx := context.Background()
+	backend := func() (pid int) {
+		require.NoError(t, pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+		return pid
+	}
+	first := backend()
 	for range 8 {
 		pass()()
 	}
-	_, err := pool.Exec(context.Background(), grow)
+	_, err := pool.Exec(ctx, grow)
 	require.NoError(t, err, "grow %s", table)
+	require.Equal(t, first, backend(), "one connection all along: its cached plans are what is tested")
 	before := SeqScans(t, pool, table)
 	check := pass()
 	require.Zero(t, SeqScans(t, pool, table)-before, "a batch read the whole %s table", table)
