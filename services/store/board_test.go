@@ -180,3 +180,39 @@ func mustID(t *testing.T, s string) int64 {
 	require.NoError(t, err)
 	return id
 }
+
+// A store's orders, by status or all, oldest first, in one statement: an unknown store is
+// NOT_FOUND and a store with none answers [], not null.
+func TestOrdersOfAStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, apply := newCancelWorld(t)
+	for _, id := range []string{"1", "2", "3"} {
+		apply(placed(t, id, "강남구"))
+	}
+	_, err := s.MarkCooked(ctx, "2")
+	require.NoError(t, err)
+
+	ids := func(orders []Order) (out []string) {
+		for _, o := range orders {
+			out = append(out, o.OrderID+" "+string(o.Status))
+		}
+		return out
+	}
+	all, err := s.Orders(ctx, 1, "")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1 RECEIVED", "2 COOKED", "3 RECEIVED"}, ids(all))
+	received, err := s.Orders(ctx, 1, lifecycle.Received)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1 RECEIVED", "3 RECEIVED"}, ids(received))
+
+	none, err := s.Orders(ctx, 1, lifecycle.Cancelled)
+	require.NoError(t, err)
+	require.NotNil(t, none, "[], not null")
+	require.Empty(t, none)
+
+	_, err = s.Orders(ctx, 99, "")
+	require.Equal(t, errs.NotFound, errs.CodeOf(err))
+	_, err = s.Orders(ctx, 1, "BAKED")
+	require.Equal(t, errs.BadUserInput, errs.CodeOf(err))
+}

@@ -22,17 +22,17 @@ func (s *Service) Orders(ctx context.Context, storeID int64, status lifecycle.St
 	if status != "" && !status.Valid() {
 		return nil, errs.Invalid("status", "unknown status %q", status)
 	}
-	if _, err := s.Get(ctx, storeID); err != nil {
-		return nil, err
-	}
+	// Joined to the store's row, as Board is: an unknown store gives no row, in one round trip.
 	const q = `
-SELECT ` + orderColumns + ` FROM store_orders
-WHERE store_id = $1 AND ($2 = '' OR status = $2) ORDER BY received_at, order_id`
+SELECT o.order_id, o.store_id, o.pizza, o.qty, o.status, o.received_at, o.version
+FROM stores LEFT JOIN store_orders o ON o.store_id = stores.id AND ($2 = '' OR o.status = $2)
+WHERE stores.id = $1
+ORDER BY o.received_at, o.order_id`
 	rows, err := s.pool.Query(ctx, q, storeID, string(status))
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, scanOrder)
+	return storeOrders(rows, storeID)
 }
 
 // boardLimit bounds a board's replay: a store's unfinished orders come first.
@@ -62,16 +62,22 @@ ORDER BY board.received_at, board.order_id`
 	if err != nil {
 		return nil, err
 	}
-	found, board := false, []Order{} // an empty board is [], not null
+	return storeOrders(rows, storeID)
+}
+
+// storeOrders reads the rows of a store's orders joined to its row (stores LEFT JOIN): none is an
+// unknown store (NOT_FOUND), and one row of NULLs a store with no such orders ([], not null).
+func storeOrders(rows pgx.Rows, storeID int64) ([]Order, error) {
+	found, out := false, []Order{}
 	var (
 		orderID, pizza, status *string
 		id, qty, version       *int64
 		receivedAt             *time.Time
 	)
-	_, err = pgx.ForEachRow(rows, []any{&orderID, &id, &pizza, &qty, &status, &receivedAt, &version}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&orderID, &id, &pizza, &qty, &status, &receivedAt, &version}, func() error {
 		found = true
-		if orderID != nil { // not the NULLs of an empty board
-			board = append(board, Order{OrderID: *orderID, StoreID: strconv.FormatInt(*id, 10), Pizza: *pizza, Qty: int(*qty),
+		if orderID != nil { // not the NULLs of a store without such orders
+			out = append(out, Order{OrderID: *orderID, StoreID: strconv.FormatInt(*id, 10), Pizza: *pizza, Qty: int(*qty),
 				Status: lifecycle.Status(*status), ReceivedAt: *receivedAt, Version: *version})
 		}
 		return nil
@@ -79,7 +85,7 @@ ORDER BY board.received_at, board.order_id`
 	if err == nil && !found {
 		return nil, errs.Errorf(errs.NotFound, "no store %d", storeID)
 	}
-	return board, err
+	return out, err
 }
 
 // Order returns one store order.
