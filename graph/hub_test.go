@@ -143,16 +143,7 @@ func TestHubReplayLargerThanTheBufferKeepsTheSubscriber(t *testing.T) {
 	t.Parallel()
 	h := NewHub(2, time.Second, slog.New(slog.DiscardHandler))
 	defer h.Close()
-	current := func() ([]customercenter.Row, error) {
-		var rows []customercenter.Row
-		for i := 5; i >= 1; i-- { // five orders, newest first
-			row := customercenter.Row{Version: 1}
-			row.OrderID, row.CustomerID, row.Status = fmt.Sprint(i), "1", lifecycle.Received
-			rows = append(rows, row)
-		}
-		return rows, nil
-	}
-	s := subscribe(h, "1", current, map[string]int{}, true)
+	s := subscribe(h, "1", fiveReceived, map[string]int{}, true)
 	require.Equal(t, "1", recv(t, s).OrderID, "the replay, oldest first")
 	h.Publish(update(t, "6", "1", 1, lifecycle.Ordered))
 	h.Publish(update(t, "7", "1", 1, lifecycle.Ordered))
@@ -170,22 +161,24 @@ func TestHubReplayLargerThanTheBufferKeepsTheSubscriber(t *testing.T) {
 	require.Equal(t, "UNAVAILABLE", code(s.failure()))
 }
 
+// fiveReceived is customer 1's myPage as a re-read finds it: orders 1 to 5, RECEIVED, newest first.
+func fiveReceived() ([]customercenter.Row, error) {
+	var rows []customercenter.Row
+	for i := 5; i >= 1; i-- {
+		row := customercenter.Row{Version: 1}
+		row.OrderID, row.CustomerID, row.Status = fmt.Sprint(i), "1", lifecycle.Received
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
 // Live rows queued before a resync's rows count against the buffer only while they wait: once the
 // client has read them, the resync's rows behind them leave room for as many live rows again.
 func TestHubResyncBehindLiveRowsKeepsTheSubscriber(t *testing.T) {
 	t.Parallel()
 	h := NewHub(2, time.Second, slog.New(slog.DiscardHandler))
 	defer h.Close()
-	current := func() ([]customercenter.Row, error) {
-		var rows []customercenter.Row
-		for i := 5; i >= 1; i-- {
-			row := customercenter.Row{Version: 1}
-			row.OrderID, row.CustomerID, row.Status = fmt.Sprint(i), "1", lifecycle.Received
-			rows = append(rows, row)
-		}
-		return rows, nil
-	}
-	s := subscribe(h, "1", current, map[string]int{}, false)
+	s := subscribe(h, "1", fiveReceived, map[string]int{}, false)
 	h.Publish(update(t, "6", "1", 1, lifecycle.Ordered)) // two live rows: the buffer is full
 	h.Publish(update(t, "7", "1", 1, lifecycle.Ordered))
 	h.Resync() // its five rows queue behind them

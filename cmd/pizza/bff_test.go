@@ -75,9 +75,7 @@ func requireProgress(t *testing.T, rows []myPageRow, orderID string) {
 // 1. The seed's whole story through GraphQL, with the customer watching on a subscription.
 func TestSeedStoryThroughGraphQL(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t, nil)
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	_, base := wholeSystem(t, nil)
 	storeID := registerStore(t, base, "강남점", "강남구")
 	customer := mint(t, model.RoleCustomer, "1")
 	master := mint(t, model.RoleMaster, storeID)
@@ -174,9 +172,7 @@ func TestSeedStoryThroughGraphQL(t *testing.T) {
 // every operation for every role, over fakes.
 func TestAuthorizationEndToEnd(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t, nil)
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	sys, base := wholeSystem(t, nil)
 	ownStore := registerStore(t, base, "강남점", "강남구")
 	otherStore := registerStore(t, base, "종로점", "종로구")
 	customer := mint(t, model.RoleCustomer, "1")
@@ -238,9 +234,7 @@ func TestAuthorizationEndToEnd(t *testing.T) {
 // 3. Abuse: each attempt gets its 4xx or error code, and no resolver runs (no order is written).
 func TestAbuseIsRefusedBeforeResolvers(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t, map[string]string{"PIZZA_WS_INIT_TIMEOUT": "300ms"})
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	sys, base := wholeSystem(t, map[string]string{"PIZZA_WS_INIT_TIMEOUT": "300ms"})
 	registerStore(t, base, "강남점", "강남구")
 	customer := mint(t, model.RoleCustomer, "1")
 	placeQuery := `mutation { placeOrder(input: {customerId: "1", pizza: "p", qty: 1, region: "강남구"}) { id } }`
@@ -402,9 +396,7 @@ func TestTwoBFFReplicasBothDeliver(t *testing.T) {
 // else.
 func TestThousandSubscribersEachSeeTheirOwn(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t, nil)
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	_, base := wholeSystem(t, nil)
 	registerStore(t, base, "강남점", "강남구")
 	const n = 1000
 	conns := make([]*wsConn, n)
@@ -507,9 +499,7 @@ func TestSubscriptionEndsWhenTheTokenExpires(t *testing.T) {
 // The operator's view of one order: every event, when written, published, and consumed by whom.
 func TestOrderTimeline(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t, nil)
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	sys, base := wholeSystem(t, nil)
 	storeID := registerStore(t, base, "강남점", "강남구")
 	customer := mint(t, model.RoleCustomer, "1")
 	o := placed(t, base, customer, "1", "강남구")

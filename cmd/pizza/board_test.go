@@ -88,9 +88,7 @@ func refused(t *testing.T, ws *wsConn) string {
 // store is refused, at the subscription and at the query; an unknown store is NOT_FOUND.
 func TestStoreBoardIsLive(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t, nil)
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	sys, base := wholeSystem(t, nil)
 	storeID := registerStore(t, base, "강남점", "강남구")
 	otherStore := registerStore(t, base, "서초점", "서초구")
 	master := mint(t, model.RoleMaster, storeID)

@@ -38,7 +38,7 @@ func TestConsoleBench(t *testing.T) {
 	require.NoError(t, err)
 	kib := float64(gz) / 1024
 
-	_, base := consoleSystem(t, nil)
+	_, base := wholeSystem(t, nil)
 	registerStore(t, base, "강남점", "강남구")
 	const customer = "bench-1"
 	tok := mint(t, model.RoleCustomer, customer)

@@ -19,7 +19,6 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 
-	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph/model"
 	"github.com/1588-pizza/pizza/outbox/outboxtest"
 )
@@ -33,15 +32,6 @@ const (
 	phoneW, phoneH     = 390, 844
 	desktopW, desktopH = 1280, 860
 )
-
-// consoleSystem starts every service and a BFF (which serves the console), with extra
-// configuration, and returns the system and the BFF's base URL.
-func consoleSystem(t *testing.T, extra map[string]string) (*system, string) {
-	t.Helper()
-	sys := newSystem(t, extra)
-	sys.start(t, db.Services...)
-	return sys, sys.startBFF(t)
-}
 
 // signIn opens the console at base and signs in by pasting a token, as anyone with a token
 // would, then waits until the console shows the role's page.
@@ -197,7 +187,7 @@ func TestConsoleSeedStory(t *testing.T) {
 		}
 		answer()
 	})
-	sys, base := consoleSystem(t, map[string]string{
+	sys, base := wholeSystem(t, map[string]string{
 		"STORE_URL":           storeURL,
 		"STORE_CHECK_TIMEOUT": "2s", // the busy store hangs this long; the open ones answer well within it, even on a loaded machine
 		"BREAKER_TRIP_AFTER":  "1",
@@ -301,7 +291,7 @@ func TestConsoleSeedStory(t *testing.T) {
 // refreshed without a reload; and an agent finds a customer and orders for them.
 func TestConsoleAdminSystemAndAgent(t *testing.T) {
 	t.Parallel()
-	_, base := consoleSystem(t, nil)
+	_, base := wholeSystem(t, nil)
 	registerStore(t, base, "강남점", "강남구")
 	placed(t, base, mint(t, model.RoleCustomer, "agent-cust-7"), "agent-cust-7", "강남구")
 
@@ -340,7 +330,7 @@ func TestConsoleAdminSystemAndAgent(t *testing.T) {
 // reopens the store with the keyboard (Space on the focused switch), and the API agrees.
 func TestConsoleKeyboardAndEnglish(t *testing.T) {
 	t.Parallel()
-	_, base := consoleSystem(t, nil)
+	_, base := wholeSystem(t, nil)
 	storeID := registerStore(t, base, "강남점", "강남구")
 	b := newBrowser(t)
 
@@ -395,7 +385,7 @@ func openSystemPage(t *testing.T, tab context.Context) {
 // a master's board never another store's; and the API refuses them the same.
 func TestConsoleShowsEachRoleOnlyItsOwn(t *testing.T) {
 	t.Parallel()
-	_, base := consoleSystem(t, nil)
+	_, base := wholeSystem(t, nil)
 	storeA := registerStore(t, base, "강남점", "강남구")
 	storeB := registerStore(t, base, "마포점", "마포구")
 
@@ -459,7 +449,7 @@ func sorted(got []string, want ...string) []string {
 // The socket is cut by a TCP proxy between the browser and the BFF.
 func TestConsoleResumesAfterTheSocketIsCut(t *testing.T) {
 	t.Parallel()
-	_, base := consoleSystem(t, nil)
+	_, base := wholeSystem(t, nil)
 	storeID := registerStore(t, base, "강남점", "강남구")
 	proxy := outboxtest.NewProxy(t, strings.TrimPrefix(base, "http://"))
 	viaProxy := "http://" + proxy.Addr()
@@ -495,7 +485,7 @@ func TestConsoleResumesAfterTheSocketIsCut(t *testing.T) {
 // closed network works), under a Content-Security-Policy that the pages never violate.
 func TestConsoleLoadsNothingFromElsewhere(t *testing.T) {
 	t.Parallel()
-	_, base := consoleSystem(t, nil)
+	_, base := wholeSystem(t, nil)
 	b := newBrowser(t)
 	for _, page := range []struct{ path, ready string }{
 		{"/", "#token"},

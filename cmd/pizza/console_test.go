@@ -33,9 +33,7 @@ type gqlCustomer struct {
 // admins may; a limit out of 1..100, or a search no id could start with, is BAD_USER_INPUT.
 func TestCustomerSearchThroughGraphQL(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t, nil)
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	sys, base := wholeSystem(t, nil)
 	registerStore(t, base, "강남점", "강남구")
 	agent := mint(t, model.RoleAgent, "")
 	var ids []string

@@ -127,9 +127,7 @@ func (sys *system) count(t *testing.T, s db.Service, q string, args ...any) int 
 func TestCookAndCancelRace(t *testing.T) {
 	t.Parallel()
 	// A subscriber that falls behind by its buffer is dropped: this one takes a few hundred rows.
-	sys := newSystem(t, map[string]string{"PIZZA_SUBSCRIBER_BUFFER": "4096"})
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	sys, base := wholeSystem(t, map[string]string{"PIZZA_SUBSCRIBER_BUFFER": "4096"})
 	storeID := registerStore(t, base, "강남점", "강남구")
 	customer := mint(t, model.RoleCustomer, "9")
 	master := mint(t, model.RoleMaster, storeID)

@@ -62,6 +62,15 @@ func newSystem(t *testing.T, extraEnv map[string]string) *system {
 	return sys
 }
 
+// wholeSystem starts every service and a BFF (which serves the console), with extra
+// configuration, and returns the system and the BFF's base URL.
+func wholeSystem(t *testing.T, extra map[string]string) (*system, string) {
+	t.Helper()
+	sys := newSystem(t, extra)
+	sys.start(t, db.Services...)
+	return sys, sys.startBFF(t)
+}
+
 // start serves the named components in their own `pizza serve` and waits until they are ready.
 // The returned function stops them (SIGTERM) and waits.
 func (sys *system) start(t *testing.T, components ...db.Service) func() {

@@ -13,7 +13,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/1588-pizza/pizza/db"
 	"github.com/1588-pizza/pizza/graph/model"
 )
 
@@ -26,9 +25,7 @@ func TestOneOrderIsOneTrace(t *testing.T) {
 	otel.SetTracerProvider(tp)
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-	sys := newSystem(t, nil)
-	sys.start(t, db.Services...)
-	base := sys.startBFF(t)
+	_, base := wholeSystem(t, nil)
 	registerStore(t, base, "강남점", "강남구")
 	customer := mint(t, model.RoleCustomer, "1")
 	ws := connect(t, base, customer)
